@@ -1,0 +1,118 @@
+// The element set: the read-only list of work elements of a mux, stored in elements.h5.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "mpmux/export.hpp"
+
+namespace mpmux {
+
+/// How the bytes of each element are to be read.
+enum class Encoding { json, bytes, boost_binary };
+MPMUX_EXPORT std::string_view to_string(Encoding);
+MPMUX_EXPORT Encoding encoding_from_string(std::string_view);  // throws UsageError
+
+/// Elements as one byte string plus n+1 offsets: element i is data[offsets[i], offsets[i+1]).
+struct MPMUX_EXPORT ElementBuffer {
+  std::string data;
+  std::vector<std::uint64_t> offsets{0};
+
+  void push(std::string_view element) {
+    data.append(element);
+    offsets.push_back(data.size());
+  }
+  std::size_t size() const { return offsets.size() - 1; }
+  std::string_view at(std::size_t i) const {
+    return std::string_view(data).substr(offsets[i], offsets[i + 1] - offsets[i]);
+  }
+};
+
+/// A typed table (CSV, JSON Lines of flat objects, a --grid product). Stored next to the
+/// elements as the compound dataset /elements/table.
+enum class ColumnType { int64, float64, string };
+using Cell = std::variant<std::int64_t, double, std::string>;
+
+struct MPMUX_EXPORT Table {
+  std::vector<std::string> names;
+  std::vector<ColumnType> types;
+  std::vector<std::vector<Cell>> rows;  // rows[r][c], cell type matches types[c]
+
+  /// Row r as a compact JSON object, fields in column order ({"alpha":0.1,"seed":3}).
+  std::string row_json(std::size_t r) const;
+};
+
+/// Elements parsed from user input, ready to be stored.
+struct MPMUX_EXPORT ParsedElements {
+  Encoding encoding = Encoding::json;
+  ElementBuffer elements;
+  std::optional<Table> table;  // set when the input was tabular
+};
+
+/// Input readers. Each throws UsageError with a one-line message naming the file and line
+/// ("grid.csv:7: 2 fields, the header has 3") for: an empty input, a missing header,
+/// a ragged row, bytes that are not UTF-8, an invalid JSON line, a line that is not an object.
+/// CSV follows RFC 4180 (quoted fields, doubled quotes, CRLF or LF, newlines inside quotes);
+/// the header names must be identifiers ([A-Za-z_][A-Za-z0-9_]*), unique. A column is int64
+/// when every cell is an integer, float64 when every cell is a number, else string.
+MPMUX_EXPORT ParsedElements read_csv(const std::filesystem::path& file);
+/// JSON Lines: one object per non-blank line. A table is kept when every line is a flat object
+/// with the same keys in the same order and scalar values.
+MPMUX_EXPORT ParsedElements read_jsonl(const std::filesystem::path& file);
+/// --grid NAME=v1,v2,... NAME=start:stop[:step] ...: the cartesian product in row-major order
+/// (the last parameter varies fastest). start:stop:step excludes stop, as Python's range.
+MPMUX_EXPORT ParsedElements make_grid(const std::vector<std::string>& specs);
+/// --range N: elements {"i": 0} ... {"i": N-1}.
+MPMUX_EXPORT ParsedElements make_range(std::uint64_t n);
+
+/// Attributes of an element set.
+struct MPMUX_EXPORT ElementSetInfo {
+  std::string format;  // "mpmux-elements"
+  int format_version = 1;
+  std::uint64_t count = 0;
+  std::string created;  // ISO 8601 UTC
+  std::string tag;
+  Encoding encoding = Encoding::json;
+  std::vector<std::string> columns;  // names of /elements/table, empty when there is none
+};
+
+/// elements.h5: /elements/data (uint8, chunked), /elements/offsets (uint64, n+1),
+/// optional /elements/table (compound), attributes on /elements.
+class MPMUX_EXPORT ElementSet {
+ public:
+  /// Writes a new elements.h5 at `file` (which must not exist). Durable (fsynced) on return.
+  static void write(const std::filesystem::path& file, const ElementBuffer& elements, Encoding encoding,
+                    const std::string& tag, const Table* table);
+
+  /// Opens an existing set read-only. Throws UsageError when the file is missing, is not HDF5,
+  /// is truncated or is not an mpmux element set.
+  static ElementSet open(const std::filesystem::path& file);
+
+  ElementSet(ElementSet&&) noexcept;
+  ElementSet& operator=(ElementSet&&) noexcept;
+  ~ElementSet();
+
+  const ElementSetInfo& info() const;
+  std::uint64_t size() const;
+  const std::filesystem::path& path() const;
+
+  /// The bytes of element i.
+  std::string read(std::uint64_t index) const;
+  /// The elements at `indices` (ascending), packed in that order: result.at(k) is element
+  /// indices[k]. Reads only what is needed.
+  ElementBuffer read_subset(const std::vector<std::uint64_t>& indices) const;
+  /// All elements.
+  ElementBuffer read_all() const;
+
+ private:
+  struct State;
+  explicit ElementSet(std::unique_ptr<State>);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace mpmux

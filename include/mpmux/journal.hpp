@@ -1,0 +1,114 @@
+// The session journal: the truth of a session. Append-only files, one per writer process,
+// under DIR/sessions/<id>/journal/. See docs/formats.md.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mpmux/export.hpp"
+
+namespace mpmux {
+
+class Session;
+
+enum class RecordType : std::uint8_t {
+  header = 1,  // first record of every journal file: session id, host, pid
+  done = 2,    // an attempt that succeeded
+  failed = 3,  // an attempt that failed (flag final: no retry remains)
+};
+
+/// What one attempt at one element ended with.
+struct MPMUX_EXPORT Outcome {
+  static constexpr std::uint8_t kFinal = 1;            // failed and no retry remains
+  static constexpr std::uint8_t kResultTruncated = 2;  // result cut at the size limit
+  static constexpr std::uint8_t kTimedOut = 4;         // killed by --timeout
+
+  RecordType type = RecordType::done;
+  std::uint64_t index = 0;
+  std::uint32_t attempt = 1;    // 1 for the first attempt
+  std::uint32_t worker = 0;     // MPI rank of the worker
+  std::int64_t t_start = 0;     // ns since the Unix epoch
+  std::int64_t t_end = 0;
+  std::uint32_t pid = 0;
+  std::int32_t exit_code = 0;   // -1 when killed by a signal
+  std::int32_t signal = 0;
+  std::uint8_t flags = 0;
+  std::string host;
+  std::string result;       // the task's result (stdout of --exec, bytes recorded by the API)
+  std::string stderr_tail;  // last 4 KiB of stderr
+};
+
+/// Frames one record: [u32 length][u32 crc32c][u8 type][u64 index][u32 attempt][u32 worker]
+/// [i64 t_start][i64 t_end][payload], little-endian; length and crc cover type..payload.
+MPMUX_EXPORT void append_record(std::string& out, const Outcome& outcome);
+MPMUX_EXPORT std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0);
+
+/// Appends framed records to a new journal file of its own. Group commit: sync() is cheap to
+/// call often; it writes buffered records and fdatasyncs at most every `commit_interval`.
+/// A record is durable once flush() has returned after it was appended.
+class MPMUX_EXPORT JournalWriter {
+ public:
+  /// Creates DIR/journal/<host>-<pid>-<time>.mjl with its header record.
+  JournalWriter(const Session& session, std::string host, std::uint32_t pid,
+                double commit_interval_s = 0.2);
+  ~JournalWriter();  // flush(), errors only logged
+  JournalWriter(const JournalWriter&) = delete;
+  JournalWriter& operator=(const JournalWriter&) = delete;
+
+  void append(const Outcome& outcome);
+  /// Appends records framed elsewhere (by append_record on a worker); checks their framing.
+  void append_framed(std::string_view records);
+  /// Writes and fdatasyncs when commit_interval has passed since the last sync.
+  void sync();
+  /// Writes and fdatasyncs now. Throws StoreError on a write error (full disk...).
+  void flush();
+  const std::filesystem::path& path() const { return path_; }
+  std::uint64_t records() const { return records_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::string buffer_;
+  std::uint64_t records_ = 0;
+  std::int64_t last_sync_ns_ = 0;
+  std::int64_t interval_ns_ = 0;
+  void write_buffer();
+};
+
+/// Result of reading one journal file.
+struct MPMUX_EXPORT JournalFile {
+  std::filesystem::path path;
+  std::string session;   // from the header record
+  std::vector<Outcome> outcomes;
+  std::uint64_t valid_bytes = 0;  // bytes of whole, valid records
+  std::uint64_t torn_bytes = 0;   // bytes of an incomplete or torn last record (ignored)
+};
+
+/// Reads one journal. A torn tail (a last record that is incomplete, fails its checksum and
+/// reaches the end of the file, or trailing zeros) is ignored and counted in torn_bytes; with
+/// `cut_torn_tail` the file is truncated to valid_bytes. A bad record followed by more data is
+/// corruption: throws StoreError naming the file and byte offset, and nothing is rewritten.
+/// A journal whose header names another session than `expect_session` is refused (StoreError).
+MPMUX_EXPORT JournalFile read_journal(const std::filesystem::path& file, std::string_view expect_session,
+                                      bool cut_torn_tail = false);
+
+enum class ElementStatus : std::uint8_t { pending = 0, done = 1, failed = 2 };
+
+/// The state of every element of a session, folded from all its journals.
+struct MPMUX_EXPORT SessionState {
+  std::vector<ElementStatus> status;   // per element
+  std::vector<std::uint32_t> attempts; // outcome records seen per element
+  std::uint64_t done = 0, failed = 0;  // failed: failed for good (final flag), not done
+  std::uint64_t torn_bytes = 0;
+
+  /// Indices to hand out: pending ones, and failed ones when `include_failed`.
+  std::vector<std::uint64_t> pending_indices(bool include_failed = false) const;
+};
+
+/// Folds every journal of the session. A done record makes an element done whatever else was
+/// recorded for it.
+MPMUX_EXPORT SessionState read_session_state(const Session& session, bool cut_torn_tails = false);
+
+}  // namespace mpmux

@@ -1,0 +1,65 @@
+// Mux directories, read sessions and mux ids.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "mpmux/element_set.hpp"
+#include "mpmux/export.hpp"
+
+namespace mpmux {
+
+/// A printable reference to one read session of one mux directory, safe in an environment
+/// variable and as a shell word: file:///abs/path/to/20261121-233500-grid#s=20261121T233512Z-7f3a
+/// (path bytes outside [A-Za-z0-9/._~-] are percent-encoded).
+struct MPMUX_EXPORT MuxId {
+  std::filesystem::path dir;  // the mux directory, absolute
+  std::string session;        // the session id
+
+  std::string str() const;
+  /// Throws UsageError naming the id for anything malformed or of an unknown scheme.
+  static MuxId parse(std::string_view text);
+};
+
+/// Creates ROOT/<YYYYMMDD-HHMMSS>[-tag]/elements.h5 atomically (built in a hidden temporary
+/// directory under ROOT, then renamed; on a name collision within the same second ".2", ".3" ...
+/// is appended). ROOT is created when missing. Throws UsageError for an unwritable ROOT or a
+/// tag outside [A-Za-z0-9_.-]; nothing is left behind on error. Returns the mux directory.
+MPMUX_EXPORT std::filesystem::path create_mux(const std::filesystem::path& root, const ParsedElements& elements,
+                                              const std::string& tag);
+
+/// Removes a mux directory with its element set and all its sessions. Throws UsageError when
+/// `dir` is not a mux directory (no elements.h5), so it never removes anything else.
+MPMUX_EXPORT void destroy_mux(const std::filesystem::path& dir);
+
+/// Counts of a session. pending = total - done - failed - running.
+struct MPMUX_EXPORT Stat {
+  std::uint64_t total = 0, done = 0, failed = 0, running = 0, pending = 0;
+};
+
+/// One read session: DIR/sessions/<id>/ with session.json (immutable), journal/ and results.h5.
+class MPMUX_EXPORT Session {
+ public:
+  /// Creates a new, independent session on a mux directory; id like 20261121T233512Z-7f3a.
+  static Session create(const std::filesystem::path& mux_dir);
+  /// Opens an existing session. Throws UsageError when the mux directory or the session does
+  /// not exist (destroyed, mistyped) or session.json is unreadable.
+  static Session open(const MuxId& id);
+
+  const MuxId& id() const { return id_; }
+  std::filesystem::path mux_dir() const { return id_.dir; }
+  std::filesystem::path dir() const;           // DIR/sessions/<id>
+  std::filesystem::path journal_dir() const;   // DIR/sessions/<id>/journal
+  std::filesystem::path elements_file() const; // DIR/elements.h5
+  /// Status file the coordinator of a live run rewrites (atomically) every few seconds.
+  std::filesystem::path run_status_file() const;  // DIR/sessions/<id>/run.json
+  std::uint64_t total() const { return total_; }
+
+ private:
+  Session(MuxId id, std::uint64_t total) : id_(std::move(id)), total_(total) {}
+  MuxId id_;
+  std::uint64_t total_ = 0;
+};
+
+}  // namespace mpmux
