@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,12 +28,12 @@ struct MPMUX_EXPORT Outcome {
 
   RecordType type = RecordType::done;
   std::uint64_t index = 0;
-  std::uint32_t attempt = 1;    // 1 for the first attempt
-  std::uint32_t worker = 0;     // MPI rank of the worker
-  std::int64_t t_start = 0;     // ns since the Unix epoch
+  std::uint32_t attempt = 1;  // 1 for the first attempt
+  std::uint32_t worker = 0;   // MPI rank of the worker
+  std::int64_t t_start = 0;   // ns since the Unix epoch
   std::int64_t t_end = 0;
   std::uint32_t pid = 0;
-  std::int32_t exit_code = 0;   // -1 when killed by a signal
+  std::int32_t exit_code = 0;  // -1 when killed by a signal
   std::int32_t signal = 0;
   std::uint8_t flags = 0;
   std::string host;
@@ -42,45 +43,76 @@ struct MPMUX_EXPORT Outcome {
 
 /// Frames one record: [u32 length][u32 crc32c][u8 type][u64 index][u32 attempt][u32 worker]
 /// [i64 t_start][i64 t_end][payload], little-endian; length and crc cover type..payload.
+/// Payload of done/failed: [u32 pid][i32 exit_code][i32 signal][u8 flags][u16 host_len][host]
+/// [u32 result_len][result][u32 stderr_len][stderr]. Throws StoreError when the record would
+/// exceed kMaxRecordBytes (the host is cut at 65535 bytes).
 MPMUX_EXPORT void append_record(std::string& out, const Outcome& outcome);
+/// Largest value of a record's length field; readers treat anything larger as damage.
+inline constexpr std::uint32_t kMaxRecordBytes = 1u << 30;
+
+/// CRC-32C (Castagnoli). Chains: crc32c(b, nb, crc32c(a, na)) == crc32c of a then b.
+/// Uses the SSE4.2 crc32 instruction when the CPU has it.
 MPMUX_EXPORT std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0);
+namespace detail {
+/// The table-driven CRC-32C that crc32c() falls back to; exposed so tests can compare both.
+MPMUX_EXPORT std::uint32_t crc32c_portable(const void* data, std::size_t n, std::uint32_t crc = 0);
+}  // namespace detail
 
 /// Appends framed records to a new journal file of its own. Group commit: sync() is cheap to
 /// call often; it writes buffered records and fdatasyncs at most every `commit_interval`.
-/// A record is durable once flush() has returned after it was appended.
+/// A record is durable once flush() has returned after it was appended, or once a sync() that
+/// did fdatasync (see syncs()) has returned. append() makes no system call. Not thread-safe.
 class MPMUX_EXPORT JournalWriter {
  public:
-  /// Creates DIR/journal/<host>-<pid>-<time>.mjl with its header record.
-  JournalWriter(const Session& session, std::string host, std::uint32_t pid,
+  /// Creates DIR/journal/<host>-<pid>-<time>.mjl with its header record; the file and its
+  /// directory entry are durable on return. Throws StoreError.
+  JournalWriter(const Session& session, std::string_view host, std::uint32_t pid,
                 double commit_interval_s = 0.2);
+  /// The same in any journal directory, for a session known by its id.
+  JournalWriter(const std::filesystem::path& journal_dir, std::string_view session_id, std::string_view host,
+                std::uint32_t pid, double commit_interval_s = 0.2);
   ~JournalWriter();  // flush(), errors only logged
   JournalWriter(const JournalWriter&) = delete;
   JournalWriter& operator=(const JournalWriter&) = delete;
 
   void append(const Outcome& outcome);
-  /// Appends records framed elsewhere (by append_record on a worker); checks their framing.
+  /// Appends records framed elsewhere (by append_record on a worker) verbatim. Every record's
+  /// length, checksum, type (done or failed) and payload are checked first; on a bad frame
+  /// StoreError is thrown and nothing of `records` is appended.
   void append_framed(std::string_view records);
-  /// Writes and fdatasyncs when commit_interval has passed since the last sync.
+  /// Writes and fdatasyncs when commit_interval has passed since the last sync; otherwise
+  /// makes no system call, except that a buffer beyond 8 MiB is written (not synced).
   void sync();
-  /// Writes and fdatasyncs now. Throws StoreError on a write error (full disk...).
+  /// Writes and fdatasyncs now. Throws StoreError on a write error (full disk...); the records
+  /// not written stay buffered, so a later flush() can still make them durable.
   void flush();
   const std::filesystem::path& path() const { return path_; }
   std::uint64_t records() const { return records_; }
+  /// fdatasyncs done so far (the header's included).
+  std::uint64_t syncs() const { return syncs_; }
+  /// Bytes appended but not yet written to the file.
+  std::size_t buffered_bytes() const { return buffer_.size(); }
+  /// Replaces the monotonic clock (ns) that group commit is measured with; for tests.
+  void set_clock(std::function<std::int64_t()> clock);
 
  private:
   std::filesystem::path path_;
   int fd_ = -1;
   std::string buffer_;
   std::uint64_t records_ = 0;
+  std::uint64_t syncs_ = 0;
   std::int64_t last_sync_ns_ = 0;
   std::int64_t interval_ns_ = 0;
+  bool unsynced_ = false;  // bytes written since the last fdatasync
+  std::function<std::int64_t()> clock_;
   void write_buffer();
+  std::int64_t now() const;
 };
 
 /// Result of reading one journal file.
 struct MPMUX_EXPORT JournalFile {
   std::filesystem::path path;
-  std::string session;   // from the header record
+  std::string session;  // from the header record
   std::vector<Outcome> outcomes;
   std::uint64_t valid_bytes = 0;  // bytes of whole, valid records
   std::uint64_t torn_bytes = 0;   // bytes of an incomplete or torn last record (ignored)
@@ -88,9 +120,11 @@ struct MPMUX_EXPORT JournalFile {
 
 /// Reads one journal. A torn tail (a last record that is incomplete, fails its checksum and
 /// reaches the end of the file, or trailing zeros) is ignored and counted in torn_bytes; with
-/// `cut_torn_tail` the file is truncated to valid_bytes. A bad record followed by more data is
-/// corruption: throws StoreError naming the file and byte offset, and nothing is rewritten.
-/// A journal whose header names another session than `expect_session` is refused (StoreError).
+/// `cut_torn_tail` the file is truncated to valid_bytes and fsynced (never do that to a journal
+/// a live writer still appends to). A bad record followed by more data is corruption: throws
+/// StoreError naming the file and byte offset, and nothing is rewritten. A journal whose header
+/// names another session than `expect_session` is refused (StoreError); an empty
+/// `expect_session` accepts any. A file too short to hold its header is all torn tail.
 MPMUX_EXPORT JournalFile read_journal(const std::filesystem::path& file, std::string_view expect_session,
                                       bool cut_torn_tail = false);
 
@@ -98,17 +132,23 @@ enum class ElementStatus : std::uint8_t { pending = 0, done = 1, failed = 2 };
 
 /// The state of every element of a session, folded from all its journals.
 struct MPMUX_EXPORT SessionState {
-  std::vector<ElementStatus> status;   // per element
-  std::vector<std::uint32_t> attempts; // outcome records seen per element
-  std::uint64_t done = 0, failed = 0;  // failed: failed for good (final flag), not done
+  std::vector<ElementStatus> status;    // per element
+  std::vector<std::uint32_t> attempts;  // outcome records seen per element
+  std::uint64_t done = 0, failed = 0;   // failed: failed for good (final flag), not done
   std::uint64_t torn_bytes = 0;
 
   /// Indices to hand out: pending ones, and failed ones when `include_failed`.
   std::vector<std::uint64_t> pending_indices(bool include_failed = false) const;
 };
 
-/// Folds every journal of the session. A done record makes an element done whatever else was
-/// recorded for it.
+/// Folds every journal (*.mjl) of the session. A done record makes an element done whatever else
+/// was recorded for it; a failed record with the kFinal flag makes it failed unless a done
+/// exists; attempts counts done and failed records. Throws StoreError for a corrupt journal,
+/// one of another session, or a record naming an index >= total.
 MPMUX_EXPORT SessionState read_session_state(const Session& session, bool cut_torn_tails = false);
+/// The same for the journals in `journal_dir` of session `session_id` with `total` elements.
+MPMUX_EXPORT SessionState read_session_state(const std::filesystem::path& journal_dir,
+                                             std::string_view session_id, std::uint64_t total,
+                                             bool cut_torn_tails = false);
 
 }  // namespace mpmux

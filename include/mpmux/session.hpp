@@ -22,15 +22,17 @@ struct MPMUX_EXPORT MuxId {
   static MuxId parse(std::string_view text);
 };
 
-/// Creates ROOT/<YYYYMMDD-HHMMSS>[-tag]/elements.h5 atomically (built in a hidden temporary
-/// directory under ROOT, then renamed; on a name collision within the same second ".2", ".3" ...
-/// is appended). ROOT is created when missing. Throws UsageError for an unwritable ROOT or a
-/// tag outside [A-Za-z0-9_.-]; nothing is left behind on error. Returns the mux directory.
-MPMUX_EXPORT std::filesystem::path create_mux(const std::filesystem::path& root, const ParsedElements& elements,
-                                              const std::string& tag);
+/// Creates ROOT/<YYYYMMDD-HHMMSS>[-tag]/elements.h5 (UTC time) atomically (built in a hidden
+/// temporary directory under ROOT, then renamed; on a name collision within the same second
+/// ".2", ".3" ... is appended). ROOT is created when missing. Throws UsageError for an
+/// unwritable ROOT or a tag outside [A-Za-z0-9_.-] or longer than 64; nothing is left behind on
+/// error. Returns the mux directory, absolute. Durable on return.
+MPMUX_EXPORT std::filesystem::path create_mux(const std::filesystem::path& root,
+                                              const ParsedElements& elements, const std::string& tag);
 
 /// Removes a mux directory with its element set and all its sessions. Throws UsageError when
-/// `dir` is not a mux directory (no elements.h5), so it never removes anything else.
+/// `dir` is missing or is not a mux directory (no elements.h5), so it never removes anything
+/// else. The directory is first renamed out of sight, so readers see the mux whole or gone.
 MPMUX_EXPORT void destroy_mux(const std::filesystem::path& dir);
 
 /// Counts of a session. pending = total - done - failed - running.
@@ -41,17 +43,21 @@ struct MPMUX_EXPORT Stat {
 /// One read session: DIR/sessions/<id>/ with session.json (immutable), journal/ and results.h5.
 class MPMUX_EXPORT Session {
  public:
-  /// Creates a new, independent session on a mux directory; id like 20261121T233512Z-7f3a.
+  /// Creates a new, independent session on a mux directory; id like 20261121T233512Z-7f3a
+  /// (UTC time and 4 random hex digits). The session directory appears whole (session.json and
+  /// an empty journal/) and durable, or not at all. Throws UsageError when the mux directory is
+  /// missing or its elements.h5 is not a valid set, StoreError when writing fails.
   static Session create(const std::filesystem::path& mux_dir);
   /// Opens an existing session. Throws UsageError when the mux directory or the session does
-  /// not exist (destroyed, mistyped) or session.json is unreadable.
+  /// not exist (destroyed, mistyped), session.json is unreadable or disagrees with elements.h5,
+  /// or elements.h5 is not a valid set. Reads attributes only, no element data.
   static Session open(const MuxId& id);
 
   const MuxId& id() const { return id_; }
   std::filesystem::path mux_dir() const { return id_.dir; }
-  std::filesystem::path dir() const;           // DIR/sessions/<id>
-  std::filesystem::path journal_dir() const;   // DIR/sessions/<id>/journal
-  std::filesystem::path elements_file() const; // DIR/elements.h5
+  std::filesystem::path dir() const;            // DIR/sessions/<id>
+  std::filesystem::path journal_dir() const;    // DIR/sessions/<id>/journal
+  std::filesystem::path elements_file() const;  // DIR/elements.h5
   /// Status file the coordinator of a live run rewrites (atomically) every few seconds.
   std::filesystem::path run_status_file() const;  // DIR/sessions/<id>/run.json
   std::uint64_t total() const { return total_; }

@@ -1,0 +1,329 @@
+#include "mpmux/session.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "mpmux/error.hpp"
+#include "store/fs.hpp"
+
+namespace mpmux {
+
+namespace stdfs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// MuxId
+
+namespace {
+
+constexpr std::string_view kFileScheme = "file://";
+
+bool is_alnum(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+// The bytes str() leaves as they are; everything else is percent-encoded, which keeps the id
+// one shell word and free of URI delimiters ('#', '?', '%').
+bool is_plain_path_byte(unsigned char c) {
+  return is_alnum(c) || c == '/' || c == '.' || c == '_' || c == '~' || c == '-';
+}
+
+bool is_session_byte(unsigned char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// A byte for an error message: printable ASCII as itself, anything else as \xNN.
+std::string show_byte(unsigned char c) {
+  if (c >= 0x20 && c < 0x7F) return std::string(1, static_cast<char>(c));
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  return std::string("\\x") + kHex[c >> 4] + kHex[c & 0xF];
+}
+
+// Absolute, lexically normal, without a trailing separator.
+stdfs::path normal_dir(const stdfs::path& dir) {
+  stdfs::path p = stdfs::absolute(dir).lexically_normal();
+  if (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
+  return p;
+}
+
+}  // namespace
+
+std::string MuxId::str() const {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out(kFileScheme);
+  for (unsigned char c : dir.native()) {
+    if (is_plain_path_byte(c)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    }
+  }
+  out += "#s=";
+  out += session;
+  return out;
+}
+
+MuxId MuxId::parse(std::string_view text) {
+  auto fail = [&](const std::string& why) -> UsageError {
+    return UsageError("mux id '" + std::string(text) + "': " + why);
+  };
+  if (text.empty()) throw fail("empty");
+  std::size_t colon = text.find("://");
+  if (colon == std::string_view::npos) throw fail("not a URI (expected file:///path/to/mux#s=SESSION)");
+  std::string_view scheme = text.substr(0, colon);
+  if (scheme != "file") throw fail("unsupported scheme '" + std::string(scheme) + "'");
+
+  std::string_view rest = text.substr(kFileScheme.size());
+  std::size_t hash = rest.find('#');
+  std::string_view encoded = rest.substr(0, hash);
+  if (encoded.empty() || encoded.front() != '/')
+    throw fail("the path must be absolute (file:///path/to/mux#s=SESSION)");
+
+  std::string path;
+  path.reserve(encoded.size());
+  for (std::size_t i = 0; i < encoded.size(); ++i) {
+    auto c = static_cast<unsigned char>(encoded[i]);
+    if (c == '%') {
+      bool whole = i + 2 < encoded.size();
+      int hi = whole ? hex_value(encoded[i + 1]) : -1;
+      int lo = whole ? hex_value(encoded[i + 2]) : -1;
+      if (hi < 0 || lo < 0)
+        throw fail("bad percent escape '" + std::string(encoded.substr(i, 3)) + "' at byte " +
+                   std::to_string(kFileScheme.size() + i));
+      char decoded = static_cast<char>(hi << 4 | lo);
+      if (decoded == '\0') throw fail("the path contains a NUL byte (%00)");
+      path.push_back(decoded);
+      i += 2;
+    } else if (is_plain_path_byte(c)) {
+      path.push_back(static_cast<char>(c));
+    } else {
+      throw fail("character '" + show_byte(c) + "' in the path must be percent-encoded");
+    }
+  }
+
+  if (hash == std::string_view::npos) throw fail("missing '#s=SESSION' fragment");
+  std::string_view fragment = rest.substr(hash + 1);
+  if (fragment.substr(0, 2) != "s=")
+    throw fail("malformed fragment '#" + std::string(fragment) + "' (expected #s=SESSION)");
+  std::string_view session = fragment.substr(2);
+  if (session.empty()) throw fail("empty session id in '#s='");
+  for (unsigned char c : session) {
+    if (!is_session_byte(c))
+      throw fail("session id '" + std::string(session) + "' has a character outside [A-Za-z0-9T._-]: '" +
+                 show_byte(c) + "'");
+  }
+  return MuxId{stdfs::path(std::move(path)), std::string(session)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mux directories
+
+namespace {
+
+constexpr const char* kElementsFile = "elements.h5";
+constexpr std::size_t kMaxTag = 64;
+
+void check_tag(const std::string& tag) {
+  if (tag.size() > kMaxTag)
+    throw UsageError("--tag '" + tag + "': longer than " + std::to_string(kMaxTag) + " characters");
+  for (unsigned char c : tag) {
+    if (!(is_alnum(c) || c == '_' || c == '.' || c == '-'))
+      throw UsageError("--tag '" + tag + "': character '" + show_byte(c) +
+                       "' is not allowed (only letters, digits, '_', '.' and '-')");
+  }
+}
+
+std::string root_name(const stdfs::path& root) { return "ROOT '" + root.string() + "'"; }
+
+}  // namespace
+
+stdfs::path create_mux(const stdfs::path& root_arg, const ParsedElements& elements, const std::string& tag) {
+  check_tag(tag);
+  const stdfs::path root = normal_dir(root_arg);
+  std::error_code ec;
+  stdfs::file_status st = stdfs::status(root, ec);
+  if (stdfs::exists(st)) {
+    if (!stdfs::is_directory(st)) throw UsageError(root_name(root) + ": not a directory");
+  } else {
+    std::vector<stdfs::path> made;  // the directories about to be created, deepest first
+    for (stdfs::path p = root; !p.empty() && !stdfs::exists(p, ec) && p != p.parent_path();
+         p = p.parent_path())
+      made.push_back(p);
+    stdfs::create_directories(root, ec);
+    if (ec) throw UsageError(root_name(root) + ": cannot create: " + ec.message());
+    // A new directory is only durable once the directory holding its entry is synced.
+    for (const stdfs::path& p : made) posix::fsync_dir(p.parent_path());
+  }
+
+  // UTC, so that names sort in creation order whatever the time zone or DST of each node.
+  std::string name = posix::format_utc(posix::unix_time_ns() / 1000000000, "%Y%m%d-%H%M%S");
+  if (!tag.empty()) name += "-" + tag;
+
+  const stdfs::path tmp =
+      root / (".mpmux-tmp-" + name + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
+  if (::mkdir(tmp.c_str(), 0755) != 0) {
+    int err = errno;
+    if (err == EACCES || err == EPERM || err == EROFS)
+      throw UsageError(root_name(root) + ": cannot write: " + posix::error_text(err));
+    throw StoreError(root_name(root) + ": cannot create '" + tmp.filename().string() +
+                     "': " + posix::error_text(err));
+  }
+  try {
+    ElementSet::write(tmp / kElementsFile, elements.elements, elements.encoding, tag,
+                      elements.table ? &*elements.table : nullptr);
+    posix::fsync_dir(tmp);
+    // Two creators in the same second: the later one takes the next free suffix.
+    for (int n = 1;; ++n) {
+      stdfs::path dir = root / (n == 1 ? name : name + "." + std::to_string(n));
+      int err = posix::rename_noreplace(tmp, dir);
+      if (err == 0) {
+        posix::fsync_dir(root);
+        return dir;
+      }
+      if ((err != EEXIST && err != ENOTEMPTY) || n == 10000)
+        throw StoreError(root_name(root) + ": cannot rename '" + tmp.filename().string() + "' to '" +
+                         dir.filename().string() + "': " + posix::error_text(err));
+    }
+  } catch (...) {
+    stdfs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+void destroy_mux(const stdfs::path& dir_arg) {
+  const stdfs::path dir = normal_dir(dir_arg);
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec)) throw UsageError("'" + dir.string() + "': no such mux directory");
+  if (!stdfs::is_regular_file(dir / kElementsFile, ec))
+    throw UsageError("'" + dir.string() + "': not a mux directory (no elements.h5)");
+  // Move it out of sight first (atomic), so a concurrent reader sees the mux whole or gone.
+  stdfs::path doomed = dir.parent_path() / (".mpmux-destroy-" + dir.filename().string() + "-" +
+                                            std::to_string(::getpid()) + "-" + posix::random_hex(8));
+  if (::rename(dir.c_str(), doomed.c_str()) != 0) doomed = dir;
+  stdfs::remove_all(doomed, ec);
+  if (ec) throw StoreError("'" + dir.string() + "': cannot remove: " + ec.message());
+  if (doomed != dir) posix::fsync_dir(dir.parent_path());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+namespace {
+
+constexpr const char* kSessionFile = "session.json";
+constexpr const char* kSessionFormat = "mpmux-session";
+constexpr int kSessionFormatVersion = 1;
+
+void check_mux_dir(const stdfs::path& dir) {
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec))
+    throw UsageError("mux directory '" + dir.string() + "' does not exist (destroyed?)");
+}
+
+}  // namespace
+
+Session Session::create(const stdfs::path& mux_dir_arg) {
+  const stdfs::path mux_dir = normal_dir(mux_dir_arg);
+  check_mux_dir(mux_dir);
+  const std::uint64_t count = ElementSet::open(mux_dir / kElementsFile).size();
+
+  const stdfs::path sessions = mux_dir / "sessions";
+  if (::mkdir(sessions.c_str(), 0755) == 0) {
+    posix::fsync_dir(mux_dir);
+  } else if (errno != EEXIST) {
+    throw StoreError("'" + sessions.string() + "': cannot create: " + posix::error_text(errno));
+  }
+
+  // The session is built in a hidden directory and renamed into place, so a session directory
+  // always has its session.json and journal/.
+  for (int tries = 0;; ++tries) {
+    const std::int64_t now_s = posix::unix_time_ns() / 1000000000;
+    const std::string id = posix::format_utc(now_s, "%Y%m%dT%H%M%SZ") + "-" + posix::random_hex(4);
+    const stdfs::path tmp =
+        sessions / (".tmp-" + id + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
+    if (::mkdir(tmp.c_str(), 0755) != 0)
+      throw StoreError("'" + tmp.string() + "': cannot create: " + posix::error_text(errno));
+    try {
+      nlohmann::ordered_json meta = {{"format", kSessionFormat},
+                                     {"format_version", kSessionFormatVersion},
+                                     {"session", id},
+                                     {"created", posix::format_utc(now_s, "%Y-%m-%dT%H:%M:%SZ")},
+                                     {"elements", count}};
+      posix::write_file_atomic(tmp / kSessionFile, meta.dump(2) + "\n");
+      if (::mkdir((tmp / "journal").c_str(), 0755) != 0)
+        throw StoreError("'" + (tmp / "journal").string() + "': cannot create: " + posix::error_text(errno));
+      posix::fsync_dir(tmp);
+      int err = posix::rename_noreplace(tmp, sessions / id);
+      if (err == 0) {
+        posix::fsync_dir(sessions);
+        return Session(MuxId{mux_dir, id}, count);
+      }
+      if ((err != EEXIST && err != ENOTEMPTY) || tries == 1000)
+        throw StoreError("'" + (sessions / id).string() + "': cannot create: " + posix::error_text(err));
+    } catch (...) {
+      std::error_code ec;
+      stdfs::remove_all(tmp, ec);
+      throw;
+    }
+    std::error_code ec;
+    stdfs::remove_all(tmp, ec);
+  }
+}
+
+Session Session::open(const MuxId& id) {
+  check_mux_dir(id.dir);
+  const stdfs::path dir = id.dir / "sessions" / id.session;
+  const stdfs::path meta_file = dir / kSessionFile;
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec))
+    throw UsageError("session '" + id.session + "' of mux directory '" + id.dir.string() +
+                     "' does not exist (mistyped?)");
+  auto malformed = [&](const std::string& why) { return UsageError("'" + meta_file.string() + "': " + why); };
+  if (!stdfs::exists(meta_file, ec)) throw malformed("missing (not a session directory)");
+
+  std::uint64_t count = 0;
+  try {
+    nlohmann::json meta = nlohmann::json::parse(posix::read_file(meta_file));
+    if (!meta.is_object() || meta.value("format", "") != kSessionFormat)
+      throw malformed("not an mpmux session file");
+    if (!meta.contains("format_version") || !meta["format_version"].is_number_integer() ||
+        meta["format_version"].get<int>() != kSessionFormatVersion)
+      throw malformed("unsupported format_version " + meta.value("format_version", nlohmann::json()).dump());
+    if (meta.value("session", "") != id.session)
+      throw malformed("names session '" + meta.value("session", "") + "', not '" + id.session + "'");
+    if (!meta.contains("elements") || !meta["elements"].is_number_unsigned())
+      throw malformed("no element count");
+    count = meta["elements"].get<std::uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw malformed(std::string("malformed: ") + e.what());
+  } catch (const StoreError& e) {
+    throw UsageError(e.what());
+  }
+
+  // Opening the set reads only its attributes; it proves the set is still there and whole.
+  ElementSet set = ElementSet::open(id.dir / kElementsFile);
+  if (set.size() != count)
+    throw UsageError("'" + meta_file.string() + "': " + std::to_string(count) + " elements, but '" +
+                     set.path().string() + "' holds " + std::to_string(set.size()));
+  if (!stdfs::is_directory(dir / "journal", ec))
+    throw UsageError("session directory '" + dir.string() + "' has no journal/ (damaged)");
+  return Session(id, count);
+}
+
+stdfs::path Session::dir() const { return id_.dir / "sessions" / id_.session; }
+stdfs::path Session::journal_dir() const { return dir() / "journal"; }
+stdfs::path Session::elements_file() const { return id_.dir / kElementsFile; }
+stdfs::path Session::run_status_file() const { return dir() / "run.json"; }
+
+}  // namespace mpmux
