@@ -1,1 +1,258 @@
-int main() { return 0; }
+// The mpmux command: new, session, run, stat, done, destroy.
+// Exit codes: 0 all done; 1 some elements failed for good (or not done, for `done`);
+// 2 bad usage or input; 75 stopped, resumable.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mpmux/command.hpp"
+#include "mpmux/element_set.hpp"
+#include "mpmux/error.hpp"
+#include "mpmux/mpi.hpp"
+#include "mpmux/run.hpp"
+#include "mpmux/session.hpp"
+
+namespace {
+
+using namespace mpmux;
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// The rank the launcher gave this process, read before MPI starts, so that an error found
+// while parsing is printed once and not by every rank.
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    if (const char* v = std::getenv(name)) return std::atoi(v);
+  }
+  return 0;
+}
+
+void say_error(const std::string& message) {
+  if (launcher_rank() == 0) std::fprintf(stderr, "mpmux: %s\n", message.c_str());
+}
+
+std::filesystem::path mux_dir_of(const std::string& arg) {
+  if (arg.rfind("file://", 0) == 0 || arg.find("://") != std::string::npos) return MuxId::parse(arg).dir;
+  return std::filesystem::absolute(arg);
+}
+
+int cmd_new(const std::filesystem::path& root, const std::string& from, const std::string& format,
+            const std::vector<std::string>& grid, std::uint64_t range, bool range_given, const std::string& tag) {
+  const int sources = !from.empty() + !grid.empty() + range_given;
+  if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
+  ParsedElements parsed;
+  if (!from.empty()) {
+    std::string kind = format;
+    if (kind.empty()) {
+      const auto ext = std::filesystem::path(from).extension().string();
+      if (ext == ".csv")
+        kind = "csv";
+      else if (ext == ".jsonl" || ext == ".ndjson")
+        kind = "jsonl";
+      else
+        throw UsageError("--from '" + from + "': cannot tell the format from the name; give --format csv|jsonl");
+    }
+    parsed = kind == "csv" ? read_csv(from) : read_jsonl(from);
+  } else if (!grid.empty()) {
+    parsed = make_grid(grid);
+  } else {
+    parsed = make_range(range);
+  }
+  std::cout << create_mux(root, parsed, tag).string() << '\n';
+  return 0;
+}
+
+int cmd_stat(const std::string& mux_id, bool json) {
+  const Session session = Session::open(MuxId::parse(mux_id));
+  const Stat st = session_stat(session);
+  if (json) {
+    std::cout << nlohmann::ordered_json{{"total", st.total},
+                                        {"done", st.done},
+                                        {"failed", st.failed},
+                                        {"running", st.running},
+                                        {"pending", st.pending}}
+                     .dump()
+              << '\n';
+    return 0;
+  }
+  std::printf("mux id   %s\n", session.id().str().c_str());
+  std::printf("total    %llu\n", static_cast<unsigned long long>(st.total));
+  std::printf("done     %llu\n", static_cast<unsigned long long>(st.done));
+  std::printf("failed   %llu\n", static_cast<unsigned long long>(st.failed));
+  std::printf("running  %llu\n", static_cast<unsigned long long>(st.running));
+  std::printf("pending  %llu\n", static_cast<unsigned long long>(st.pending));
+  return 0;
+}
+
+int cmd_done(const std::string& mux_id) {
+  const Stat st = session_stat(Session::open(MuxId::parse(mux_id)));
+  std::printf("%llu of %llu elements done\n", static_cast<unsigned long long>(st.done),
+              static_cast<unsigned long long>(st.total));
+  return st.done == st.total ? 0 : kExitFailed;
+}
+
+struct RunArgs {
+  std::string mux_id;
+  std::string exec;
+  bool shell = false;
+  std::uint64_t chunk_min = 1;
+  std::uint64_t chunk_max = 1024;
+  bool no_progress = false;
+  double progress_interval = 10.0;
+  bool root_works = false;
+  bool rerun_failed = false;
+};
+
+// The fields an --exec template may use: the table's columns, else the first element's keys.
+std::vector<std::string> element_fields(const ElementSetInfo& info, std::string_view first) {
+  if (!info.columns.empty()) return info.columns;
+  std::vector<std::string> fields;
+  if (info.encoding != Encoding::json) return fields;
+  const auto j = nlohmann::json::parse(first, nullptr, false);
+  if (j.is_object())
+    for (const auto& item : j.items()) fields.push_back(item.key());
+  return fields;
+}
+
+void process(Run& run, const CommandTemplate& command) {
+  WorkItem item;
+  while (run.next(item)) {
+    Outcome outcome;
+    outcome.index = item.index;
+    try {
+      run_command(command.render(item.index, item.bytes), outcome);
+    } catch (const UsageError& e) {  // the element lacks a field the template uses
+      outcome.type = RecordType::failed;
+      outcome.exit_code = 127;
+      outcome.stderr_tail = std::string("mpmux: ") + e.what();
+    }
+    if (outcome.type == RecordType::failed) outcome.flags |= Outcome::kFinal;
+    run.record(outcome);
+  }
+  run.finish();
+}
+
+int cmd_run(const RunArgs& args) {
+  if (args.exec.empty()) throw UsageError("run: --exec TEMPLATE is required");
+  if (args.chunk_min == 0 || args.chunk_max < args.chunk_min)
+    throw UsageError("run: --chunk-min must be at least 1 and at most --chunk-max");
+  const CommandTemplate command = CommandTemplate::parse(args.exec, args.shell);
+  const MuxId id = MuxId::parse(args.mux_id);
+  ensure_mpi();
+
+  RunOptions options;
+  options.chunk = {args.chunk_min, args.chunk_max};
+  options.progress = !args.no_progress;
+  options.progress_interval_s = args.progress_interval;
+  options.root_works = args.root_works;
+  options.rerun_failed = args.rerun_failed;
+  options.validate = [&](const ElementSetInfo& info, std::string_view first) {
+    command.check_fields(element_fields(info, first));
+  };
+  Run run(id, MPI_COMM_WORLD, options);
+  try {
+    process(run, command);
+  } catch (const std::exception& e) {
+    // Past the start, the ranks are no longer in step: a failure here ends the whole job.
+    std::fprintf(stderr, "mpmux: %s\n", e.what());
+    MPI_Abort(MPI_COMM_WORLD, kExitFailed);
+  }
+  int code = 0;
+  if (run.is_root()) code = session_stat(Session::open(id)).failed > 0 ? kExitFailed : 0;
+  MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mpmux: hand the elements of a brute-force search to the workers of HPC jobs, each exactly once"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(MPMUX_VERSION_STRING));
+
+  std::string root, from, format, tag;
+  std::vector<std::string> grid;
+  std::uint64_t range = 0;
+  auto* new_cmd = app.add_subcommand("new", "Store an element set; prints the mux directory");
+  new_cmd->add_option("ROOT", root, "Directory under which the mux directory is made")->required();
+  new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file");
+  new_cmd->add_option("--format", format, "Format of --from when its name does not tell")
+      ->check(CLI::IsMember({"csv", "jsonl"}));
+  new_cmd->add_option("--grid", grid, "NAME=v1,v2,... or NAME=start:stop[:step]; the cartesian product");
+  auto* range_opt = new_cmd->add_option("--range", range, "Elements {\"i\": 0} ... {\"i\": N-1}");
+  new_cmd->add_option("--tag", tag, "Suffix of the mux directory's name");
+
+  std::string dir;
+  auto* session_cmd = app.add_subcommand("session", "Create a read session; prints its mux id");
+  session_cmd->add_option("MUX_DIR", dir, "A directory printed by `mpmux new`")->required();
+
+  RunArgs run_args;
+  auto* run_cmd = app.add_subcommand("run", "Process the session's pending elements (under mpirun or srun)");
+  run_cmd->add_option("MUX_ID", run_args.mux_id, "The session, as printed by `mpmux session`")->required();
+  run_cmd->add_option("--exec", run_args.exec, "Command template: {field}, {#} (index), {{ and }}");
+  run_cmd->add_flag("--shell", run_args.shell, "Run the command with /bin/sh -c (values are quoted)");
+  run_cmd->add_option("--chunk-min", run_args.chunk_min, "Smallest guided chunk")->capture_default_str();
+  run_cmd->add_option("--chunk-max", run_args.chunk_max, "Largest guided chunk")->capture_default_str();
+  run_cmd->add_flag("--no-progress", run_args.no_progress, "No progress output");
+  run_cmd->add_option("--progress-interval", run_args.progress_interval,
+                      "Seconds between progress lines when stderr is not a terminal")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_flag("--root-works", run_args.root_works, "Rank 0 processes elements too");
+  run_cmd->add_flag("--rerun-failed", run_args.rerun_failed, "Also hand out elements that failed for good");
+
+  std::string mux_id;
+  bool json = false;
+  auto* stat_cmd = app.add_subcommand("stat", "Counts of a session: total, done, failed, running, pending");
+  stat_cmd->add_option("MUX_ID", mux_id)->required();
+  stat_cmd->add_flag("--json", json, "One JSON object");
+
+  auto* done_cmd = app.add_subcommand("done", "Exit 0 when every element is done, else 1");
+  done_cmd->add_option("MUX_ID", mux_id)->required();
+
+  auto* destroy_cmd = app.add_subcommand("destroy", "Remove a mux directory with all its sessions");
+  destroy_cmd->add_option("MUX_DIR", dir, "A mux directory or a mux id")->required();
+
+  const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(subcommands.begin(), subcommands.end(), [&](const CLI::App* c) { return c->get_name() == argv[1]; })) {
+    say_error(std::string("unknown command '") + argv[1] + "' (commands: new, session, run, stat, done, destroy)");
+    return kExitUsage;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    say_error(std::string(e.what()) + " (see mpmux --help)");
+    return kExitUsage;
+  }
+
+  try {
+    if (*new_cmd) return cmd_new(root, from, format, grid, range, range_opt->count() > 0, tag);
+    if (*session_cmd) {
+      std::cout << Session::create(mux_dir_of(dir)).id().str() << '\n';
+      return 0;
+    }
+    if (*run_cmd) return cmd_run(run_args);
+    if (*stat_cmd) return cmd_stat(mux_id, json);
+    if (*done_cmd) return cmd_done(mux_id);
+    if (*destroy_cmd) {
+      destroy_mux(mux_dir_of(dir));
+      return 0;
+    }
+  } catch (const UsageError& e) {
+    say_error(e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    say_error(e.what());
+    return kExitFailed;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,293 @@
+#include "mpmux/command.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "mpmux/error.hpp"
+
+extern char** environ;
+
+namespace mpmux {
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+[[noreturn]] void bad_template(std::string_view text, const std::string& why) {
+  throw UsageError("--exec '" + std::string(text) + "': " + why);
+}
+
+// Single-quotes a value for /bin/sh: 'it'\''s' is the word it's.
+std::string shell_quote(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  out += '\'';
+  return out;
+}
+
+std::string field_text(const nlohmann::json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  return value.dump();
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+CommandTemplate CommandTemplate::parse(std::string_view text, bool shell) {
+  CommandTemplate t;
+  t.shell_ = shell;
+  Word word;
+  bool in_word = false;
+  auto literal = [&](char c) {
+    if (word.empty() || word.back().placeholder) word.push_back({false, {}});
+    word.back().text += c;
+    in_word = true;
+  };
+  auto end_word = [&] {
+    if (in_word) t.words_.push_back(std::move(word));
+    word.clear();
+    in_word = false;
+  };
+  enum { plain, single, dbl } quote = plain;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '{') {
+      if (i + 1 < text.size() && text[i + 1] == '{') {
+        literal('{');
+        ++i;
+        continue;
+      }
+      auto close = text.find('}', i + 1);
+      if (close == std::string_view::npos) bad_template(text, "unbalanced '{'");
+      std::string name(text.substr(i + 1, close - i - 1));
+      if (name.empty()) bad_template(text, "empty placeholder {}");
+      bool ok = name == "#" || std::all_of(name.begin(), name.end(), [](char ch) {
+                  return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+                });
+      if (!ok) bad_template(text, "bad placeholder {" + name + "}");
+      word.push_back({true, name});
+      in_word = true;
+      if (name != "#" && std::find(t.fields_.begin(), t.fields_.end(), name) == t.fields_.end())
+        t.fields_.push_back(name);
+      i = close;
+      continue;
+    }
+    if (c == '}') {
+      if (i + 1 < text.size() && text[i + 1] == '}') {
+        literal('}');
+        ++i;
+        continue;
+      }
+      bad_template(text, "unbalanced '}'");
+    }
+    if (shell) {  // the shell splits and unquotes; keep the text as it is
+      literal(c);
+      continue;
+    }
+    switch (quote) {
+      case single:
+        if (c == '\'')
+          quote = plain;
+        else
+          literal(c);
+        break;
+      case dbl:
+        if (c == '"') {
+          quote = plain;
+        } else if (c == '\\' && i + 1 < text.size() &&
+                   std::strchr("\\\"$`", text[i + 1]) != nullptr) {
+          literal(text[++i]);
+        } else {
+          literal(c);
+        }
+        break;
+      case plain:
+        if (c == '\'') {
+          quote = single;
+          in_word = true;
+        } else if (c == '"') {
+          quote = dbl;
+          in_word = true;
+        } else if (c == '\\') {
+          if (i + 1 == text.size()) bad_template(text, "trailing backslash");
+          literal(text[++i]);
+        } else if (c == ' ' || c == '\t' || c == '\n') {
+          end_word();
+        } else {
+          literal(c);
+        }
+        break;
+    }
+  }
+  if (quote != plain) bad_template(text, "unbalanced quote");
+  end_word();
+  if (t.words_.empty()) bad_template(text, "empty command");
+  return t;
+}
+
+void CommandTemplate::check_fields(const std::vector<std::string>& available) const {
+  for (const auto& f : fields_) {
+    if (std::find(available.begin(), available.end(), f) != available.end()) continue;
+    std::string list;
+    for (const auto& a : available) list += (list.empty() ? "" : ", ") + a;
+    throw UsageError("--exec: unknown placeholder {" + f + "} (the elements' fields are: " +
+                     (list.empty() ? "none" : list) + ")");
+  }
+}
+
+std::vector<std::string> CommandTemplate::render(std::uint64_t index, std::string_view element_json) const {
+  nlohmann::json element;
+  if (!fields_.empty()) {
+    element = nlohmann::json::parse(element_json, nullptr, false);
+    if (!element.is_object()) throw UsageError("element " + std::to_string(index) + " is not a JSON object");
+  }
+  auto value = [&](const std::string& name) -> std::string {
+    if (name == "#") return std::to_string(index);
+    auto it = element.find(name);
+    if (it == element.end())
+      throw UsageError("element " + std::to_string(index) + " has no field '" + name + "'");
+    return field_text(*it);
+  };
+  std::vector<std::string> argv;
+  if (shell_) {
+    std::string script;
+    for (const auto& piece : words_.front()) script += piece.placeholder ? shell_quote(value(piece.text)) : piece.text;
+    return {"/bin/sh", "-c", script};
+  }
+  argv.reserve(words_.size());
+  for (const auto& word : words_) {
+    std::string arg;
+    for (const auto& piece : word) arg += piece.placeholder ? value(piece.text) : piece.text;
+    argv.push_back(std::move(arg));
+  }
+  return argv;
+}
+
+void run_command(const std::vector<std::string>& argv, Outcome& outcome, const CommandLimits& limits) {
+  outcome.t_start = now_ns();
+  outcome.result.clear();
+  outcome.stderr_tail.clear();
+  outcome.flags = 0;
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Own process group, so a timeout or a drain can kill the task with all its children;
+  // default signal dispositions and an empty mask, whatever the runner set for itself.
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_USEVFORK);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  out_w.reset();
+  err_w.reset();
+  if (rc != 0) {
+    outcome.type = RecordType::failed;
+    outcome.exit_code = 127;
+    outcome.signal = 0;
+    outcome.pid = 0;
+    outcome.stderr_tail = "mpmux: cannot run '" + argv[0] + "': " + std::strerror(rc);
+    outcome.t_end = now_ns();
+    return;
+  }
+  outcome.pid = static_cast<std::uint32_t>(pid);
+
+  char buf[65536];
+  pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    int n = ::poll(fds, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int k = 0; k < 2; ++k) {
+      if (fds[k].fd < 0 || fds[k].revents == 0) continue;
+      ssize_t got = ::read(fds[k].fd, buf, sizeof buf);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        fds[k].fd = -1;
+        --open_fds;
+        continue;
+      }
+      if (k == 0) {
+        std::size_t room = limits.max_stdout - std::min(limits.max_stdout, outcome.result.size());
+        outcome.result.append(buf, std::min<std::size_t>(room, static_cast<std::size_t>(got)));
+        if (static_cast<std::size_t>(got) > room) outcome.flags |= Outcome::kResultTruncated;
+      } else {
+        outcome.stderr_tail.append(buf, static_cast<std::size_t>(got));
+        if (outcome.stderr_tail.size() > 2 * limits.stderr_tail)
+          outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - limits.stderr_tail);
+      }
+    }
+  }
+  if (outcome.stderr_tail.size() > limits.stderr_tail)
+    outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - limits.stderr_tail);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  outcome.t_end = now_ns();
+  if (WIFEXITED(status)) {
+    outcome.exit_code = WEXITSTATUS(status);
+    outcome.signal = 0;
+  } else {
+    outcome.exit_code = -1;
+    outcome.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  }
+  outcome.type = outcome.exit_code == 0 ? RecordType::done : RecordType::failed;
+}
+
+}  // namespace mpmux

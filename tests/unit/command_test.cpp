@@ -1,0 +1,115 @@
+// --exec templates and running commands.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "mpmux/command.hpp"
+#include "mpmux/error.hpp"
+
+namespace {
+
+using mpmux::CommandTemplate;
+using mpmux::Outcome;
+using Argv = std::vector<std::string>;
+
+TEST(CommandTemplate, FillsFieldsAndIndexInsideWords) {
+  auto t = CommandTemplate::parse("./sim --alpha {alpha} --out run{#}-{seed}.txt", false);
+  EXPECT_EQ(t.render(7, R"({"alpha":0.5,"seed":3})"), (Argv{"./sim", "--alpha", "0.5", "--out", "run7-3.txt"}));
+  EXPECT_EQ(t.fields(), (Argv{"alpha", "seed"}));
+}
+
+TEST(CommandTemplate, AValueWithSpacesStaysOneArgument) {
+  auto t = CommandTemplate::parse("echo {name}", false);
+  EXPECT_EQ(t.render(0, R"({"name":"a b; rm -rf /"})"), (Argv{"echo", "a b; rm -rf /"}));
+}
+
+TEST(CommandTemplate, QuotesAndBackslashesSplitLikeAShell) {
+  auto t = CommandTemplate::parse(R"(prog 'a b' "c \"d\"" e\ f '' {x})", false);
+  EXPECT_EQ(t.render(0, R"({"x":"y"})"), (Argv{"prog", "a b", "c \"d\"", "e f", "", "y"}));
+}
+
+TEST(CommandTemplate, DoubledBracesAreLiteral) {
+  auto t = CommandTemplate::parse("echo {{x}} {x}", false);
+  EXPECT_EQ(t.render(0, R"({"x":1})"), (Argv{"echo", "{x}", "1"}));
+}
+
+TEST(CommandTemplate, ShellModeQuotesValues) {
+  auto t = CommandTemplate::parse("echo {v} > /dev/null", true);
+  EXPECT_EQ(t.render(0, R"({"v":"it's $HOME"})"), (Argv{"/bin/sh", "-c", "echo 'it'\\''s $HOME' > /dev/null"}));
+}
+
+TEST(CommandTemplate, UnknownPlaceholderIsNamed) {
+  auto t = CommandTemplate::parse("sim {alpha} {gamma}", false);
+  try {
+    t.check_fields({"alpha", "beta"});
+    FAIL() << "no error";
+  } catch (const mpmux::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("{gamma}"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("alpha, beta"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(t.check_fields({"alpha", "gamma"}));
+}
+
+TEST(CommandTemplate, MalformedTemplatesAreUsageErrors) {
+  for (const char* bad : {"echo {x", "echo x}", "echo {}", "echo 'open", "echo {a b}", "", "   ", "echo \\"}) {
+    EXPECT_THROW(CommandTemplate::parse(bad, false), mpmux::UsageError) << bad;
+  }
+}
+
+TEST(CommandTemplate, AnElementWithoutTheFieldIsAUsageError) {
+  auto t = CommandTemplate::parse("echo {x}", false);
+  EXPECT_THROW(t.render(3, R"({"y":1})"), mpmux::UsageError);
+}
+
+TEST(RunCommand, StdoutIsTheResultAndExitCodeIsKept) {
+  Outcome o;
+  mpmux::run_command({"/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"}, o);
+  EXPECT_EQ(o.result, "hello\n");
+  EXPECT_EQ(o.stderr_tail, "oops\n");
+  EXPECT_EQ(o.exit_code, 3);
+  EXPECT_EQ(o.type, mpmux::RecordType::failed);
+  EXPECT_GT(o.pid, 0u);
+  EXPECT_LE(o.t_start, o.t_end);
+}
+
+TEST(RunCommand, SuccessIsDone) {
+  Outcome o;
+  mpmux::run_command({"true"}, o);
+  EXPECT_EQ(o.exit_code, 0);
+  EXPECT_EQ(o.type, mpmux::RecordType::done);
+}
+
+TEST(RunCommand, LongStdoutIsCutAndFlagged) {
+  Outcome o;
+  mpmux::run_command({"/bin/sh", "-c", "head -c 3000000 /dev/zero"}, o, {.max_stdout = 1 << 20, .stderr_tail = 4096});
+  EXPECT_EQ(o.result.size(), 1u << 20);
+  EXPECT_TRUE(o.flags & Outcome::kResultTruncated);
+  EXPECT_EQ(o.exit_code, 0);
+}
+
+TEST(RunCommand, OnlyTheStderrTailIsKept) {
+  Outcome o;
+  mpmux::run_command({"/bin/sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a >&2; echo END >&2"}, o);
+  ASSERT_EQ(o.stderr_tail.size(), 4096u);
+  EXPECT_EQ(o.stderr_tail.substr(4092), "END\n");
+}
+
+TEST(RunCommand, DeathBySignalIsRecorded) {
+  Outcome o;
+  mpmux::run_command({"/bin/sh", "-c", "kill -KILL $$"}, o);
+  EXPECT_EQ(o.signal, SIGKILL);
+  EXPECT_EQ(o.exit_code, -1);
+  EXPECT_EQ(o.type, mpmux::RecordType::failed);
+}
+
+TEST(RunCommand, AMissingProgramFailsWith127AndAReason) {
+  Outcome o;
+  mpmux::run_command({"/nonexistent/prog", "x"}, o);
+  EXPECT_EQ(o.exit_code, 127);
+  EXPECT_NE(o.stderr_tail.find("/nonexistent/prog"), std::string::npos);
+  EXPECT_EQ(o.type, mpmux::RecordType::failed);
+}
+
+}  // namespace
