@@ -9,23 +9,17 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "mpmux/error.hpp"
+#include "store/fs.hpp"
 
 extern char** environ;
 
 namespace mpmux {
 
 namespace {
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 [[noreturn]] void bad_template(std::string_view text, const std::string& why) {
   throw UsageError("--exec '" + std::string(text) + "': " + why);
@@ -48,22 +42,6 @@ std::string field_text(const nlohmann::json& value) {
   if (value.is_string()) return value.get<std::string>();
   return value.dump();
 }
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 }  // namespace
 
@@ -198,15 +176,15 @@ std::vector<std::string> CommandTemplate::render(std::uint64_t index, std::strin
 }
 
 void run_command(const std::vector<std::string>& argv, Outcome& outcome, const CommandLimits& limits) {
-  outcome.t_start = now_ns();
+  outcome.t_start = posix::unix_time_ns();
   outcome.result.clear();
   outcome.stderr_tail.clear();
   outcome.flags = 0;
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
-  Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  posix::Fd out_r(out_pipe[0]), out_w(out_pipe[1]);
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
-  Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  posix::Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -240,7 +218,7 @@ void run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
     outcome.signal = 0;
     outcome.pid = 0;
     outcome.stderr_tail = "mpmux: cannot run '" + argv[0] + "': " + std::strerror(rc);
-    outcome.t_end = now_ns();
+    outcome.t_end = posix::unix_time_ns();
     return;
   }
   outcome.pid = static_cast<std::uint32_t>(pid);
@@ -279,7 +257,7 @@ void run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  outcome.t_end = now_ns();
+  outcome.t_end = posix::unix_time_ns();
   if (WIFEXITED(status)) {
     outcome.exit_code = WEXITSTATUS(status);
     outcome.signal = 0;

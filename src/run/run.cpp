@@ -16,6 +16,7 @@
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
 #include "run/progress.hpp"
+#include "store/fs.hpp"
 
 namespace mpmux {
 
@@ -178,15 +179,12 @@ void Run::State::write_status(bool final) {
                                       std::chrono::system_clock::now().time_since_epoch())
                                       .count()},
                       {"running", claimed > finished_here ? claimed - finished_here : 0}};
-  // Written beside and renamed, so a reader never sees half a file; losing it costs nothing.
-  const auto tmp = status_file.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump() << '\n';
-    if (!out) return;
+  // Advisory: atomic so a reader never sees half a file, but not fsynced, and a failure to
+  // write it costs nothing but a stale `running` count.
+  try {
+    posix::write_file_atomic(status_file, j.dump() + "\n", 0644, /*durable=*/false);
+  } catch (const StoreError&) {
   }
-  std::error_code ignored;
-  std::filesystem::rename(tmp, status_file, ignored);
 }
 
 Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_unique<State>()) {
@@ -354,8 +352,5 @@ Stat session_stat(const Session& session) {
 }  // namespace mpmux
 
 namespace mpmux::detail {
-std::int64_t unix_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+std::int64_t unix_ns() { return posix::unix_time_ns(); }
 }  // namespace mpmux::detail

@@ -127,7 +127,7 @@ std::string read_file(const stdfs::path& file) {
   return out;
 }
 
-void write_file_atomic(const stdfs::path& file, std::string_view content, mode_t mode) {
+void write_file_atomic(const stdfs::path& file, std::string_view content, mode_t mode, bool durable) {
   stdfs::path dir = file.parent_path().empty() ? stdfs::path(".") : file.parent_path();
   stdfs::path tmp =
       dir / ("." + file.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + random_hex(8));
@@ -135,7 +135,7 @@ void write_file_atomic(const stdfs::path& file, std::string_view content, mode_t
   try {
     IoResult w = write_all(fd.get(), content.data(), content.size());
     if (w.error != 0) throw_errno(tmp, "write", w.error);
-    fsync_fd(fd.get(), tmp);
+    if (durable) fsync_fd(fd.get(), tmp);
     fd.reset();
     if (::rename(tmp.c_str(), file.c_str()) != 0) throw_errno(file, "rename", errno);
   } catch (...) {
@@ -143,7 +143,7 @@ void write_file_atomic(const stdfs::path& file, std::string_view content, mode_t
     ::unlink(tmp.c_str());
     throw;
   }
-  fsync_dir(dir);
+  if (durable) fsync_dir(dir);
 }
 
 int rename_noreplace(const stdfs::path& from, const stdfs::path& to) noexcept {

@@ -63,8 +63,10 @@ void fsync_dir(const std::filesystem::path& dir);
 std::string read_file(const std::filesystem::path& file);
 /// Replaces `file` with `content` so that a reader sees the old or the new file, never a part:
 /// a temporary file in the same directory is written, fsynced and renamed over `file`, and the
-/// directory is fsynced. The temporary is removed on error.
-void write_file_atomic(const std::filesystem::path& file, std::string_view content, mode_t mode = 0644);
+/// directory is fsynced (unless `durable` is false: advisory files need the atomicity only).
+/// The temporary is removed on error.
+void write_file_atomic(const std::filesystem::path& file, std::string_view content, mode_t mode = 0644,
+                       bool durable = true);
 
 /// rename(2) that fails instead of replacing an existing target (renameat2 RENAME_NOREPLACE,
 /// falling back to rename(2) on file systems without it, which still refuses a non-empty

@@ -1,0 +1,68 @@
+"""The layers of DESIGN.md: store <- claim <- pool <- run <- cli/capi. A file of one layer
+includes headers of its own layer or of layers below it, never above."""
+import os
+import re
+import unittest
+
+SRC = os.path.join(os.environ.get("MPMUX_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")))
+ORDER = ["store", "claim", "pool", "run", "cli"]
+RANK = {name: i for i, name in enumerate(ORDER)}
+RANK["capi"] = RANK["cli"]
+
+# Which layer each public header belongs to.
+PUBLIC = {
+    "error.hpp": "store", "export.hpp": "store", "element_set.hpp": "store", "session.hpp": "store",
+    "journal.hpp": "store",
+    "mpi.hpp": "claim", "rma_claimer.hpp": "claim",
+    "run.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run",
+}
+
+
+def layer_of_public(name):
+    if name in PUBLIC:
+        return PUBLIC[name]
+    if name.startswith(("pool", "thread_pool", "process_pool")):
+        return "pool"
+    return None
+
+
+class Layers(unittest.TestCase):
+    def test_every_public_header_has_a_layer(self):
+        for name in os.listdir(os.path.join(SRC, "include", "mpmux")):
+            self.assertIsNotNone(layer_of_public(name), f"include/mpmux/{name} is in no layer of this test")
+
+    def test_no_layer_includes_a_higher_one(self):
+        include = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+        checked = 0
+        for layer in RANK:
+            here = os.path.join(SRC, "src", layer)
+            if not os.path.isdir(here):
+                continue
+            for name in os.listdir(here):
+                if not name.endswith((".cpp", ".hpp", ".h", ".c")):
+                    continue
+                text = open(os.path.join(here, name), encoding="utf-8").read()
+                for target in include.findall(text):
+                    parts = target.split("/")
+                    if parts[0] == "mpmux" and len(parts) == 2:
+                        dep = layer_of_public(parts[1])
+                    elif parts[0] in RANK and len(parts) == 2:
+                        dep = parts[0]
+                    else:
+                        continue
+                    checked += 1
+                    self.assertLessEqual(RANK[dep], RANK[layer],
+                                         f"src/{layer}/{name} includes {target} of the higher layer {dep}")
+        self.assertGreater(checked, 10)
+
+    def test_public_headers_include_only_their_layer_or_below(self):
+        include = re.compile(r'^\s*#\s*include\s*"mpmux/([^"]+)"', re.M)
+        for name in os.listdir(os.path.join(SRC, "include", "mpmux")):
+            text = open(os.path.join(SRC, "include", "mpmux", name), encoding="utf-8").read()
+            for target in include.findall(text):
+                self.assertLessEqual(RANK[layer_of_public(target)], RANK[layer_of_public(name)],
+                                     f"include/mpmux/{name} includes the higher-layer {target}")
+
+
+if __name__ == "__main__":
+    unittest.main()
