@@ -20,5 +20,7 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/mpmuxConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/mpmuxConfig.cmake ${PROJECT_BINARY_DIR}/mpmuxConfigVersion.cmake
         DESTINATION ${MPMUX_CMAKE_DIR})
 
+# Relocatable: the prefix is found from where the .pc file lies.
+file(RELATIVE_PATH MPMUX_PC_TO_PREFIX /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/mpmux.pc.in ${PROJECT_BINARY_DIR}/mpmux.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/mpmux.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
