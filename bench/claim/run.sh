@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench/claim/run.sh [BUILD_DIR]: the numbers of the claim layer, each against its contender,
+# measured in this one run on this machine:
+#   1. claim + read of one element, chunk 1, 2 ranks, against a bare MPI_Fetch_and_op + MPI_Get loop;
+#   2. elements/s of a Multiplexer<T> loop with an empty body (outcomes journaled), 2 ranks,
+#      against mpi4py.futures MPIPoolExecutor.map(identity, chunksize=1), 2 ranks;
+#   3. wall time per element of `mpmux run --exec true` with 2 workers (mpirun -n 3: rank 0
+#      coordinates) against GNU parallel's per job with `parallel -j 2 true`.
+# Ends with claim_vs_bare_ratio=, elements_per_s_vs_mpi4py_ratio=, exec_vs_gnu_parallel_ratio=.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
+reps=${REPS:-5}
+n_elements=${N_ELEMENTS:-20000}
+n_exec=${N_EXEC:-2000}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun=(mpirun --oversubscribe)
+work=$(mktemp -d /tmp/mpmux-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+samples=$work/samples.tsv
+
+echo "1/3 claim + read, chunk 1, 2 ranks" >&2
+"${mpirun[@]}" -n 2 "$build/bench/claim/bench_claim" --reps "$reps" >"$work/claim.txt"
+grep -E '^(bare|claimer)_us=' "$work/claim.txt" | while IFS='=' read -r key value; do
+  case $key in
+    bare_us) printf 'bare MPI_Fetch_and_op + MPI_Get (baseline)\tus/claim\t%s\n' "$value" ;;
+    claimer_us) printf 'RmaClaimer claim + read\tus/claim\t%s\n' "$value" ;;
+  esac
+done >>"$samples"
+
+echo "2/3 elements/s, empty task, 2 ranks, $n_elements elements" >&2
+"${mpirun[@]}" -n 2 "$build/bench/claim/bench_multiplexer" "$n_elements" "$reps" "$work" |
+  sed -n 's/^multiplexer_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
+  awk '{ printf "Multiplexer<T> loop, journaled\telements/s\t%f\n", $2 / $1 }' >>"$samples"
+"${mpirun[@]}" -n 2 /usr/bin/python3 -m mpi4py.futures "$here/mpi4py_futures.py" "$n_elements" "$reps" |
+  sed -n 's/^mpi4py_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
+  awk '{ printf "mpi4py.futures map, chunksize 1 (baseline)\telements/s\t%f\n", $2 / $1 }' >>"$samples"
+
+echo "3/3 --exec true per element, 2 workers, $n_exec elements" >&2
+mpmux=$build/bin/mpmux
+mux_dir=$("$mpmux" new "$work/mux" --range "$n_exec")
+for _ in $(seq "$reps"); do
+  id=$("$mpmux" session "$mux_dir")
+  t0=$(date +%s%N)
+  "${mpirun[@]}" -n 3 "$mpmux" run "$id" --exec true --no-progress
+  t1=$(date +%s%N)
+  "$mpmux" done "$id" >/dev/null
+  printf 'mpmux run --exec true (mpirun -n 3)\tus/element\t%s\n' $(((t1 - t0) / 1000 / n_exec)) >>"$samples"
+  t0=$(date +%s%N)
+  seq "$n_exec" | parallel -j 2 true
+  t1=$(date +%s%N)
+  printf 'GNU parallel -j 2 true (baseline)\tus/element\t%s\n' $(((t1 - t0) / 1000 / n_exec)) >>"$samples"
+done
+
+/usr/bin/python3 "$here/table.py" <"$samples"
+median() { grep -F "$1" "$samples" | cut -f3 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+awk -v a="$(median 'RmaClaimer')" -v b="$(median 'bare MPI')" 'BEGIN { printf "claim_vs_bare_ratio=%.2f\n", a / b }'
+awk -v a="$(median 'Multiplexer')" -v b="$(median 'mpi4py')" 'BEGIN { printf "elements_per_s_vs_mpi4py_ratio=%.1f\n", a / b }'
+awk -v a="$(median 'mpmux run')" -v b="$(median 'GNU parallel')" 'BEGIN { printf "exec_vs_gnu_parallel_ratio=%.3f\n", a / b }'

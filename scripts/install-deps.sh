@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages mpmux needs to build, test and benchmark; only the missing
+# ones, so a second run changes nothing.
+set -euo pipefail
+
+packages=(
+  g++ cmake make pkg-config git
+  openmpi-bin libopenmpi-dev
+  libboost-mpi-dev libboost-serialization-dev
+  libhdf5-dev hdf5-tools
+  libgtest-dev libgmock-dev
+  libcli11-dev nlohmann-json3-dev
+  python3-h5py python3-numpy python3-mpi4py
+  parallel libtbb-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "install-deps: installing ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

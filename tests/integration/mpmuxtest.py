@@ -1,0 +1,71 @@
+"""Shared helpers for the integration tests: run the mpmux CLI and mpirun, make temp dirs."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+MPMUX = os.environ.get("MPMUX") or os.path.join(os.environ.get("MPMUX_BINARY_DIR", "build"), "bin", "mpmux")
+MPIEXEC = os.environ.get("MPIEXEC", "mpiexec")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def mpmux(*args, check=None, timeout=300, **kw):
+    """Runs the mpmux CLI; returns CompletedProcess with text stdout/stderr."""
+    p = subprocess.run([MPMUX, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout, **kw)
+    if check is not None and p.returncode != check:
+        raise AssertionError(f"mpmux {' '.join(map(str, args))}: exit {p.returncode}, expected {check}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def mpirun(np, *args, timeout=600, **kw):
+    """Runs `mpirun -n NP mpmux ARGS` on this node."""
+    cmd = [MPIEXEC, "-n", str(np), "--oversubscribe", MPMUX, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout, **kw)
+
+
+def tree(path):
+    """Every file under path with its size and mtime: to prove that nothing stored changed."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            out[os.path.relpath(full, path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="mpmux-it-")
+        self.root = os.path.join(self.tmp, "mux")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, name, content, mode="w"):
+        path = os.path.join(self.tmp, name)
+        with open(path, mode) as f:
+            f.write(content)
+        return path
+
+    def new_session(self, *new_args):
+        """mpmux new ROOT ARGS, then mpmux session; returns (mux_dir, mux_id)."""
+        d = mpmux("new", self.root, *new_args, check=0).stdout.strip()
+        mux_id = mpmux("session", d, check=0).stdout.strip()
+        return d, mux_id
+
+    def stat(self, mux_id):
+        return json.loads(mpmux("stat", mux_id, "--json", check=0).stdout)
+
+    def assertUsageError(self, p, *needles):
+        """Exit 2 and one line on stderr that contains every needle."""
+        self.assertEqual(p.returncode, 2, f"stdout: {p.stdout}\nstderr: {p.stderr}")
+        lines = p.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertTrue(lines[0].startswith("mpmux: "), lines[0])
+        for n in needles:
+            self.assertIn(n, lines[0])
