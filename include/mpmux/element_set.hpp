@@ -56,16 +56,20 @@ struct MPMUX_EXPORT ParsedElements {
 
 /// Input readers. Each throws UsageError with a one-line message naming the file and line
 /// ("grid.csv:7: 2 fields, the header has 3") for: an empty input, a missing header,
-/// a ragged row, bytes that are not UTF-8, an invalid JSON line, a line that is not an object.
+/// a ragged row, bytes that are not UTF-8 (or NUL bytes), an invalid JSON line, a line that is
+/// not an object. Elements are compact JSON objects (encoding json); a UTF-8 BOM is skipped.
 /// CSV follows RFC 4180 (quoted fields, doubled quotes, CRLF or LF, newlines inside quotes);
-/// the header names must be identifiers ([A-Za-z_][A-Za-z0-9_]*), unique. A column is int64
-/// when every cell is an integer, float64 when every cell is a number, else string.
+/// blank lines are skipped; the header names must be identifiers ([A-Za-z_][A-Za-z0-9_]*),
+/// unique. A column is int64 when every cell is an integer, float64 when every cell is a finite
+/// number, else string (so a column holding "inf", "nan" or an empty cell is a string column).
 MPMUX_EXPORT ParsedElements read_csv(const std::filesystem::path& file);
-/// JSON Lines: one object per non-blank line. A table is kept when every line is a flat object
-/// with the same keys in the same order and scalar values.
+/// JSON Lines: one object per non-blank line, stored re-dumped compactly in its key order. A
+/// table is kept when every line is a flat object with the same keys in the same order and
+/// scalar values (numbers, strings, booleans as int64), typed as for CSV.
 MPMUX_EXPORT ParsedElements read_jsonl(const std::filesystem::path& file);
 /// --grid NAME=v1,v2,... NAME=start:stop[:step] ...: the cartesian product in row-major order
-/// (the last parameter varies fastest). start:stop:step excludes stop, as Python's range.
+/// (the last parameter varies fastest). start:stop:step excludes stop, as Python's range; float
+/// values are start + k*step. Values are typed per parameter as CSV columns.
 MPMUX_EXPORT ParsedElements make_grid(const std::vector<std::string>& specs);
 /// --range N: elements {"i": 0} ... {"i": N-1}.
 MPMUX_EXPORT ParsedElements make_range(std::uint64_t n);
@@ -82,10 +86,14 @@ struct MPMUX_EXPORT ElementSetInfo {
 };
 
 /// elements.h5: /elements/data (uint8, chunked), /elements/offsets (uint64, n+1),
-/// optional /elements/table (compound), attributes on /elements.
+/// optional /elements/table (compound), attributes on /elements. An ElementSet is not
+/// synchronized: use it from one thread at a time.
 class MPMUX_EXPORT ElementSet {
  public:
-  /// Writes a new elements.h5 at `file` (which must not exist). Durable (fsynced) on return.
+  /// Writes a new elements.h5 at `file` (which must not exist). Durable (file and directory
+  /// entry fsynced) on return. Throws UsageError when `file` exists, StoreError when writing
+  /// fails (the partial file is removed), std::invalid_argument when `table` does not match
+  /// `elements` (row count, cell types).
   static void write(const std::filesystem::path& file, const ElementBuffer& elements, Encoding encoding,
                     const std::string& tag, const Table* table);
 
@@ -101,10 +109,11 @@ class MPMUX_EXPORT ElementSet {
   std::uint64_t size() const;
   const std::filesystem::path& path() const;
 
-  /// The bytes of element i.
+  /// The bytes of element i (std::out_of_range past the end).
   std::string read(std::uint64_t index) const;
-  /// The elements at `indices` (ascending), packed in that order: result.at(k) is element
-  /// indices[k]. Reads only what is needed.
+  /// The elements at `indices` (strictly ascending, else std::invalid_argument), packed in that
+  /// order: result.at(k) is element indices[k]. Reads only what is needed, plus gaps of at
+  /// most a few KiB between wanted elements.
   ElementBuffer read_subset(const std::vector<std::uint64_t>& indices) const;
   /// All elements.
   ElementBuffer read_all() const;
