@@ -26,20 +26,37 @@ struct MPMUX_EXPORT Claim {
   std::size_t size() const { return indices.size(); }
 };
 
-/// The root rank exposes four windows: counter (one uint64), pending (the indices to hand out),
-/// offsets (n+1 uint64, into data) and data (the elements' bytes, packed in pending order, so a
-/// chunk is one contiguous range). Ranks on the root's node read pending/offsets/data directly
-/// through MPI_Win_allocate_shared memory; other ranks use MPI_Get. Workers hold one passive
-/// epoch (MPI_Win_lock_all) for the claimer's lifetime and claim with MPI_Fetch_and_op(+c) and
-/// MPI_Win_flush, so the root never has to answer a request.
+/// The root rank holds a counter window (one uint64; MPI_Win_allocate, or MPI_Win_allocate_shared
+/// when the whole communicator is on one node) and one region: a table of n+1 entries (position
+/// k: the element index pending[k] and the offset of its bytes into data) and data (the elements'
+/// bytes, packed in pending order, so a chunk is one contiguous range). The region is
+/// MPI_Win_allocate_shared memory on the root's node: ranks there read it directly, with no copy
+/// and no MPI call; ranks on other nodes read it with MPI_Get through an MPI_Win_create window over
+/// the same memory (two round trips: the chunk's entries, then its bytes). Every rank holds one
+/// passive epoch (MPI_Win_lock_all) for the claimer's lifetime and claims with
+/// MPI_Fetch_and_op(+c) and MPI_Win_flush, so the root never has to answer a request.
 ///
-/// Guarantee: every pending position is returned by claim() to exactly one caller across the
-/// communicator.
+/// Guarantee: every pending position is returned by claim()/claim_n() to exactly one caller across
+/// the communicator. The root holds the element bytes once (the buffers passed in are released
+/// after being copied into the window); a worker holds only what it claimed.
+///
+/// Environment: MPMUX_RMA_NO_SHARED=1 on a rank, read by the constructor, makes that rank read
+/// through MPI_Get even when it shares the root's node (tests and benchmarks of the remote path).
+///
+/// One thread at a time may call a claimer (MPI_THREAD_FUNNELED).
+///
+/// Open MPI before 5.0 (open-mpi/ompi#9492): windows that span nodes must not be created at the
+/// same moment by disjoint communicators sharing a node (e.g. two halves of one MPI_Comm_split),
+/// as their osc/rdma backing files collide. Claimers within one node are not affected (unless
+/// MPMUX_RMA_NO_SHARED is set).
 class MPMUX_EXPORT RmaClaimer {
  public:
   /// Collective over `comm`. On `root`, `pending` lists the element indices to hand out and
   /// `elements.at(k)` holds the bytes of element pending[k]; other ranks pass empty values.
   /// `workers` is the number of ranks that will claim (for the guided chunk size).
+  /// Throws ClaimError on every rank when any rank's arguments are invalid (root out of range,
+  /// pending and elements of different sizes, workers < 1, policy.min < 1 or max < min), and on
+  /// the calling rank when an MPI call fails. `comm` is duplicated; the caller may go on using it.
   RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pending, ElementBuffer elements,
              ChunkPolicy policy, int workers);
   /// Collective (frees the windows).
@@ -50,12 +67,14 @@ class MPMUX_EXPORT RmaClaimer {
   /// Claims the next guided chunk into `out` (replacing its contents). Returns false when
   /// nothing is left. Any rank may call it, the root included.
   bool claim(Claim& out);
-  /// Claims exactly `count` elements (or what is left); used by benchmarks and tests.
+  /// Claims exactly `count` elements (or what is left); used by benchmarks and tests. count >= 1.
   bool claim_n(std::uint64_t count, Claim& out);
 
   /// Number of pending elements handed out so far (may exceed total() once exhausted is seen).
   std::uint64_t claimed() const;
   std::uint64_t total() const;
+  /// True when this rank reads elements straight from the root node's shared memory (no MPI_Get).
+  bool reads_shared_memory() const;
 
  private:
   struct State;

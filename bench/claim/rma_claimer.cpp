@@ -1,0 +1,46 @@
+// mpmux's claimer with chunk 1: one MPI_Fetch_and_op + MPI_Win_flush and a read of the element.
+#include "mpmux/rma_claimer.hpp"
+
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "contenders.hpp"
+
+namespace claim_bench {
+
+double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, bool remote) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  std::vector<std::uint64_t> pending;
+  mpmux::ElementBuffer elements;
+  if (rank == 0) {
+    pending.resize(claims);
+    std::string element(element_bytes, ' ');
+    for (std::uint64_t i = 0; i < claims; ++i) {
+      pending[i] = i;
+      for (std::size_t b = 0; b < element_bytes; ++b) element[b] = static_cast<char>('a' + (i + b) % 26);
+      elements.push(element);
+    }
+  }
+  if (remote && rank == 1) setenv("MPMUX_RMA_NO_SHARED", "1", 1);
+  mpmux::RmaClaimer claimer(comm, 0, std::move(pending), std::move(elements), mpmux::ChunkPolicy{1, 1}, 1);
+  unsetenv("MPMUX_RMA_NO_SHARED");
+  MPI_Barrier(comm);
+
+  double us = 0;
+  if (rank == 1) {
+    mpmux::Claim claim;
+    std::uint64_t taken = 0;
+    const double start = MPI_Wtime();
+    while (claimer.claim(claim)) taken += claim.elements.data.size() == element_bytes;
+    us = (MPI_Wtime() - start) / static_cast<double>(claims) * 1e6;
+    if (taken != claims) us = -1;  // a wrong read shows as a negative time
+  }
+  // The root waits in MPI_Barrier: the claimer never needs it to answer (see bare.cpp).
+  MPI_Barrier(comm);
+  return from_rank1(comm, us);
+}
+
+}  // namespace claim_bench

@@ -1,0 +1,195 @@
+// RAII over MPI one-sided windows. Every call is checked (the windows return errors instead of
+// aborting) and a failure becomes a mpmux::ClaimError naming the call, the window and the rank.
+#pragma once
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "mpmux/error.hpp"
+
+namespace mpmux::claim {
+
+/// "MPI_ERR_RMA_SYNC: ..." for an MPI error code.
+inline std::string mpi_error_text(int rc) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  if (MPI_Error_string(rc, text, &length) != MPI_SUCCESS) return "MPI error " + std::to_string(rc);
+  return std::string(text, static_cast<std::size_t>(length));
+}
+
+/// Returns true when MPI can still be called (destructors run after MPI_Finalize otherwise).
+inline bool mpi_is_live() {
+  int initialized = 0;
+  int finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+class Window {
+ public:
+  /// Where a rank's part of a shared-memory window lies in this process.
+  struct Segment {
+    void* base = nullptr;
+    MPI_Aint bytes = 0;
+    int disp_unit = 1;
+  };
+
+  Window() = default;
+
+  /// MPI_Win_allocate: `bytes` of this rank's memory, exposed to all ranks of `comm`.
+  static Window allocate(MPI_Comm comm, MPI_Aint bytes, int disp_unit, std::string name) {
+    Window w(comm, std::move(name));
+    void* base = nullptr;
+    w.check_creation(MPI_Win_allocate(bytes, disp_unit, MPI_INFO_NULL, comm, &base, &w.win_),
+                     "MPI_Win_allocate", bytes);
+    w.base_ = base;
+    w.set_errors_return();
+    return w;
+  }
+
+  /// MPI_Win_allocate_shared: `comm` must share memory (MPI_COMM_TYPE_SHARED).
+  static Window allocate_shared(MPI_Comm comm, MPI_Aint bytes, int disp_unit, std::string name) {
+    Window w(comm, std::move(name));
+    void* base = nullptr;
+    w.check_creation(MPI_Win_allocate_shared(bytes, disp_unit, MPI_INFO_NULL, comm, &base, &w.win_),
+                     "MPI_Win_allocate_shared", bytes);
+    w.base_ = base;
+    w.set_errors_return();
+    return w;
+  }
+
+  /// MPI_Win_create over memory the caller owns and keeps alive longer than the window.
+  static Window create(void* base, MPI_Aint bytes, int disp_unit, MPI_Comm comm, std::string name) {
+    Window w(comm, std::move(name));
+    w.check_creation(MPI_Win_create(base, bytes, disp_unit, MPI_INFO_NULL, comm, &w.win_), "MPI_Win_create",
+                     bytes);
+    w.base_ = base;
+    w.set_errors_return();
+    return w;
+  }
+
+  Window(Window&& other) noexcept { swap(other); }
+  Window& operator=(Window&& other) noexcept {
+    Window(std::move(other)).swap(*this);
+    return *this;
+  }
+  Window(const Window&) = delete;
+  Window& operator=(const Window&) = delete;
+
+  /// Collective over the window's communicator: ends the passive epoch if one is open, frees.
+  ~Window() {
+    if (win_ == MPI_WIN_NULL || !mpi_is_live()) return;
+    // Destructors only log: throwing here would terminate during unwinding.
+    if (locked_) {
+      int rc = MPI_Win_unlock_all(win_);
+      if (rc != MPI_SUCCESS) log_failure("MPI_Win_unlock_all", rc);
+    }
+    int rc = MPI_Win_free(&win_);
+    if (rc != MPI_SUCCESS) log_failure("MPI_Win_free", rc);
+  }
+
+  explicit operator bool() const { return win_ != MPI_WIN_NULL; }
+  MPI_Win handle() const { return win_; }
+  void* base() const { return base_; }
+  const std::string& name() const { return name_; }
+
+  /// Opens one passive epoch on every target for the window's lifetime (closed by the destructor).
+  void lock_all(int assertion = MPI_MODE_NOCHECK) {
+    check(MPI_Win_lock_all(assertion, win_), "MPI_Win_lock_all");
+    locked_ = true;
+  }
+  void unlock_all() {
+    check(MPI_Win_unlock_all(win_), "MPI_Win_unlock_all");
+    locked_ = false;
+  }
+  /// Memory barrier between this process's loads/stores and the window's public copy.
+  void sync() const { check(MPI_Win_sync(win_), "MPI_Win_sync"); }
+  void flush(int target) const { check(MPI_Win_flush(target, win_), "MPI_Win_flush", target); }
+
+  void fetch_and_op(const void* origin, void* result, MPI_Datatype type, int target, MPI_Aint disp,
+                    MPI_Op op) const {
+    check(MPI_Fetch_and_op(origin, result, type, target, disp, op, win_), "MPI_Fetch_and_op", target);
+  }
+
+  /// Starts a Get of `bytes` bytes from byte displacement `disp` (window with disp_unit 1); complete
+  /// it with flush(). Split into pieces because MPI counts are int.
+  void get_bytes(void* destination, std::size_t bytes, int target, MPI_Aint disp) const {
+    constexpr std::size_t kPiece = std::size_t{1} << 30;
+    auto* out = static_cast<char*>(destination);
+    while (bytes > 0) {
+      const std::size_t n = std::min(bytes, kPiece);
+      const int count = static_cast<int>(n);
+      check(MPI_Get(out, count, MPI_BYTE, target, disp, count, MPI_BYTE, win_), "MPI_Get", target);
+      out += n;
+      disp += static_cast<MPI_Aint>(n);
+      bytes -= n;
+    }
+  }
+
+  /// MPI_Win_shared_query: where `target`'s segment of a shared window is mapped in this process.
+  Segment shared_query(int target) const {
+    Segment s;
+    check(MPI_Win_shared_query(win_, target, &s.bytes, &s.disp_unit, &s.base), "MPI_Win_shared_query",
+          target);
+    return s;
+  }
+
+ private:
+  Window(MPI_Comm comm, std::string name) : name_(std::move(name)) {
+    MPI_Comm_rank(comm, &rank_);
+    MPI_Comm_size(comm, &size_);
+  }
+
+  void swap(Window& other) noexcept {
+    std::swap(win_, other.win_);
+    std::swap(base_, other.base_);
+    std::swap(name_, other.name_);
+    std::swap(rank_, other.rank_);
+    std::swap(size_, other.size_);
+    std::swap(locked_, other.locked_);
+  }
+
+  void set_errors_return() {
+    check(MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN), "MPI_Win_set_errhandler");
+  }
+
+  std::string where(const char* call, int target) const {
+    std::string s = std::string(call) + " on window '" + name_ + "' at rank " + std::to_string(rank_) +
+                    " of " + std::to_string(size_);
+    if (target >= 0) s += " (target rank " + std::to_string(target) + ")";
+    return s;
+  }
+
+  void check(int rc, const char* call, int target = -1) const {
+    if (rc != MPI_SUCCESS) throw ClaimError(where(call, target) + " failed: " + mpi_error_text(rc));
+  }
+
+  // Creation errors are raised through the communicator's error handler, so they only reach us
+  // when the caller's communicator returns errors (RmaClaimer's private duplicate does).
+  void check_creation(int rc, const char* call, MPI_Aint bytes) {
+    if (rc != MPI_SUCCESS) {
+      win_ = MPI_WIN_NULL;
+      throw ClaimError(where(call, -1) + " of " + std::to_string(bytes) +
+                       " bytes failed: " + mpi_error_text(rc));
+    }
+  }
+
+  void log_failure(const char* call, int rc) const {
+    std::fprintf(stderr, "mpmux: %s failed: %s\n", where(call, -1).c_str(), mpi_error_text(rc).c_str());
+  }
+
+  MPI_Win win_ = MPI_WIN_NULL;
+  void* base_ = nullptr;
+  std::string name_;
+  int rank_ = -1;
+  int size_ = 0;
+  bool locked_ = false;
+};
+
+}  // namespace mpmux::claim

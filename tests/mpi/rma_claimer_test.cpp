@@ -1,0 +1,425 @@
+// RmaClaimer under mpiexec (2, 3 and 4 ranks): every pending element is handed out exactly once,
+// with its bytes intact, through both read paths (node-shared memory and MPI_Get).
+#include "mpmux/rma_claimer.hpp"
+
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <iterator>
+#include <numeric>
+#include <string>
+#include <vector>
+
+// Header-only internal wrapper; the shared library this test links does not export it.
+#include "../../src/claim/window.hpp"
+#include "mpmux/error.hpp"
+
+namespace {
+
+constexpr std::uint64_t kCount = 10000;
+constexpr const char* kNoShared = "MPMUX_RMA_NO_SHARED";
+
+int rank_of(MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  return rank;
+}
+
+int size_of(MPI_Comm comm) {
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  return size;
+}
+
+// Element k's bytes: lengths vary, some are empty, a few are large.
+std::string element_bytes(std::uint64_t k) {
+  if (k % 4999 == 7) return "";
+  std::string s = "element-" + std::to_string(k);
+  if (k % 5000 == 1234) return s + std::string(70000, 'z');
+  s.append(k % 23, static_cast<char>('a' + k % 26));
+  return s;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t begin, std::uint64_t end) {
+  std::vector<std::uint64_t> v(end - begin);
+  std::iota(v.begin(), v.end(), begin);
+  return v;
+}
+
+// The root's constructor arguments for `indices`; other ranks pass empty ones.
+struct Input {
+  std::vector<std::uint64_t> pending;
+  mpmux::ElementBuffer elements;
+};
+
+Input input_for(MPI_Comm comm, int root, const std::vector<std::uint64_t>& indices) {
+  Input in;
+  if (rank_of(comm) != root) return in;
+  in.pending = indices;
+  for (auto k : indices) in.elements.push(element_bytes(k));
+  return in;
+}
+
+struct Outcome {
+  std::vector<std::uint64_t> indices;      // in claim order
+  std::vector<std::uint64_t> chunk_sizes;  // in claim order
+  std::uint64_t wrong_elements = 0;        // bytes that differ from element_bytes(index)
+};
+
+// True when a claim's offsets describe its data (so at() cannot throw and desync the ranks).
+bool well_formed(const mpmux::Claim& claim) {
+  const auto& offsets = claim.elements.offsets;
+  return offsets.size() == claim.indices.size() + 1 && offsets.front() == 0 &&
+         offsets.back() == claim.elements.data.size() && std::is_sorted(offsets.begin(), offsets.end());
+}
+
+// Claims until `next` returns false, checking each element's bytes on the way.
+Outcome claim_all(const std::function<bool(mpmux::Claim&)>& next) {
+  Outcome o;
+  mpmux::Claim claim;
+  while (next(claim)) {
+    EXPECT_GT(claim.size(), 0u);
+    const bool readable = well_formed(claim);
+    EXPECT_TRUE(readable) << "chunk starting at index " << (claim.size() ? claim.indices[0] : 0);
+    for (std::size_t k = 0; k < claim.size(); ++k) {
+      if (!readable || claim.elements.at(k) != element_bytes(claim.indices[k])) ++o.wrong_elements;
+      o.indices.push_back(claim.indices[k]);
+    }
+    o.chunk_sizes.push_back(claim.size());
+  }
+  EXPECT_EQ(claim.size(), 0u) << "a failed claim leaves an empty chunk";
+  EXPECT_TRUE(well_formed(claim));
+  EXPECT_FALSE(next(claim)) << "a claimer that ran out stays out";
+  return o;
+}
+
+// Everything `local` holds on each rank, concatenated on `root`.
+std::vector<std::uint64_t> gather(MPI_Comm comm, int root, const std::vector<std::uint64_t>& local) {
+  const int size = size_of(comm);
+  const bool is_root = rank_of(comm) == root;
+  int count = static_cast<int>(local.size());
+  std::vector<int> counts(is_root ? size : 0);
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm);
+  std::vector<int> displs(counts.size());
+  if (is_root) std::exclusive_scan(counts.begin(), counts.end(), displs.begin(), 0);
+  std::vector<std::uint64_t> all(is_root ? static_cast<std::size_t>(displs.back() + counts.back()) : 0);
+  MPI_Gatherv(local.data(), count, MPI_UINT64_T, all.data(), counts.data(), displs.data(), MPI_UINT64_T, root,
+              comm);
+  return all;
+}
+
+// "" when `claimed` holds each of `expected` exactly once and nothing else; else what differs.
+std::string compare_sets(std::vector<std::uint64_t> claimed, std::vector<std::uint64_t> expected) {
+  std::sort(claimed.begin(), claimed.end());
+  std::sort(expected.begin(), expected.end());
+  std::string problems;
+  auto dup = std::adjacent_find(claimed.begin(), claimed.end());
+  if (dup != claimed.end()) problems += "index " + std::to_string(*dup) + " claimed twice; ";
+  std::vector<std::uint64_t> missing;
+  std::vector<std::uint64_t> extra;
+  std::set_difference(expected.begin(), expected.end(), claimed.begin(), claimed.end(),
+                      std::back_inserter(missing));
+  std::set_difference(claimed.begin(), claimed.end(), expected.begin(), expected.end(),
+                      std::back_inserter(extra));
+  if (!missing.empty()) {
+    problems += std::to_string(missing.size()) + " missing, first " + std::to_string(missing[0]) + "; ";
+  }
+  if (!extra.empty()) {
+    problems += std::to_string(extra.size()) + " unexpected, first " + std::to_string(extra[0]);
+  }
+  return problems;
+}
+
+// Runs every claimer test twice: ranks on the root's node reading the shared memory directly, and
+// every non-root rank forced onto the MPI_Get path.
+class RmaClaimer : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam()) {
+      setenv(kNoShared, "1", 1);
+    } else {
+      unsetenv(kNoShared);
+    }
+  }
+  void TearDown() override { unsetenv(kNoShared); }
+};
+
+TEST_P(RmaClaimer, EveryPendingElementIsClaimedOnceWhenAllRanksClaim) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  const int size = size_of(comm);
+  auto in = input_for(comm, 0, range(0, kCount));
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {}, size);
+  EXPECT_EQ(claimer.total(), kCount);
+  // All ranks share one node here; the root always reads its own memory.
+  EXPECT_EQ(claimer.reads_shared_memory(), rank_of(comm) == 0 || !GetParam());
+
+  const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+  EXPECT_EQ(o.wrong_elements, 0u);
+  MPI_Barrier(comm);
+  EXPECT_GE(claimer.claimed(), kCount);
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
+  }
+}
+
+TEST_P(RmaClaimer, NonZeroRootThatDoesNotClaimServesTheOtherRanks) {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  const int root = size_of(comm) - 1;
+  auto in = input_for(comm, root, range(0, kCount));
+  {
+    mpmux::RmaClaimer claimer(comm, root, std::move(in.pending), std::move(in.elements), {},
+                              size_of(comm) - 1);
+    Outcome o;
+    if (rank_of(comm) != root) o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+    EXPECT_EQ(o.wrong_elements, 0u);
+    const auto all = gather(comm, root, o.indices);
+    if (rank_of(comm) == root) {
+      EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
+    }
+  }
+  MPI_Comm_free(&comm);
+}
+
+TEST_P(RmaClaimer, GuidedChunksFollowTheFormulaForALoneClaimer) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  const mpmux::ChunkPolicy policy{3, 700};
+  const int workers = 3;
+  auto in = input_for(comm, 0, range(0, kCount));
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), policy, workers);
+
+  // Only rank 1 claims, so the sequence is determined: c = clamp(ceil(remaining / 6), 3, 700).
+  std::vector<std::uint64_t> expected;
+  for (std::uint64_t seen = 0; seen < kCount;) {
+    const std::uint64_t c =
+        std::clamp((kCount - seen + 2 * workers - 1) / (2 * workers), policy.min, policy.max);
+    expected.push_back(std::min(c, kCount - seen));
+    seen += c;
+  }
+  ASSERT_EQ(expected.front(), 700u);
+  ASSERT_EQ(expected[expected.size() - 2], 3u);
+
+  if (rank_of(comm) == 1) {
+    const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+    EXPECT_EQ(o.wrong_elements, 0u);
+    EXPECT_EQ(o.chunk_sizes, expected);
+    EXPECT_EQ(o.indices, range(0, kCount)) << "a lone claimer takes the pending positions in order";
+  }
+}
+
+TEST_P(RmaClaimer, GuidedChunksShrinkWithinMinAndMaxWhenAllRanksClaim) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  const mpmux::ChunkPolicy policy{3, 700};
+  auto in = input_for(comm, 0, range(0, kCount));
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), policy, size_of(comm));
+
+  std::vector<std::uint64_t> chunk_last;  // the last index of each chunk, in claim order
+  mpmux::Claim claim;
+  Outcome o;
+  while (claimer.claim(claim)) {
+    o.chunk_sizes.push_back(claim.size());
+    chunk_last.push_back(claim.indices.back());
+    o.indices.insert(o.indices.end(), claim.indices.begin(), claim.indices.end());
+  }
+  for (std::size_t i = 0; i < o.chunk_sizes.size(); ++i) {
+    EXPECT_LE(o.chunk_sizes[i], policy.max);
+    // Only the chunk that reaches the end may be cut below min.
+    if (chunk_last[i] != kCount - 1) {
+      EXPECT_GE(o.chunk_sizes[i], policy.min) << "chunk " << i;
+    }
+    if (i > 0) {
+      EXPECT_LE(o.chunk_sizes[i], o.chunk_sizes[i - 1]) << "chunk " << i << " grew";
+    }
+  }
+  const auto all_sizes = gather(comm, 0, o.chunk_sizes);
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
+    // The first claim sees the whole set, so it takes max. (How far the tail shrinks depends on
+    // how stale each rank's view is; the lone-claimer test checks the exact sequence.)
+    EXPECT_EQ(*std::max_element(all_sizes.begin(), all_sizes.end()), policy.max);
+  }
+}
+
+TEST_P(RmaClaimer, ClaimNTakesExactlyTheCountUntilTheTail) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  auto in = input_for(comm, 0, range(0, kCount));
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {}, size_of(comm));
+
+  const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim_n(7, c); });
+  EXPECT_EQ(o.wrong_elements, 0u);
+  mpmux::Claim unused;
+  EXPECT_THROW(claimer.claim_n(0, unused), mpmux::ClaimError);
+  const auto all_sizes = gather(comm, 0, o.chunk_sizes);
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
+    EXPECT_EQ(std::count(all_sizes.begin(), all_sizes.end(), 7u), static_cast<long>(kCount / 7));
+    EXPECT_EQ(std::count(all_sizes.begin(), all_sizes.end(), kCount % 7), 1);
+  }
+}
+
+TEST_P(RmaClaimer, OnlyThePendingSubsetIsHandedOut) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  std::vector<std::uint64_t> odd;
+  for (std::uint64_t k = 1; k < kCount; k += 2) odd.push_back(k);
+  auto in = input_for(comm, 0, odd);
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {2, 64}, size_of(comm));
+  EXPECT_EQ(claimer.total(), odd.size());
+
+  const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+  EXPECT_EQ(o.wrong_elements, 0u);
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(compare_sets(all, odd), "");
+  }
+}
+
+TEST_P(RmaClaimer, EmptyPendingSetClaimsNothing) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  mpmux::RmaClaimer claimer(comm, 0, {}, {}, {}, size_of(comm));
+  EXPECT_EQ(claimer.total(), 0u);
+  mpmux::Claim claim;
+  claim.indices = {42};
+  EXPECT_FALSE(claimer.claim(claim));
+  EXPECT_TRUE(claim.indices.empty());
+  EXPECT_FALSE(claimer.claim_n(5, claim));
+  MPI_Barrier(comm);
+  EXPECT_EQ(claimer.claimed(), 0u) << "nobody touches the counter when there is nothing to claim";
+}
+
+TEST_P(RmaClaimer, OneEmptyElementIsHandedOutOnce) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  auto in = input_for(comm, 0, {7});  // element 7 has no bytes: the data array is empty
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(in.elements.data.size(), 0u);
+  }
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {}, size_of(comm));
+  const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+  EXPECT_EQ(o.wrong_elements, 0u);
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(all, std::vector<std::uint64_t>{7});
+  }
+}
+
+TEST_P(RmaClaimer, SplitCommunicatorsRunIndependentClaimers) {
+  const int world_rank = rank_of(MPI_COMM_WORLD);
+  MPI_Comm half = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank % 2, world_rank, &half);
+  // Each half hands out its own range, from its last rank.
+  const auto indices = world_rank % 2 == 0 ? range(0, 3000) : range(3000, 7000);
+  const int root = size_of(half) - 1;
+  auto in = input_for(half, root, indices);
+  {
+    // The forced-remote path creates an osc/rdma window, which Open MPI 4.1 cannot set up on two
+    // disjoint communicators at once (open-mpi/ompi#9492): there the halves take turns.
+    const bool take_turns = GetParam();
+    if (take_turns && world_rank % 2 == 1) MPI_Barrier(MPI_COMM_WORLD);
+    mpmux::RmaClaimer claimer(half, root, std::move(in.pending), std::move(in.elements), {1, 50},
+                              size_of(half));
+    if (take_turns && world_rank % 2 == 0) MPI_Barrier(MPI_COMM_WORLD);
+    const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+    EXPECT_EQ(o.wrong_elements, 0u);
+    const auto all = gather(half, root, o.indices);
+    if (rank_of(half) == root) {
+      EXPECT_EQ(compare_sets(all, indices), "");
+    }
+  }
+  MPI_Comm_free(&half);
+}
+
+INSTANTIATE_TEST_SUITE_P(ReadPath, RmaClaimer, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ForcedRemote" : "NodeShared";
+                         });
+
+TEST(RmaClaimerPaths, RanksReadingLocallyAndRemotelyShareOneCounter) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  if (rank_of(comm) % 2 == 1) setenv(kNoShared, "1", 1);
+  auto in = input_for(comm, 0, range(0, kCount));
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {1, 16}, size_of(comm));
+  unsetenv(kNoShared);
+  EXPECT_EQ(claimer.reads_shared_memory(), rank_of(comm) % 2 == 0);
+  const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+  EXPECT_EQ(o.wrong_elements, 0u);
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
+  }
+}
+
+TEST(RmaClaimerArguments, MismatchedPendingAndElementsThrowOnEveryRank) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  std::vector<std::uint64_t> pending;
+  mpmux::ElementBuffer elements;
+  if (rank_of(comm) == 0) {
+    pending = {1, 2, 3};
+    elements.push("one");
+    elements.push("two");
+  }
+  try {
+    mpmux::RmaClaimer claimer(comm, 0, pending, elements, {}, size_of(comm));
+    ADD_FAILURE() << "no ClaimError";
+  } catch (const mpmux::ClaimError& e) {
+    const std::string what = e.what();
+    if (rank_of(comm) == 0) {
+      EXPECT_NE(what.find("3 pending indices but 2 elements"), std::string::npos) << what;
+    } else {
+      EXPECT_NE(what.find("rank 0 passed invalid arguments"), std::string::npos) << what;
+    }
+  }
+}
+
+TEST(RmaClaimerArguments, RootOutsideTheCommunicatorThrows) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  EXPECT_THROW(mpmux::RmaClaimer(comm, size_of(comm), {}, {}, {}, 1), mpmux::ClaimError);
+  EXPECT_THROW(mpmux::RmaClaimer(comm, -1, {}, {}, {}, 1), mpmux::ClaimError);
+}
+
+TEST(RmaClaimerArguments, MalformedNoSharedVariableIsAUsageErrorOnItsRank) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  const bool bad = rank_of(comm) == size_of(comm) - 1;
+  if (bad) setenv(kNoShared, "yes", 1);
+  try {
+    mpmux::RmaClaimer claimer(comm, 0, {}, {}, {}, size_of(comm));
+    ADD_FAILURE() << "no error";
+  } catch (const mpmux::UsageError& e) {
+    EXPECT_TRUE(bad) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MPMUX_RMA_NO_SHARED=yes"), std::string::npos) << e.what();
+  } catch (const mpmux::ClaimError& e) {
+    EXPECT_FALSE(bad) << e.what();
+  }
+  unsetenv(kNoShared);
+}
+
+TEST(RmaClaimerArguments, BadChunkPolicyThrowsOnEveryRank) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  const mpmux::ChunkPolicy bad = rank_of(comm) == 1 ? mpmux::ChunkPolicy{5, 4} : mpmux::ChunkPolicy{};
+  EXPECT_THROW(mpmux::RmaClaimer(comm, 0, {}, {}, bad, size_of(comm)), mpmux::ClaimError);
+}
+
+TEST(RmaWindow, FailedCallNamesTheCallTheWindowAndTheRank) {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  {
+    auto window = mpmux::claim::Window::allocate(comm, 8, 8, "probe");
+    // A flush outside any access epoch is erroneous; the window returns the error instead of aborting.
+    try {
+      window.flush(0);
+      ADD_FAILURE() << "MPI_Win_flush outside an epoch succeeded";
+    } catch (const mpmux::ClaimError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("MPI_Win_flush on window 'probe' at rank " + std::to_string(rank_of(comm))),
+                std::string::npos)
+          << what;
+    }
+  }
+  MPI_Comm_free(&comm);
+}
+
+}  // namespace
