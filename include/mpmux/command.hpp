@@ -1,6 +1,7 @@
 // `--exec` tasks: an argv template filled from each element, run as a child process.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,13 +45,18 @@ class MPMUX_EXPORT CommandTemplate {
 struct MPMUX_EXPORT CommandLimits {
   std::size_t max_stdout = 1 << 20;  // the result; longer output is cut and flagged
   std::size_t stderr_tail = 4096;    // the last bytes of stderr are kept
+  double timeout_s = 0;              // > 0: the process group is killed after this long
 };
 
 /// Runs argv (argv[0] searched in PATH) in a process group of its own with stdin from
 /// /dev/null, and fills outcome.result (stdout), stderr_tail, exit_code / signal, flags,
 /// pid, t_start and t_end. A command that cannot be started gets exit code 127 and the reason
-/// in stderr_tail. type is done for exit code 0, failed otherwise.
-MPMUX_EXPORT void run_command(const std::vector<std::string>& argv, Outcome& outcome,
-                              const CommandLimits& limits = {});
+/// in stderr_tail. type is done for exit code 0, failed otherwise. A command running past
+/// limits.timeout_s has its process group killed (SIGKILL) and fails with the kTimedOut flag.
+/// `cancel` is asked at least every 100 ms and whenever a signal interrupts the wait; when it
+/// says true the process group is killed and run_command returns false: the attempt is void
+/// (not to be recorded). Otherwise returns true.
+MPMUX_EXPORT bool run_command(const std::vector<std::string>& argv, Outcome& outcome,
+                              const CommandLimits& limits = {}, const std::function<bool()>& cancel = {});
 
 }  // namespace mpmux

@@ -92,6 +92,9 @@ class MPMUX_EXPORT JournalWriter {
   std::uint64_t syncs() const { return syncs_; }
   /// Bytes appended but not yet written to the file.
   std::size_t buffered_bytes() const { return buffer_.size(); }
+  /// With false, flush() and sync() write but never fdatasync: records survive a crash of the
+  /// process but not of the node. For benchmarks and scratch sessions.
+  void set_fsync(bool on) { fsync_ = on; }
   /// Replaces the monotonic clock (ns) that group commit is measured with; for tests.
   void set_clock(std::function<std::int64_t()> clock);
 
@@ -104,6 +107,7 @@ class MPMUX_EXPORT JournalWriter {
   std::int64_t last_sync_ns_ = 0;
   std::int64_t interval_ns_ = 0;
   bool unsynced_ = false;  // bytes written since the last fdatasync
+  bool fsync_ = true;
   std::function<std::int64_t()> clock_;
   void write_buffer();
   std::int64_t now() const;

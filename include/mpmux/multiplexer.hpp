@@ -88,6 +88,8 @@ class Multiplexer {
   class Element {
    public:
     std::uint64_t index() const { return index_; }
+    /// 1 on the first attempt at this element, counted across runs of the session.
+    std::uint32_t attempt() const { return attempt_; }
     /// The element, deserialized on first use.
     const T& value() const {
       if (!value_) value_.emplace(detail::deserialize<T>(bytes_));
@@ -99,6 +101,7 @@ class Multiplexer {
    private:
     friend class Multiplexer;
     std::uint64_t index_ = 0;
+    std::uint32_t attempt_ = 1;
     std::string_view bytes_;
     mutable std::optional<T> value_;
     std::string result_;
@@ -173,6 +176,42 @@ class Multiplexer {
   }
   iterator end() { return iterator(); }
 
+  /// Collective, like the range-for, but a task may fail: fn(element) is called for each
+  /// element this rank gets; an exception thrown by fn is a failed attempt (its what() kept as
+  /// the stderr tail), retried up to options.retries times on any rank, and failed for good
+  /// after that. Returns what this rank recorded.
+  template <class F>
+  RunSummary for_each(F&& fn) {
+    Run run(session_id(), comm_, options_);
+    WorkItem item;
+    Element e;
+    while (run.next(item)) {
+      e.index_ = item.index;
+      e.attempt_ = item.attempt;
+      e.bytes_ = item.bytes;
+      e.value_.reset();
+      e.result_.clear();
+      Outcome outcome;
+      outcome.t_start = detail::unix_ns();
+      try {
+        fn(e);
+        outcome.type = RecordType::done;
+        outcome.result = std::move(e.result_);
+      } catch (const std::exception& error) {
+        outcome.type = RecordType::failed;
+        outcome.exit_code = 1;
+        outcome.stderr_tail = error.what();
+      } catch (...) {
+        outcome.type = RecordType::failed;
+        outcome.exit_code = 1;
+        outcome.stderr_tail = "unknown exception";
+      }
+      outcome.t_end = detail::unix_ns();
+      run.record(outcome);
+    }
+    return summary_ = run.finish();
+  }
+
   /// What the last loop recorded, as seen by this rank.
   RunSummary summary() const { return summary_; }
 
@@ -186,7 +225,6 @@ class Multiplexer {
     if (has_current_) {
       Outcome outcome;
       outcome.type = RecordType::done;
-      outcome.index = current_.index_;
       outcome.t_start = current_.t_start_;
       outcome.t_end = detail::unix_ns();
       outcome.result = std::move(current_.result_);
@@ -200,6 +238,7 @@ class Multiplexer {
       return;
     }
     current_.index_ = item.index;
+    current_.attempt_ = item.attempt;
     current_.bytes_ = item.bytes;
     current_.value_.reset();
     current_.result_.clear();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,12 +25,28 @@ struct MPMUX_EXPORT RunOptions {
   bool root_works = false;
   /// Hand out elements recorded as failed for good, too.
   bool rerun_failed = false;
+  /// A failed attempt is retried up to this many times in the run (0 to 254), on any rank:
+  /// after each pass over the pending elements, the ones that failed and have tries left are
+  /// handed out again.
+  int retries = 0;
+  /// Drain on SIGUSR1, SIGTERM or SIGINT: stop claiming, let running elements finish within
+  /// grace_s (a second signal makes it zero), leave the rest pending. Installs signal handlers.
+  bool stop_on_signals = false;
+  double grace_s = 60.0;
+  /// End time (Unix seconds): no element is started that its runtime estimate says cannot end
+  /// before deadline - grace_s (p90 of the durations this rank has seen, or estimate_s before
+  /// any); the run then drains as on a signal.
+  std::optional<double> deadline;
+  std::optional<double> estimate_s;
   /// Rank 0 draws a progress bar on a terminal, or prints a line every progress_interval_s
   /// seconds when stderr is a file.
   bool progress = false;
   double progress_interval_s = 10.0;
   /// Group commit: the journal is fdatasynced at most this often (and at the end).
   double commit_interval_s = 0.2;
+  /// false: the journal is written but never fdatasynced (survives a crash of the process, not
+  /// of the node). For benchmarks and scratch sessions.
+  bool fsync = true;
   /// Called on the root before anything is handed out, with the set's attributes and its first
   /// element; an exception thrown there ends the run on every rank before it starts.
   std::function<void(const ElementSetInfo&, std::string_view first_element)> validate;
@@ -39,13 +56,22 @@ struct MPMUX_EXPORT RunOptions {
 struct MPMUX_EXPORT RunSummary {
   std::uint64_t handed_out = 0;  // pending elements at the start of this run
   std::uint64_t done = 0;        // successful outcomes recorded in this run
-  std::uint64_t failed = 0;      // failed outcomes recorded in this run
+  std::uint64_t failed = 0;      // failed attempts recorded in this run
+  std::uint64_t failed_for_good = 0;  // of those, the final ones (no retry left)
+  std::uint64_t syncs = 0;       // fdatasyncs of the journal (root)
+  double seconds = 0;            // from the end of set-up to the end of finish()
+  /// The run stopped before handing out everything (signal, deadline, journal write error);
+  /// what was not recorded stays pending. The same on every rank after finish().
+  bool stopped = false;
+  std::string stop_reason;       // on the rank that saw it first, and on the root
 };
 
 /// One element handed to this rank.
 struct MPMUX_EXPORT WorkItem {
   std::uint64_t index = 0;
-  std::string_view bytes;  // valid until the next call to Run::next
+  std::string_view bytes;     // valid until the next call to Run::next
+  std::uint32_t attempt = 1;  // 1 for the first attempt ever (counted across runs)
+  bool last_try = true;       // a failure now is final (no retry left in this run)
 };
 
 /// A run of one session over a communicator. Construction and destruction are collective.
@@ -69,9 +95,15 @@ class MPMUX_EXPORT Run {
   /// Worker side: the next element, or false when none is left for this rank. On the root,
   /// false comes only after every worker has finished (the root coordinates meanwhile).
   bool next(WorkItem& item);
-  /// Records the outcome of an element this rank got from next(). index, worker, host and pid
-  /// are filled in here.
+  /// Records the outcome of the element this rank got last from next(): index, attempt,
+  /// worker, host, pid and (for a failure on the last try) the final flag are filled in here.
   void record(Outcome& outcome);
+  /// True once this rank was asked to stop: a signal (with stop_on_signals), the deadline, or a
+  /// stop the root published. next() then returns false.
+  bool stopping();
+  /// True when a running element must be killed now: the grace after the stop has passed, or
+  /// a second signal came. The element is then not recorded and stays pending.
+  bool must_cancel();
   /// Collective end of the run: flushes this rank's outcomes; the root coordinates until every
   /// worker has finished, then flushes the journal. Called by the destructor when needed.
   RunSummary finish();

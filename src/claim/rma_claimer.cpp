@@ -266,6 +266,14 @@ std::uint64_t RmaClaimer::claimed() const {
 
 std::uint64_t RmaClaimer::total() const { return state_->total; }
 
+void RmaClaimer::exhaust() {
+  State& s = *state_;
+  std::uint64_t old = 0;
+  s.counter.fetch_and_op(&s.total, &old, MPI_UINT64_T, s.root, 0, MPI_MAX);
+  s.counter.flush(s.root);
+  s.last_seen = std::max(s.last_seen, s.total);
+}
+
 bool RmaClaimer::reads_shared_memory() const { return state_->table != nullptr; }
 
 bool RmaClaimer::State::take(std::uint64_t count, Claim& out) {

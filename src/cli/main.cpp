@@ -7,22 +7,23 @@
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "cli/commands.hpp"
 #include "mpmux/command.hpp"
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
+#include "run/deadline.hpp"
 
 namespace {
 
 using namespace mpmux;
-
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+using namespace mpmux::cli;
 
 // The rank the launcher gave this process, read before MPI starts, so that an error found
 // while parsing is printed once and not by every rank.
@@ -33,9 +34,13 @@ int launcher_rank() {
   return 0;
 }
 
-void say_error(const std::string& message) {
+}  // namespace
+
+void mpmux::cli::say_error(const std::string& message) {
   if (launcher_rank() == 0) std::fprintf(stderr, "mpmux: %s\n", message.c_str());
 }
+
+namespace {
 
 std::filesystem::path mux_dir_of(const std::string& arg) {
   if (arg.rfind("file://", 0) == 0 || arg.find("://") != std::string::npos) return MuxId::parse(arg).dir;
@@ -68,28 +73,6 @@ int cmd_new(const std::filesystem::path& root, const std::string& from, const st
   return 0;
 }
 
-int cmd_stat(const std::string& mux_id, bool json) {
-  const Session session = Session::open(MuxId::parse(mux_id));
-  const Stat st = session_stat(session);
-  if (json) {
-    std::cout << nlohmann::ordered_json{{"total", st.total},
-                                        {"done", st.done},
-                                        {"failed", st.failed},
-                                        {"running", st.running},
-                                        {"pending", st.pending}}
-                     .dump()
-              << '\n';
-    return 0;
-  }
-  std::printf("mux id   %s\n", session.id().str().c_str());
-  std::printf("total    %llu\n", static_cast<unsigned long long>(st.total));
-  std::printf("done     %llu\n", static_cast<unsigned long long>(st.done));
-  std::printf("failed   %llu\n", static_cast<unsigned long long>(st.failed));
-  std::printf("running  %llu\n", static_cast<unsigned long long>(st.running));
-  std::printf("pending  %llu\n", static_cast<unsigned long long>(st.pending));
-  return 0;
-}
-
 int cmd_done(const std::string& mux_id) {
   const Stat st = session_stat(Session::open(MuxId::parse(mux_id)));
   std::printf("%llu of %llu elements done\n", static_cast<unsigned long long>(st.done),
@@ -107,6 +90,11 @@ struct RunArgs {
   double progress_interval = 10.0;
   bool root_works = false;
   bool rerun_failed = false;
+  int retries = 0;
+  double timeout = 0;
+  double grace = 60;
+  std::string deadline;
+  double estimate = -1;
 };
 
 // The fields an --exec template may use: the table's columns, else the first element's keys.
@@ -120,31 +108,44 @@ std::vector<std::string> element_fields(const ElementSetInfo& info, std::string_
   return fields;
 }
 
-void process(Run& run, const CommandTemplate& command) {
+void process(Run& run, const CommandTemplate& command, const CommandLimits& limits) {
   WorkItem item;
+  const auto cancel = [&run] { return run.must_cancel(); };
   while (run.next(item)) {
     Outcome outcome;
-    outcome.index = item.index;
     try {
-      run_command(command.render(item.index, item.bytes), outcome);
+      // false: killed by a drain; the attempt is void and the element stays pending.
+      if (!run_command(command.render(item.index, item.bytes), outcome, limits, cancel)) continue;
     } catch (const UsageError& e) {  // the element lacks a field the template uses
       outcome.type = RecordType::failed;
       outcome.exit_code = 127;
       outcome.stderr_tail = std::string("mpmux: ") + e.what();
+      outcome.t_start = outcome.t_end = detail::unix_ns();
     }
-    if (outcome.type == RecordType::failed) outcome.flags |= Outcome::kFinal;
     run.record(outcome);
   }
-  run.finish();
 }
 
 int cmd_run(const RunArgs& args) {
   if (args.exec.empty()) throw UsageError("run: --exec TEMPLATE is required");
   if (args.chunk_min == 0 || args.chunk_max < args.chunk_min)
     throw UsageError("run: --chunk-min must be at least 1 and at most --chunk-max");
+  if (args.timeout < 0) throw UsageError("--timeout must not be negative");
   const CommandTemplate command = CommandTemplate::parse(args.exec, args.shell);
   const MuxId id = MuxId::parse(args.mux_id);
+  const double now = static_cast<double>(detail::unix_ns()) / 1e9;
+  std::optional<double> deadline;
+  if (!args.deadline.empty()) deadline = run::parse_deadline(args.deadline, now);
   ensure_mpi();
+  if (args.deadline.empty()) {
+    // Under Slurm the job's end is the deadline; asked once, by rank 0, and shared.
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    double end = 0;
+    if (rank == 0) end = run::slurm_job_end(now).value_or(0);
+    MPI_Bcast(&end, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (end > 0) deadline = end;
+  }
 
   RunOptions options;
   options.chunk = {args.chunk_min, args.chunk_max};
@@ -152,19 +153,37 @@ int cmd_run(const RunArgs& args) {
   options.progress_interval_s = args.progress_interval;
   options.root_works = args.root_works;
   options.rerun_failed = args.rerun_failed;
+  options.retries = args.retries;
+  options.stop_on_signals = true;
+  options.grace_s = args.grace;
+  options.deadline = deadline;
+  if (args.estimate >= 0) options.estimate_s = args.estimate;
   options.validate = [&](const ElementSetInfo& info, std::string_view first) {
     command.check_fields(element_fields(info, first));
   };
   Run run(id, MPI_COMM_WORLD, options);
+  RunSummary summary;
   try {
-    process(run, command);
+    process(run, command, CommandLimits{.timeout_s = args.timeout});
+    summary = run.finish();
   } catch (const std::exception& e) {
     // Past the start, the ranks are no longer in step: a failure here ends the whole job.
     std::fprintf(stderr, "mpmux: %s\n", e.what());
     MPI_Abort(MPI_COMM_WORLD, kExitFailed);
   }
-  int code = 0;
-  if (run.is_root()) code = session_stat(Session::open(id)).failed > 0 ? kExitFailed : 0;
+  int code = kExitOk;
+  if (run.is_root()) {
+    const Stat st = session_stat(Session::open(id));
+    if (summary.stopped && st.done + st.failed < st.total) {
+      std::fprintf(stderr, "mpmux: stopped (%s): %llu of %llu elements done, the rest stays pending; "
+                           "run the same command again to resume\n",
+                   summary.stop_reason.c_str(), static_cast<unsigned long long>(st.done),
+                   static_cast<unsigned long long>(st.total));
+      code = kExitStopped;
+    } else if (st.failed > 0) {
+      code = kExitFailed;
+    }
+  }
   MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
   return code;
 }
@@ -206,12 +225,24 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   run_cmd->add_flag("--root-works", run_args.root_works, "Rank 0 processes elements too");
   run_cmd->add_flag("--rerun-failed", run_args.rerun_failed, "Also hand out elements that failed for good");
+  run_cmd->add_option("--retries", run_args.retries, "Retry a failed element up to N times, on any rank")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 254));
+  run_cmd->add_option("--timeout", run_args.timeout, "Kill a task (its process group) after SECONDS; a failure")
+      ->check(CLI::NonNegativeNumber);
+  run_cmd->add_option("--grace", run_args.grace,
+                      "On SIGUSR1/SIGTERM or at the deadline: SECONDS for running tasks to finish")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  run_cmd->add_option("--deadline", run_args.deadline,
+                      "End time: ISO (2026-11-22T02:10:00) or +DURATION (+2h); default: the Slurm job's end");
+  run_cmd->add_option("--estimate", run_args.estimate, "Runtime estimate in SECONDS before any element finished")
+      ->check(CLI::NonNegativeNumber);
+
+  const Command stat_cmd = add_stat_command(app);
+  const Command results_cmd = add_results_command(app);
 
   std::string mux_id;
-  bool json = false;
-  auto* stat_cmd = app.add_subcommand("stat", "Counts of a session: total, done, failed, running, pending");
-  stat_cmd->add_option("MUX_ID", mux_id)->required();
-  stat_cmd->add_flag("--json", json, "One JSON object");
 
   auto* done_cmd = app.add_subcommand("done", "Exit 0 when every element is done, else 1");
   done_cmd->add_option("MUX_ID", mux_id)->required();
@@ -222,7 +253,9 @@ int main(int argc, char** argv) {
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
   if (argc > 1 && argv[1][0] != '-' &&
       std::none_of(subcommands.begin(), subcommands.end(), [&](const CLI::App* c) { return c->get_name() == argv[1]; })) {
-    say_error(std::string("unknown command '") + argv[1] + "' (commands: new, session, run, stat, done, destroy)");
+    std::string names;
+    for (const CLI::App* c : subcommands) names += (names.empty() ? "" : ", ") + c->get_name();
+    say_error(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
     return kExitUsage;
   }
   try {
@@ -241,7 +274,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*run_cmd) return cmd_run(run_args);
-    if (*stat_cmd) return cmd_stat(mux_id, json);
+    if (*stat_cmd.app) return stat_cmd.run();
+    if (*results_cmd.app) return results_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
     if (*destroy_cmd) {
       destroy_mux(mux_dir_of(dir));

@@ -77,6 +77,10 @@ CommandTemplate CommandTemplate::parse(std::string_view text, bool shell) {
                   return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
                 });
       if (!ok) bad_template(text, "bad placeholder {" + name + "}");
+      // A value is single-quoted for the shell; inside the user's own quotes that quoting would
+      // be taken literally and the value expanded.
+      if (shell && quote != plain)
+        bad_template(text, "with --shell, leave {" + name + "} unquoted: values are quoted for you");
       word.push_back({true, name});
       in_word = true;
       if (name != "#" && std::find(t.fields_.begin(), t.fields_.end(), name) == t.fields_.end())
@@ -92,7 +96,17 @@ CommandTemplate CommandTemplate::parse(std::string_view text, bool shell) {
       }
       bad_template(text, "unbalanced '}'");
     }
-    if (shell) {  // the shell splits and unquotes; keep the text as it is
+    if (shell) {  // the shell splits and unquotes; keep the text, but follow its quoting
+      if (quote == single) {
+        if (c == '\'') quote = plain;
+      } else if (c == '\\' && i + 1 < text.size()) {
+        literal(c);
+        c = text[++i];
+      } else if (c == '"') {
+        quote = quote == dbl ? plain : dbl;
+      } else if (c == '\'' && quote == plain) {
+        quote = single;
+      }
       literal(c);
       continue;
     }
@@ -175,7 +189,8 @@ std::vector<std::string> CommandTemplate::render(std::uint64_t index, std::strin
   return argv;
 }
 
-void run_command(const std::vector<std::string>& argv, Outcome& outcome, const CommandLimits& limits) {
+bool run_command(const std::vector<std::string>& argv, Outcome& outcome, const CommandLimits& limits,
+                 const std::function<bool()>& cancel) {
   outcome.t_start = posix::unix_time_ns();
   outcome.result.clear();
   outcome.stderr_tail.clear();
@@ -219,19 +234,33 @@ void run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
     outcome.pid = 0;
     outcome.stderr_tail = "mpmux: cannot run '" + argv[0] + "': " + std::strerror(rc);
     outcome.t_end = posix::unix_time_ns();
-    return;
+    return true;
   }
   outcome.pid = static_cast<std::uint32_t>(pid);
 
+  const std::int64_t timeout_at =
+      limits.timeout_s > 0 ? outcome.t_start + static_cast<std::int64_t>(limits.timeout_s * 1e9) : 0;
+  bool timed_out = false, cancelled = false;
   char buf[65536];
   pollfd fds[2] = {{out_r.get(), POLLIN, 0}, {err_r.get(), POLLIN, 0}};
   int open_fds = 2;
   while (open_fds > 0) {
-    int n = ::poll(fds, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    int wait_ms = -1;
+    if (cancel) wait_ms = 100;
+    if (timeout_at) {
+      const std::int64_t left_ms = (timeout_at - posix::unix_time_ns()) / 1000000 + 1;
+      wait_ms = static_cast<int>(std::clamp<std::int64_t>(left_ms, 0, wait_ms < 0 ? 1000 : wait_ms));
+    }
+    const int n = ::poll(fds, 2, wait_ms);
+    if (n < 0 && errno != EINTR) break;
+    if (timeout_at && posix::unix_time_ns() >= timeout_at) timed_out = true;
+    if (!timed_out && cancel && cancel()) cancelled = true;
+    if (timed_out || cancelled) {
+      // The whole group: the task's own children must not outlive it.
+      ::kill(-pid, SIGKILL);
       break;
     }
+    if (n <= 0) continue;
     for (int k = 0; k < 2; ++k) {
       if (fds[k].fd < 0 || fds[k].revents == 0) continue;
       ssize_t got = ::read(fds[k].fd, buf, sizeof buf);
@@ -258,6 +287,7 @@ void run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   outcome.t_end = posix::unix_time_ns();
+  if (cancelled) return false;
   if (WIFEXITED(status)) {
     outcome.exit_code = WEXITSTATUS(status);
     outcome.signal = 0;
@@ -265,7 +295,12 @@ void run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
     outcome.exit_code = -1;
     outcome.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   }
-  outcome.type = outcome.exit_code == 0 ? RecordType::done : RecordType::failed;
+  if (timed_out) {
+    outcome.flags |= Outcome::kTimedOut;
+    outcome.stderr_tail += "mpmux: timed out after " + std::to_string(limits.timeout_s) + " s\n";
+  }
+  outcome.type = outcome.exit_code == 0 && !timed_out ? RecordType::done : RecordType::failed;
+  return true;
 }
 
 }  // namespace mpmux

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
 #include <boost/mpi/request.hpp>
@@ -12,10 +13,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
 #include "run/progress.hpp"
+#include "run/signals.hpp"
 #include "store/fs.hpp"
 
 namespace mpmux {
@@ -24,15 +27,28 @@ namespace {
 
 namespace bmpi = boost::mpi;
 
-constexpr int kTagOutcomes = 1;  // framed journal records
-constexpr int kTagFinished = 2;  // a worker has nothing left
+constexpr int kTagOutcomes = 1;   // framed journal records
+constexpr int kTagPassDone = 2;   // a worker has nothing left in this pass; 1 byte: it stopped
 
 // Workers send what they recorded when this much is buffered or this long has passed, so
 // tiny tasks are batched and long ones are reported at once.
 constexpr std::size_t kOutboxBytes = 256 * 1024;
 constexpr auto kOutboxAge = std::chrono::milliseconds(50);
+constexpr std::int64_t kReportAtOnceNs = 5'000'000;
 constexpr std::size_t kMaxSendsInFlight = 16;
 constexpr auto kStatusEvery = std::chrono::seconds(2);
+
+// The claimer hands out opaque 64-bit tags; a tag carries the element index with the attempt
+// number and the tries left after it, so workers need no other message to record them.
+constexpr int kIndexBits = 40;
+constexpr int kAttemptBits = 16;
+constexpr std::uint64_t kMaxIndex = (std::uint64_t{1} << kIndexBits) - 1;
+constexpr std::uint32_t kMaxAttempt = (1u << kAttemptBits) - 1;
+
+std::uint64_t make_tag(std::uint64_t index, std::uint32_t attempt, std::uint32_t tries_left) {
+  return index | (std::uint64_t{std::min(attempt, kMaxAttempt)} << kIndexBits) |
+         (std::uint64_t{tries_left} << (kIndexBits + kAttemptBits));
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -42,13 +58,17 @@ std::string hostname() {
   return buf;
 }
 
-std::uint32_t read_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+template <class T>
+T read_le(const char* p) {
+  T v = 0;
+  for (int i = static_cast<int>(sizeof(T)) - 1; i >= 0; --i)
+    v = static_cast<T>((v << 8) | static_cast<unsigned char>(p[i]));
   return v;
 }
 
 enum class Failure : int { none = 0, usage = 1, store = 2, other = 3 };
+
+double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
 
 }  // namespace
 
@@ -58,15 +78,25 @@ struct Run::State {
   std::optional<bmpi::communicator> bcomm;
   int rank = 0, size = 1;
   bool works = true;
+  int claimers = 1;
   MuxId id;
   std::string host = hostname();
   std::uint32_t pid = static_cast<std::uint32_t>(::getpid());
   std::unique_ptr<RmaClaimer> claimer;
   Claim chunk;
   std::size_t next_in_chunk = 0;
-  bool exhausted = false;
+  WorkItem current;
+  bool over = false;  // next() returned false
   bool finished = false;
   RunSummary summary;
+  Clock::time_point started = Clock::now();
+
+  // Stopping (every rank).
+  int signals_seen = 0;
+  std::optional<Clock::time_point> stop_since;
+  std::vector<double> durations;  // seconds of the elements this rank finished
+  double p90 = 0;
+  std::size_t p90_at = 0;
 
   // Worker side.
   std::string outbox;
@@ -75,22 +105,121 @@ struct Run::State {
 
   // Root side.
   std::optional<Session> session;
+  std::optional<ElementSet> set;
   std::optional<JournalWriter> journal;
+  bool journal_broken = false;
   std::optional<run::Progress> progress;
-  int finished_workers = 0;
+  int passes_done = 0;  // workers done with the current pass
+  std::uint64_t pass_base = 0;  // outcomes recorded before the current pass
+  bool worker_stopped = false;
+  std::vector<std::uint64_t> retry_tags;  // failed, not final: the next pass
+  std::unordered_map<std::uint64_t, std::uint32_t> failures_in_run;
   std::string inbox;
   Clock::time_point last_status = Clock::now();
 
   bool is_root() const { return rank == options.root; }
   int remote_workers() const { return size - 1; }
 
+  void stop(const std::string& reason);
+  bool check_stop();
+  bool cancel_now();
+  void start_pass(std::vector<std::uint64_t> tags);
+  bool next_pass();
   void send_outbox();
   void reap_sends(bool all);
-  bool poll();  // root: takes in what workers sent; true when something came
-  void coordinate_until_workers_finish();
+  void journal_records(std::string_view records);
+  bool poll();
+  void coordinate_until_pass_done();
   void write_status(bool final);
-  void count_records(std::string_view records);
+  void note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags);
 };
+
+// ----- stopping -----
+
+void Run::State::stop(const std::string& reason) {
+  if (stop_since) return;
+  stop_since = Clock::now();
+  summary.stopped = true;
+  summary.stop_reason = reason;
+  if (claimer) claimer->exhaust();  // the other ranks stop at their next claim
+}
+
+bool Run::State::check_stop() {
+  if (options.stop_on_signals) {
+    const int n = run::stop_signals();
+    if (n > signals_seen) {
+      if (!stop_since) stop("stop signal received");
+      else if (n >= 2) stop_since = Clock::now() - std::chrono::hours(24 * 365);  // second: no grace
+      signals_seen = n;
+    }
+  }
+  if (options.deadline && !stop_since) {
+    if (durations.size() >= p90_at + 16 || (p90_at == 0 && !durations.empty())) {
+      std::vector<double> d = durations;
+      auto nth = d.begin() + static_cast<std::ptrdiff_t>(d.size() * 9 / 10);
+      std::nth_element(d.begin(), nth, d.end());
+      p90 = *nth;
+      p90_at = durations.size();
+    }
+    const double estimate = durations.empty() ? options.estimate_s.value_or(0.0) : p90;
+    if (unix_seconds() + estimate > *options.deadline - options.grace_s) stop("deadline reached");
+  }
+  return stop_since.has_value();
+}
+
+bool Run::State::cancel_now() {
+  if (!check_stop()) return false;
+  return Clock::now() - *stop_since >= std::chrono::duration<double>(options.grace_s);
+}
+
+// ----- passes -----
+
+void Run::State::start_pass(std::vector<std::uint64_t> tags) {
+  ElementBuffer elements;
+  if (is_root() && !tags.empty()) {
+    std::vector<std::uint64_t> indices(tags.size());
+    for (std::size_t k = 0; k < tags.size(); ++k) indices[k] = tags[k] & kMaxIndex;
+    elements = set->read_subset(indices);
+  }
+  claimer.reset();  // collective
+  claimer = std::make_unique<RmaClaimer>(comm, options.root, std::move(tags), std::move(elements), options.chunk,
+                                         claimers);
+  chunk = Claim();
+  next_in_chunk = 0;
+  passes_done = 0;
+  pass_base = summary.done + summary.failed;
+}
+
+// Collective, at the end of a pass: the root, having every worker's outcomes, decides whether a
+// pass of retries follows.
+bool Run::State::next_pass() {
+  if (!is_root()) {
+    send_outbox();
+    const char stopped = stop_since ? 1 : 0;
+    sends.emplace_back(bcomm->isend(options.root, kTagPassDone, &stopped, 1), std::string());
+    reap_sends(true);
+  } else if (size > 1) {
+    coordinate_until_pass_done();
+  }
+  std::uint64_t header[2] = {0, 0};  // next pass size, stopped
+  if (is_root()) {
+    if (worker_stopped && !stop_since) stop("a worker was stopped");
+    if (!stop_since && !journal_broken) {
+      std::sort(retry_tags.begin(), retry_tags.end());
+      header[0] = retry_tags.size();
+    }
+    header[1] = stop_since ? 1 : 0;
+  }
+  MPI_Bcast(header, 2, MPI_UINT64_T, options.root, comm);
+  if (header[1] && !stop_since) stop("stopped on another rank");
+  if (header[0] == 0) return false;
+  std::vector<std::uint64_t> tags;
+  if (is_root()) tags.swap(retry_tags);
+  start_pass(std::move(tags));
+  return true;
+}
+
+// ----- worker side -----
 
 void Run::State::send_outbox() {
   if (outbox.empty()) return;
@@ -116,15 +245,36 @@ void Run::State::reap_sends(bool all) {
   }
 }
 
-void Run::State::count_records(std::string_view records) {
-  // Frame: [u32 length][u32 crc][u8 type]...; length covers type..payload.
-  std::size_t at = 0;
-  while (at + 9 <= records.size()) {
-    const std::uint32_t length = read_u32(records.data() + at);
-    const auto type = static_cast<RecordType>(records[at + 8]);
-    if (type == RecordType::done) ++summary.done;
-    if (type == RecordType::failed) ++summary.failed;
+// ----- root side -----
+
+void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags) {
+  if (type == RecordType::done) ++summary.done;
+  if (type != RecordType::failed) return;
+  ++summary.failed;
+  if (flags & Outcome::kFinal) ++summary.failed_for_good;
+  if (!(flags & Outcome::kFinal)) {
+    // A failure with tries left: retried in the next pass, with one try fewer.
+    const std::uint32_t failures = ++failures_in_run[index];
+    const auto left = static_cast<std::uint32_t>(std::max(0, options.retries - static_cast<int>(failures)));
+    retry_tags.push_back(make_tag(index, attempt + 1, left));
+  }
+}
+
+void Run::State::journal_records(std::string_view records) {
+  // Frame: [u32 length][u32 crc][u8 type][u64 index][u32 attempt][u32 worker][i64][i64]
+  // [u32 pid][i32 exit][i32 signal][u8 flags]...
+  for (std::size_t at = 0; at + 54 <= records.size();) {
+    const auto length = read_le<std::uint32_t>(records.data() + at);
+    note_outcome(static_cast<RecordType>(records[at + 8]), read_le<std::uint64_t>(records.data() + at + 9),
+                 read_le<std::uint32_t>(records.data() + at + 17), static_cast<std::uint8_t>(records[at + 53]));
     at += 8 + length;
+  }
+  if (journal_broken) return;
+  try {
+    journal->append_framed(records);
+  } catch (const StoreError& e) {
+    journal_broken = true;
+    stop(e.what());
   }
 }
 
@@ -136,23 +286,32 @@ bool Run::State::poll() {
     inbox.resize(static_cast<std::size_t>(n));
     bcomm->recv(status->source(), status->tag(), inbox.data(), n);
     if (status->tag() == kTagOutcomes) {
-      journal->append_framed(inbox);
-      count_records(inbox);
-    } else if (status->tag() == kTagFinished) {
-      ++finished_workers;
+      journal_records(inbox);
+    } else if (status->tag() == kTagPassDone) {
+      ++passes_done;
+      if (n > 0 && inbox[0]) worker_stopped = true;
     }
   }
-  journal->sync();
-  if (progress) progress->update(summary.done, summary.failed);
+  if (!journal_broken) {
+    try {
+      journal->sync();
+    } catch (const StoreError& e) {
+      journal_broken = true;
+      stop(e.what());
+    }
+  }
+  if (worker_stopped && !stop_since) stop("a worker was stopped");
+  check_stop();
+  if (progress) progress->update(summary.done, summary.failed_for_good);
   if (Clock::now() - last_status >= kStatusEvery) write_status(false);
   return got;
 }
 
-void Run::State::coordinate_until_workers_finish() {
+void Run::State::coordinate_until_pass_done() {
   // Rank 0 answers no claim; it only journals. It backs off when idle so that, on a node
   // with more ranks than cores, the workers get the CPU.
   auto idle = std::chrono::microseconds(20);
-  while (finished_workers < remote_workers()) {
+  while (passes_done < remote_workers()) {
     if (poll()) {
       idle = std::chrono::microseconds(20);
     } else {
@@ -171,14 +330,13 @@ void Run::State::write_status(bool final) {
     std::filesystem::remove(status_file, ignored);
     return;
   }
-  const std::uint64_t claimed = std::min(claimer->claimed(), summary.handed_out);
-  const std::uint64_t finished_here = summary.done + summary.failed;
+  const std::uint64_t claimed = claimer ? std::min(claimer->claimed(), claimer->total()) : 0;
+  const std::uint64_t finished_here = summary.done + summary.failed - pass_base;
+  const std::uint64_t running = claimed > finished_here ? claimed - finished_here : 0;
   nlohmann::json j = {{"host", host},
                       {"pid", pid},
-                      {"updated", std::chrono::duration_cast<std::chrono::seconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count()},
-                      {"running", claimed > finished_here ? claimed - finished_here : 0}};
+                      {"updated", static_cast<std::int64_t>(unix_seconds())},
+                      {"running", std::min(running, claimed)}};
   // Advisory: atomic so a reader never sees half a file, but not fsynced, and a failure to
   // write it costs nothing but a stale `running` count.
   try {
@@ -187,11 +345,18 @@ void Run::State::write_status(bool final) {
   }
 }
 
+// ----- Run -----
+
 Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_unique<State>()) {
   auto& s = *state_;
   ensure_mpi();
   s.options = std::move(options);
   s.id = id;
+  if (s.options.retries < 0 || s.options.retries > 254)
+    throw UsageError("--retries " + std::to_string(s.options.retries) + ": must be between 0 and 254");
+  if (s.options.grace_s < 0) throw UsageError("--grace must not be negative");
+  if (s.options.stop_on_signals) run::install_stop_handlers();
+  s.signals_seen = run::stop_signals();
   // A communicator of our own, so our messages never match the application's receives.
   MPI_Comm_dup(comm, &s.comm);
   s.bcomm.emplace(s.comm, bmpi::comm_attach);
@@ -200,22 +365,24 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   if (s.options.root < 0 || s.options.root >= s.size)
     throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
   s.works = s.size == 1 || !s.is_root() || s.options.root_works;
-  const int workers = s.size - ((s.size > 1 && !s.options.root_works) ? 1 : 0);
+  s.claimers = s.size - ((s.size > 1 && !s.options.root_works) ? 1 : 0);
 
-  std::vector<std::uint64_t> pending;
-  ElementBuffer elements;
+  std::vector<std::uint64_t> tags;
   Failure failure = Failure::none;
   std::string message;
   if (s.is_root()) {
     try {
       s.session.emplace(Session::open(id));
       const SessionState state = read_session_state(*s.session, /*cut_torn_tails=*/true);
-      pending = state.pending_indices(s.options.rerun_failed);
-      ElementSet set = ElementSet::open(s.session->elements_file());
-      if (s.options.validate) s.options.validate(set.info(), set.size() ? set.read(0) : std::string());
-      elements = set.read_subset(pending);
+      s.set.emplace(ElementSet::open(s.session->elements_file()));
+      if (s.set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
+      if (s.options.validate) s.options.validate(s.set->info(), s.set->size() ? s.set->read(0) : std::string());
+      const auto retries = static_cast<std::uint32_t>(s.options.retries);
+      for (std::uint64_t i : state.pending_indices(s.options.rerun_failed))
+        tags.push_back(make_tag(i, state.attempts[i] + 1, retries));
       s.journal.emplace(*s.session, s.host, s.pid, s.options.commit_interval_s);
-      s.summary.handed_out = pending.size();
+      s.journal->set_fsync(s.options.fsync);
+      s.summary.handed_out = tags.size();
     } catch (const UsageError& e) {
       failure = Failure::usage;
       message = e.what();
@@ -231,20 +398,21 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   MPI_Bcast(&code, 1, MPI_INT, s.options.root, s.comm);
   if (code != 0) {
     boost::mpi::broadcast(*s.bcomm, message, s.options.root);
+    s.bcomm.reset();
     MPI_Comm_free(&s.comm);
     if (!s.is_root()) message = "rank " + std::to_string(s.options.root) + ": " + message;
     if (code == static_cast<int>(Failure::usage)) throw UsageError(message);
     if (code == static_cast<int>(Failure::store)) throw StoreError(message);
     throw Error(message);
   }
-  s.claimer = std::make_unique<RmaClaimer>(s.comm, s.options.root, std::move(pending), std::move(elements),
-                                           s.options.chunk, workers);
+  s.start_pass(std::move(tags));
   if (s.is_root() && s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
   if (s.is_root()) s.write_status(false);
+  s.started = Clock::now();
 }
 
 Run::~Run() {
-  if (!state_ || state_->finished) return;
+  if (!state_ || state_->finished || !state_->claimer) return;
   try {
     finish();
   } catch (const std::exception& e) {
@@ -256,48 +424,79 @@ bool Run::works() const { return state_->works; }
 bool Run::is_root() const { return state_->is_root(); }
 const MuxId& Run::id() const { return state_->id; }
 const std::string& Run::host() const { return state_->host; }
+bool Run::stopping() { return state_->check_stop(); }
+bool Run::must_cancel() {
+  auto& s = *state_;
+  // Called while a task runs: what finished before it must not wait for it to end.
+  if (!s.is_root() && !s.outbox.empty() && Clock::now() - s.last_send >= kOutboxAge) s.send_outbox();
+  return s.cancel_now();
+}
 
 bool Run::next(WorkItem& item) {
   auto& s = *state_;
-  if (s.works && !s.exhausted) {
-    if (s.next_in_chunk == s.chunk.size()) {
-      if (s.is_root()) {
-        if (s.size > 1) s.poll();
-      } else {
-        s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
+  if (s.over) return false;
+  for (;;) {
+    if (s.works && !s.check_stop()) {
+      if (s.next_in_chunk == s.chunk.size()) {
+        if (s.is_root()) {
+          if (s.size > 1) s.poll();
+        } else {
+          s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
+        }
+        s.next_in_chunk = 0;
+        if (!s.claimer->claim(s.chunk)) s.chunk = Claim();
       }
-      s.next_in_chunk = 0;
-      if (!s.claimer->claim(s.chunk)) {
-        s.chunk = Claim();
-        s.exhausted = true;
+      if (s.next_in_chunk < s.chunk.size()) {
+        const std::uint64_t tag = s.chunk.indices[s.next_in_chunk];
+        item.index = tag & kMaxIndex;
+        item.attempt = static_cast<std::uint32_t>((tag >> kIndexBits) & kMaxAttempt);
+        item.last_try = (tag >> (kIndexBits + kAttemptBits)) == 0;
+        item.bytes = s.chunk.elements.at(s.next_in_chunk);
+        ++s.next_in_chunk;
+        s.current = item;
+        return true;
       }
     }
-    if (!s.exhausted) {
-      item.index = s.chunk.indices[s.next_in_chunk];
-      item.bytes = s.chunk.elements.at(s.next_in_chunk);
-      ++s.next_in_chunk;
-      return true;
+    // This rank is done with the pass (nothing left, or stopping): all meet, and the root
+    // says whether retries follow.
+    if (!s.next_pass()) {
+      s.over = true;
+      return false;
     }
   }
-  s.exhausted = true;
-  if (s.is_root() && s.size > 1) s.coordinate_until_workers_finish();
-  return false;
 }
 
 void Run::record(Outcome& outcome) {
   auto& s = *state_;
+  outcome.index = s.current.index;
+  outcome.attempt = s.current.attempt;
   outcome.worker = static_cast<std::uint32_t>(s.rank);
   if (outcome.host.empty()) outcome.host = s.host;
   if (outcome.pid == 0) outcome.pid = s.pid;
+  if (outcome.type == RecordType::failed && s.current.last_try) outcome.flags |= Outcome::kFinal;
+  s.durations.push_back(static_cast<double>(outcome.t_end - outcome.t_start) / 1e9);
   if (s.is_root()) {
-    s.journal->append(outcome);
-    if (outcome.type == RecordType::done) ++s.summary.done;
-    if (outcome.type == RecordType::failed) ++s.summary.failed;
+    s.note_outcome(outcome.type, outcome.index, outcome.attempt, outcome.flags);
+    if (!s.journal_broken) {
+      try {
+        s.journal->append(outcome);
+      } catch (const StoreError& e) {
+        s.journal_broken = true;
+        s.stop(e.what());
+      }
+    }
     if (s.size > 1) {
       s.poll();
     } else {
-      s.journal->sync();
-      if (s.progress) s.progress->update(s.summary.done, s.summary.failed);
+      if (!s.journal_broken) {
+        try {
+          s.journal->sync();
+        } catch (const StoreError& e) {
+          s.journal_broken = true;
+          s.stop(e.what());
+        }
+      }
+      if (s.progress) s.progress->update(s.summary.done, s.summary.failed_for_good);
       if (Clock::now() - s.last_status >= kStatusEvery) s.write_status(false);
     }
     return;
@@ -305,23 +504,41 @@ void Run::record(Outcome& outcome) {
   append_record(s.outbox, outcome);
   if (outcome.type == RecordType::done) ++s.summary.done;
   if (outcome.type == RecordType::failed) ++s.summary.failed;
-  if (s.outbox.size() >= kOutboxBytes || Clock::now() - s.last_send >= kOutboxAge) s.send_outbox();
+  if (outcome.flags & Outcome::kFinal) ++s.summary.failed_for_good;
+  // Batched when tiny; an element that took a while is reported at once, as the next may too.
+  if (s.outbox.size() >= kOutboxBytes || Clock::now() - s.last_send >= kOutboxAge ||
+      outcome.t_end - outcome.t_start >= kReportAtOnceNs)
+    s.send_outbox();
 }
 
 RunSummary Run::finish() {
   auto& s = *state_;
   if (s.finished) return s.summary;
+  WorkItem ignored;
+  while (!s.over) {
+    // Ending early (a break out of the loop): stop handing out, then meet the others.
+    if (!s.stop_since) s.stop("the loop ended early");
+    next(ignored);
+  }
   s.finished = true;
   if (s.is_root()) {
-    if (s.size > 1) s.coordinate_until_workers_finish();
-    s.journal->flush();
-    if (s.progress) s.progress->finish(s.summary.done, s.summary.failed);
+    if (!s.journal_broken) {
+      try {
+        s.journal->flush();
+      } catch (const StoreError& e) {
+        s.journal_broken = true;
+        s.summary.stopped = true;
+        s.summary.stop_reason = e.what();
+      }
+    }
+    s.summary.syncs = s.journal->syncs();
+    if (s.progress) s.progress->finish(s.summary.done, s.summary.failed_for_good);
     s.write_status(true);
-  } else {
-    s.send_outbox();
-    s.sends.emplace_back(s.bcomm->isend(s.options.root, kTagFinished, s.outbox.data(), 0), std::string());
-    s.reap_sends(true);
   }
+  s.summary.seconds = std::chrono::duration<double>(Clock::now() - s.started).count();
+  std::uint64_t stopped = s.summary.stopped ? 1 : 0;
+  MPI_Bcast(&stopped, 1, MPI_UINT64_T, s.options.root, s.comm);
+  s.summary.stopped = s.summary.stopped || stopped;
   s.claimer.reset();  // collective: frees the windows
   s.bcomm.reset();
   MPI_Comm_free(&s.comm);
@@ -338,19 +555,16 @@ Stat session_stat(const Session& session) {
   std::ifstream in(session.run_status_file());
   if (in) {
     const auto j = nlohmann::json::parse(in, nullptr, false);
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
     // A status file not rewritten for 30 s belongs to a run that died.
-    if (j.is_object() && j.value("updated", std::int64_t{0}) >= now - 30)
+    if (j.is_object() && j.value("updated", std::int64_t{0}) >= static_cast<std::int64_t>(unix_seconds()) - 30)
       st.running = std::min<std::uint64_t>(open, j.value("running", std::uint64_t{0}));
   }
   st.pending = open - st.running;
   return st;
 }
 
-}  // namespace mpmux
-
-namespace mpmux::detail {
+namespace detail {
 std::int64_t unix_ns() { return posix::unix_time_ns(); }
-}  // namespace mpmux::detail
+}  // namespace detail
+
+}  // namespace mpmux

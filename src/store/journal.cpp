@@ -665,7 +665,7 @@ void JournalWriter::sync() {
 
 void JournalWriter::flush() {
   write_buffer();
-  if (unsynced_) {
+  if (unsynced_ && fsync_) {
     if (::fdatasync(fd_) != 0)
       throw StoreError(journal_name(path_) + ": fdatasync failed: " + posix::error_text(errno));
     unsynced_ = false;

@@ -12,7 +12,7 @@ RANK["capi"] = RANK["cli"]
 # Which layer each public header belongs to.
 PUBLIC = {
     "error.hpp": "store", "export.hpp": "store", "element_set.hpp": "store", "session.hpp": "store",
-    "journal.hpp": "store",
+    "journal.hpp": "store", "results.hpp": "store",
     "mpi.hpp": "claim", "rma_claimer.hpp": "claim",
     "run.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run",
 }
@@ -41,7 +41,8 @@ class Layers(unittest.TestCase):
             for name in os.listdir(here):
                 if not name.endswith((".cpp", ".hpp", ".h", ".c")):
                     continue
-                text = open(os.path.join(here, name), encoding="utf-8").read()
+                with open(os.path.join(here, name), encoding="utf-8") as f:
+                    text = f.read()
                 for target in include.findall(text):
                     parts = target.split("/")
                     if parts[0] == "mpmux" and len(parts) == 2:
@@ -58,7 +59,8 @@ class Layers(unittest.TestCase):
     def test_public_headers_include_only_their_layer_or_below(self):
         include = re.compile(r'^\s*#\s*include\s*"mpmux/([^"]+)"', re.M)
         for name in os.listdir(os.path.join(SRC, "include", "mpmux")):
-            text = open(os.path.join(SRC, "include", "mpmux", name), encoding="utf-8").read()
+            with open(os.path.join(SRC, "include", "mpmux", name), encoding="utf-8") as f:
+                text = f.read()
             for target in include.findall(text):
                 self.assertLessEqual(RANK[layer_of_public(target)], RANK[layer_of_public(name)],
                                      f"include/mpmux/{name} includes the higher-layer {target}")

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <boost/serialization/string.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -175,6 +176,66 @@ TEST(Multiplexer, ConcurrentSessionsOnOneSetAreIndependent) {
       EXPECT_EQ(state.done, 3000u);
       for (std::uint64_t i = 0; i < 3000; ++i) ASSERT_EQ(state.attempts[i], 1u);
     }
+  }
+}
+
+TEST(Multiplexer, ForEachRetriesAThrowingTaskUntilItSucceeds) {
+  TempRoot root(MPI_COMM_WORLD);
+  const std::string id = make_session(root.path(), 2000, MPI_COMM_WORLD);
+  mpmux::RunOptions options;
+  options.retries = 2;
+  mpmux::Multiplexer<Params> mux(id, MPI_COMM_WORLD, options);
+  mux.for_each([](auto& e) {
+    if (e.index() % 100 == 7 && e.attempt() < 3) throw std::runtime_error("flaky " + std::to_string(e.index()));
+    e.set_result(e.value().name);
+  });
+  if (rank_of(MPI_COMM_WORLD) == 0) {
+    const auto state = mpmux::read_session_state(mpmux::Session::open(mpmux::MuxId::parse(id)));
+    EXPECT_EQ(state.done, 2000u);
+    EXPECT_EQ(state.failed, 0u);
+    for (std::uint64_t i = 0; i < 2000; ++i) ASSERT_EQ(state.attempts[i], i % 100 == 7 ? 3u : 1u) << i;
+  }
+}
+
+TEST(Multiplexer, ForEachRecordsATaskThatKeepsFailingAsFailedForGood) {
+  TempRoot root(MPI_COMM_WORLD);
+  const std::string id = make_session(root.path(), 1000, MPI_COMM_WORLD);
+  mpmux::RunOptions options;
+  options.retries = 1;
+  mpmux::Multiplexer<Params> mux(id, MPI_COMM_WORLD, options);
+  const auto summary = mux.for_each([](auto& e) {
+    if (e.index() % 50 == 0) throw std::runtime_error("always fails");
+  });
+  if (rank_of(MPI_COMM_WORLD) == 0) {
+    // The root's summary counts what every rank reported.
+    EXPECT_EQ(summary.failed_for_good, 20u);
+    EXPECT_EQ(summary.failed, 40u);
+    const auto stat = mux.stat();
+    EXPECT_EQ(stat.done, 980u);
+    EXPECT_EQ(stat.failed, 20u);
+    EXPECT_FALSE(mux.done());
+    const auto state = mpmux::read_session_state(mpmux::Session::open(mpmux::MuxId::parse(id)));
+    for (std::uint64_t i = 0; i < 1000; i += 50) ASSERT_EQ(state.attempts[i], 2u) << i;
+  }
+}
+
+TEST(Multiplexer, BreakingOutOfTheLoopLeavesTheRestPending) {
+  TempRoot root(MPI_COMM_WORLD);
+  const std::string id = make_session(root.path(), 3000, MPI_COMM_WORLD);
+  {
+    mpmux::Multiplexer<Params> mux(id, MPI_COMM_WORLD);
+    int seen = 0;
+    for (auto& e : mux) {
+      (void)e;
+      if (++seen == 10) break;
+    }
+  }
+  // The run ended when the Multiplexer went away; a second run hands out only what is left.
+  auto rest = yield_all(id, MPI_COMM_WORLD);
+  if (rank_of(MPI_COMM_WORLD) == 0) {
+    const auto stat = mpmux::Multiplexer<Params>(id, MPI_COMM_WORLD).stat();
+    EXPECT_EQ(stat.done, 3000u);
+    EXPECT_LT(rest.size(), 3000u);
   }
 }
 

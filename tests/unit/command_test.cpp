@@ -113,3 +113,39 @@ TEST(RunCommand, AMissingProgramFailsWith127AndAReason) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CommandTemplate, ShellModeRefusesPlaceholdersInsideQuotes) {
+  for (const char* bad : {"echo \"{v}\"", "echo '{v}'", "echo \"x {v} y\""}) {
+    EXPECT_THROW(CommandTemplate::parse(bad, true), mpmux::UsageError) << bad;
+  }
+  EXPECT_NO_THROW(CommandTemplate::parse("echo \"a\" {v} 'b' \\\"{v}", true));
+}
+
+TEST(RunCommand, ATimeoutKillsTheWholeProcessGroup) {
+  Outcome o;
+  // The child's own child would keep the pipes open if it survived.
+  EXPECT_TRUE(mpmux::run_command({"/bin/sh", "-c", "sleep 30 & sleep 30"}, o,
+                                 {.max_stdout = 1 << 20, .stderr_tail = 4096, .timeout_s = 0.3}));
+  EXPECT_EQ(o.type, mpmux::RecordType::failed);
+  EXPECT_TRUE(o.flags & Outcome::kTimedOut);
+  EXPECT_EQ(o.signal, SIGKILL);
+  EXPECT_LT(o.t_end - o.t_start, 10'000'000'000) << "the wait did not end with the kill";
+}
+
+TEST(RunCommand, ACancelledCommandIsKilledAndNotToBeRecorded) {
+  Outcome o;
+  int asked = 0;
+  EXPECT_FALSE(mpmux::run_command({"sleep", "30"}, o, {}, [&] { return ++asked >= 3; }));
+  EXPECT_GE(asked, 3);
+  EXPECT_LT(o.t_end - o.t_start, 10'000'000'000);
+}
+
+TEST(RunCommand, ACommandThatEndsIsNotCancelled) {
+  Outcome o;
+  EXPECT_TRUE(mpmux::run_command({"true"}, o, {}, [] { return false; }));
+  EXPECT_EQ(o.type, mpmux::RecordType::done);
+}
+
+}  // namespace

@@ -1,0 +1,26 @@
+// The subcommands of the mpmux executable, each defined in a file of its own.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace mpmux::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;   // some elements failed for good; `done`: not all done
+constexpr int kExitUsage = 2;    // bad usage or input
+constexpr int kExitStopped = 75; // stopped (signal, deadline, journal write error): resumable
+
+/// A registered subcommand and what runs it once parsed.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+/// Prints "mpmux: <message>" on stderr, once per job (rank 0 only under a launcher).
+void say_error(const std::string& message);
+
+Command add_stat_command(CLI::App& app);     // stat.cpp
+Command add_results_command(CLI::App& app);  // results.cpp
+
+}  // namespace mpmux::cli
