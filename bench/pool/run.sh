@@ -1,0 +1,55 @@
+#!/bin/sh
+# Runs the pool benchmarks built in a build directory ($1, or $MPMUX_BUILD_DIR, or ./build) and
+# prints one table: contender, median, min, max, ratio to the baseline, and the machine.
+# Builds nothing: make -C BUILD bench_pool_mpmux_thread bench_pool_mpmux_process bench_pool_omp bench_pool_tbb
+set -eu
+build=${1:-${MPMUX_BUILD_DIR:-./build}}
+reps=${REPS:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+bin="$build/bench/pool"
+samples=$(mktemp)
+trap 'rm -f "$samples"' EXIT
+
+for prog in bench_pool_omp bench_pool_tbb bench_pool_mpmux_thread bench_pool_mpmux_process; do
+  if [ -x "$bin/$prog" ]; then
+    "$bin/$prog" "$reps" >>"$samples" || true
+  else
+    echo "note: $bin/$prog not built, skipped" >&2
+  fi
+done
+/usr/bin/python3 "$here/python_mp.py" "$reps" >>"$samples"
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+/usr/bin/python3 - "$samples" "$(nproc)" "$cpu" <<'PY'
+import statistics, sys
+path, nproc, cpu = sys.argv[1], sys.argv[2], sys.argv[3]
+data = {}
+for line in open(path):
+    parts = line.split()
+    if len(parts) == 4 and parts[0] == "sample":
+        data.setdefault(parts[1], {}).setdefault(parts[2], []).append(float(parts[3]))
+
+# Baseline per question: the best competitor (lowest median); ratio = median / baseline's median.
+baselines = {"thread_map_1e7": ["omp_dynamic", "tbb_parallel_for"],
+             "process_map_1e6": ["python_mp"],
+             "round_trip_per_task": ["python_mp"]}
+print(f"{'question':<22}{'contender':<18}{'median_s':>12}{'min_s':>12}{'max_s':>12}{'ratio':>9}")
+med = {}
+for q in ["thread_map_1e7", "process_map_1e6", "round_trip_per_task"]:
+    rows = data.get(q, {})
+    meds = {c: statistics.median(v) for c, v in rows.items()}
+    med[q] = meds
+    base = [meds[c] for c in baselines[q] if c in meds]
+    b = min(base) if base else None
+    for c, v in sorted(rows.items(), key=lambda kv: meds[kv[0]]):
+        ratio = f"{meds[c] / b:.2f}" if b else "-"
+        print(f"{q:<22}{c:<18}{meds[c]:>12.6f}{min(v):>12.6f}{max(v):>12.6f}{ratio:>9}")
+print(f"machine: nproc={nproc} cpu={cpu}")
+t = med.get("thread_map_1e7", {})
+best = min([t[c] for c in ("omp_dynamic", "tbb_parallel_for") if c in t], default=None)
+print(f"thread_vs_best_ratio={t['mpmux_thread'] / best:.2f}" if best and "mpmux_thread" in t
+      else "thread_vs_best_ratio=nan")
+p = med.get("process_map_1e6", {})
+print(f"process_vs_python_ratio={p['python_mp'] / p['mpmux_process']:.1f}"
+      if "python_mp" in p and "mpmux_process" in p else "process_vs_python_ratio=nan")
+PY

@@ -1,0 +1,421 @@
+// The part of map/imap shared by ThreadPool and ProcessPool: reading the input in the caller's
+// thread, cutting it into chunks, bounding what is in flight, putting results back in order,
+// errors and progress. A backend runs the chunks.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mpmux/pool_error.hpp"
+#include "mpmux/pool_options.hpp"
+
+namespace mpmux {
+
+namespace pool_detail {
+
+/// Calls a task with the worker context when it asks for one (first parameter Worker&).
+template <class F, class Arg>
+decltype(auto) call_task(F& f, Worker& w, Arg&& arg) {
+  if constexpr (std::is_invocable_v<F&, Worker&, Arg&&>) {
+    return std::invoke(f, w, std::forward<Arg>(arg));
+  } else {
+    static_assert(std::is_invocable_v<F&, Arg&&>,
+                  "a pool task takes (const In&) or (Worker&, const In&)");
+    return std::invoke(f, std::forward<Arg>(arg));
+  }
+}
+
+template <class F, class In>
+using TaskResult = std::decay_t<decltype(call_task(std::declval<F&>(), std::declval<Worker&>(),
+                                                   std::declval<In&>()))>;
+
+/// Stands in for void results so that apply() of a void function has something to carry.
+struct Unit {
+  template <class A>
+  void serialize(A&, unsigned) {}
+};
+
+/// The same call with a void result mapped to Unit.
+template <class F, class Arg>
+auto call_task_value(F& f, Worker& w, Arg&& arg) {
+  using R = decltype(call_task(f, w, std::forward<Arg>(arg)));
+  if constexpr (std::is_void_v<R>) {
+    call_task(f, w, std::forward<Arg>(arg));
+    return Unit{};
+  } else {
+    return call_task(f, w, std::forward<Arg>(arg));
+  }
+}
+
+/// Calls f(args...) or f(w, args...) with a tuple of arguments, void mapped to Unit.
+template <class F, class Tuple>
+auto apply_task(F& f, Worker& w, Tuple& args) {
+  return std::apply(
+      [&](auto&... a) {
+        if constexpr (std::is_invocable_v<F&, Worker&, decltype(a)...>) {
+          if constexpr (std::is_void_v<std::invoke_result_t<F&, Worker&, decltype(a)...>>) {
+            std::invoke(f, w, a...);
+            return Unit{};
+          } else {
+            return std::invoke(f, w, a...);
+          }
+        } else {
+          if constexpr (std::is_void_v<std::invoke_result_t<F&, decltype(a)...>>) {
+            std::invoke(f, a...);
+            return Unit{};
+          } else {
+            return std::invoke(f, a...);
+          }
+        }
+      },
+      args);
+}
+
+inline std::string exception_message(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+/// The results of one chunk: elements first..first+values.size()-1; a failed element has no
+/// value and one entry in failures.
+template <class Out>
+struct Finished {
+  std::uint64_t first = 0;
+  std::uint64_t count = 0;
+  bool skipped = false;  // cancelled before it ran
+  std::vector<std::optional<Out>> values;
+  std::vector<Failure> failures;
+};
+
+/// Where a backend puts finished chunks for the caller's thread.
+template <class Done>
+struct Sink {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::deque<Done> done;
+  std::atomic<bool> cancelled{false};
+
+  void put(Done&& d) {
+    {
+      std::lock_guard lock(mutex);
+      done.push_back(std::move(d));
+    }
+    cv.notify_one();
+  }
+};
+
+/// Keeps the `keep` slowest tasks of a list, slowest first.
+MPMUX_EXPORT void keep_slowest(std::vector<SlowTask>& tasks, std::size_t keep = 5);
+
+/// Validates the options of one call; throws UsageError naming the option.
+MPMUX_EXPORT void validate_map_options(const MapOptions& options);
+
+/// Guided chunk size for the next chunk.
+inline std::uint64_t next_chunk_size(const MapOptions& o, int n_jobs, std::uint64_t produced,
+                                     std::uint64_t total) {
+  if (o.chunk_size) return *o.chunk_size;
+  std::uint64_t workers2 = 2 * static_cast<std::uint64_t>(n_jobs);
+  std::uint64_t c;
+  if (total > 0) {
+    std::uint64_t remaining = total > produced ? total - produced : 1;
+    c = (remaining + workers2 - 1) / workers2;
+  } else {
+    // Unknown length: assume as much is left as was read so far, so chunks grow geometrically.
+    c = produced / workers2;
+  }
+  return std::clamp<std::uint64_t>(c, 1, std::max<std::uint64_t>(o.max_chunk_size, 1));
+}
+
+/// The lazy source of results behind imap/imap_unordered (and map).
+template <class Out>
+class ResultSource {
+ public:
+  virtual ~ResultSource() = default;
+  /// The next result, or nullopt when all were delivered. Throws TaskError per OnError.
+  virtual std::optional<Out> next() = 0;
+};
+
+/// Backend contract:
+///   using In, Out, Done;  int n_jobs();
+///   void submit(std::shared_ptr<Sink<Done>>, std::uint64_t first, std::vector<In>&& items);
+///   Finished<Out> decode(Done&&);  void check_health();  (throws PoolError if workers broke)
+template <class Backend, class View>
+class MapDriver final : public ResultSource<typename Backend::Out> {
+ public:
+  using In = typename Backend::In;
+  using Out = typename Backend::Out;
+  using Done = typename Backend::Done;
+  using Clock = std::chrono::steady_clock;
+
+  MapDriver(Backend backend, View view, MapOptions options, bool ordered)
+      : backend_(std::move(backend)),
+        view_(std::move(view)),
+        options_(std::move(options)),
+        ordered_(ordered),
+        it_(std::ranges::begin(view_)),
+        sink_(std::make_shared<Sink<Done>>()),
+        start_(Clock::now()),
+        last_progress_(start_) {
+    validate_map_options(options_);
+    if constexpr (std::ranges::sized_range<View>) {
+      total_ = static_cast<std::uint64_t>(std::ranges::size(view_));
+    } else if (options_.iterable_len) {
+      total_ = *options_.iterable_len;
+    }
+    max_active_ = options_.max_tasks_active.value_or(3 * static_cast<std::uint64_t>(backend_.n_jobs()));
+  }
+
+  ~MapDriver() override { drain(); }
+  MapDriver(const MapDriver&) = delete;
+  MapDriver& operator=(const MapDriver&) = delete;
+
+  std::optional<Out> next() override {
+    for (;;) {
+      if (failed_) return std::nullopt;
+      if (auto v = pop_ready()) return v;
+      feed();
+      if (exhausted_ && in_flight_ == 0 && ready_.empty() && reorder_.empty()) {
+        report(true);
+        if (!failures_.empty()) {
+          failed_ = true;
+          std::sort(failures_.begin(), failures_.end(),
+                    [](const Failure& a, const Failure& b) { return a.index < b.index; });
+          throw TaskError(std::move(failures_));
+        }
+        return std::nullopt;
+      }
+      if (in_flight_ > 0) receive();
+    }
+  }
+
+ private:
+  using Iter = std::ranges::iterator_t<View>;
+
+  std::optional<Out> pop_ready() {
+    while (!ready_.empty()) {
+      Finished<Out>& f = ready_.front();
+      while (cursor_ < f.values.size()) {
+        auto& v = f.values[cursor_++];
+        if (v) return std::move(*v);
+      }
+      ready_.pop_front();
+      cursor_ = 0;
+    }
+    return std::nullopt;
+  }
+
+  // Takes chunks from the input while fewer than max_tasks_active are outstanding: running,
+  // or finished but not yet handed to the caller.
+  void feed() {
+    while (!exhausted_ && in_flight_ + reorder_.size() + ready_.size() < max_active_) {
+      std::uint64_t c = next_chunk_size(options_, backend_.n_jobs(), produced_, total_);
+      std::vector<In> items;
+      items.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(c, 1u << 16)));
+      while (items.size() < c && it_ != std::ranges::end(view_)) {
+        items.emplace_back(*it_);
+        ++it_;
+      }
+      if (it_ == std::ranges::end(view_)) exhausted_ = true;
+      if (items.empty()) break;
+      std::uint64_t first = produced_;
+      produced_ += items.size();
+      backend_.submit(sink_, first, std::move(items));
+      ++in_flight_;  // only once submitted: a refused chunk must not be waited for
+    }
+  }
+
+  // Waits for at least one finished chunk and files its results.
+  void receive() {
+    std::deque<Done> got;
+    {
+      std::unique_lock lock(sink_->mutex);
+      auto has = [&] { return !sink_->done.empty(); };
+      if (options_.progress) {
+        auto wait = std::max(options_.progress_interval, std::chrono::milliseconds(1));
+        while (!sink_->cv.wait_for(lock, wait, has)) {
+          lock.unlock();
+          backend_.check_health();
+          report(false);
+          lock.lock();
+        }
+      } else {
+        // The timeout only lets a broken pool be noticed; results wake the wait at once.
+        while (!sink_->cv.wait_for(lock, std::chrono::seconds(1), has)) {
+          lock.unlock();
+          backend_.check_health();
+          lock.lock();
+        }
+      }
+      got.swap(sink_->done);
+    }
+    in_flight_ -= got.size();
+    for (Done& d : got) {
+      Finished<Out> f = backend_.decode(std::move(d));
+      done_ += f.count;
+      failed_count_ += f.failures.size();
+      if (!f.failures.empty()) {
+        if (options_.on_error == OnError::kRaiseFirst) {
+          failed_ = true;
+          sink_->cancelled = true;
+          std::vector<Failure> first{f.failures.front()};
+          throw TaskError(std::move(first));
+        }
+        failures_.insert(failures_.end(), f.failures.begin(), f.failures.end());
+      }
+      if (ordered_) {
+        std::uint64_t key = f.first;
+        reorder_.emplace(key, std::move(f));
+        while (!reorder_.empty() && reorder_.begin()->first == next_deliver_) {
+          next_deliver_ += reorder_.begin()->second.count;
+          ready_.push_back(std::move(reorder_.begin()->second));
+          reorder_.erase(reorder_.begin());
+        }
+      } else {
+        ready_.push_back(std::move(f));
+      }
+    }
+    backend_.check_health();
+    report(false);
+  }
+
+  void report(bool finished) {
+    if (!options_.progress) return;
+    auto now = Clock::now();
+    if (!finished && now - last_progress_ < options_.progress_interval) return;
+    if (finished && reported_finish_) return;
+    reported_finish_ = finished;
+    last_progress_ = now;
+    Progress p;
+    p.done = done_;
+    p.failed = failed_count_;
+    p.total = total_;
+    p.elapsed_s = std::chrono::duration<double>(now - start_).count();
+    p.rate = p.elapsed_s > 0 ? static_cast<double>(done_) / p.elapsed_s : 0;
+    if (total_ > 0 && p.rate > 0) p.eta_s = static_cast<double>(total_ - std::min(total_, done_)) / p.rate;
+    p.finished = finished;
+    options_.progress(p);
+  }
+
+  // Cancels what has not run and waits for what runs: tasks may refer to the caller's data.
+  void drain() {
+    sink_->cancelled = true;
+    std::unique_lock lock(sink_->mutex);
+    while (in_flight_ > 0) {
+      sink_->cv.wait(lock, [&] { return !sink_->done.empty(); });
+      in_flight_ -= sink_->done.size();
+      sink_->done.clear();
+    }
+  }
+
+  Backend backend_;
+  View view_;
+  MapOptions options_;
+  bool ordered_;
+  Iter it_;
+  std::shared_ptr<Sink<Done>> sink_;
+  std::uint64_t total_ = 0;
+  std::uint64_t max_active_ = 0;
+  std::uint64_t produced_ = 0;
+  std::uint64_t in_flight_ = 0;
+  std::uint64_t done_ = 0;
+  std::uint64_t failed_count_ = 0;
+  std::uint64_t next_deliver_ = 0;
+  bool exhausted_ = false;
+  bool failed_ = false;
+  bool reported_finish_ = false;
+  std::map<std::uint64_t, Finished<Out>> reorder_;
+  std::deque<Finished<Out>> ready_;
+  std::size_t cursor_ = 0;
+  std::vector<Failure> failures_;
+  Clock::time_point start_;
+  Clock::time_point last_progress_;
+};
+
+/// Runs each chunk at once in the caller's thread (max_load_average says the node is busy).
+template <class F, class InT>
+struct SerialBackend {
+  using In = InT;
+  using Out = TaskResult<F, In>;
+  using Done = Finished<Out>;
+  F* f;
+  Worker* worker;
+  int n_jobs() const { return 1; }
+  void check_health() {}
+  void submit(const std::shared_ptr<Sink<Done>>& sink, std::uint64_t first, std::vector<In>&& items) {
+    Done d;
+    d.first = first;
+    d.count = items.size();
+    d.values.resize(items.size());
+    for (std::size_t k = 0; k < items.size(); ++k) {
+      try {
+        d.values[k].emplace(call_task(*f, *worker, items[k]));
+      } catch (...) {
+        d.failures.push_back({first + k, FailureKind::kException, exception_message(std::current_exception())});
+      }
+    }
+    sink->put(std::move(d));
+  }
+  Finished<Out> decode(Done&& d) { return std::move(d); }
+};
+
+}  // namespace pool_detail
+
+/// The results of imap/imap_unordered, produced lazily as it is iterated: the input is read only
+/// as far as max_tasks_active allows ahead of the consumer. Destroying it early cancels the
+/// chunks not yet started and waits for the running ones. Single pass.
+template <class Out>
+class ResultStream {
+ public:
+  explicit ResultStream(std::unique_ptr<pool_detail::ResultSource<Out>> source)
+      : source_(std::move(source)) {}
+
+  class iterator {
+   public:
+    using value_type = Out;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(ResultStream* s) : s_(s) { ++*this; }
+    Out& operator*() const { return *s_->current_; }
+    Out* operator->() const { return &*s_->current_; }
+    iterator& operator++() {
+      s_->current_ = s_->source_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !s_ || !s_->current_; }
+
+   private:
+    ResultStream* s_ = nullptr;
+  };
+
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+  /// The next result, or nullopt at the end.
+  std::optional<Out> next() { return source_->next(); }
+
+ private:
+  std::unique_ptr<pool_detail::ResultSource<Out>> source_;
+  std::optional<Out> current_;
+};
+
+}  // namespace mpmux

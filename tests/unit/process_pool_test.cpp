@@ -1,0 +1,504 @@
+// ProcessPool: the shared interface over forked workers, plus what only processes do: crash
+// recovery, copy-on-write sharing, timeouts, dying with the parent, leaving no zombie.
+#include "mpmux/process_pool.hpp"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <chrono>
+#include <fstream>
+#include <list>
+#include <numeric>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mpmux/thread_pool.hpp"
+#include "pool_test_support.hpp"
+
+namespace mpmux {
+namespace {
+
+using test::allowed_cpus;
+using test::CountingGenerator;
+using test::thread_cpus;
+
+std::vector<int> iota_vec(int n) {
+  std::vector<int> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+// A counter in MAP_SHARED memory, mapped before any pool, so workers and test share it.
+std::atomic<int>* shared_counter() {
+  static auto* c = [] {
+    void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return new (p) std::atomic<int>(0);
+  }();
+  return c;
+}
+
+struct Point {
+  std::string name;
+  std::vector<double> xs;
+  template <class A>
+  void serialize(A& a, unsigned) {
+    a & name & xs;
+  }
+};
+
+int square(int x) { return x * x; }
+
+bool pid_alive(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
+
+// Waits (poll on a pidfd, no sleep) until `pid` has exited; false after timeout_ms.
+bool wait_gone(pid_t pid, int timeout_ms) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return true;  // already gone
+  pollfd p{fd, POLLIN, 0};
+  int r = poll(&p, 1, timeout_ms);
+  close(fd);
+  return r > 0;
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc");
+  while (dirent* e = readdir(d)) {
+    pid_t pid = static_cast<pid_t>(atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream in("/proc/" + std::string(e->d_name) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("PPid:", 0) == 0) {
+        if (std::stoi(line.substr(5)) == parent) out.push_back(pid);
+        break;
+      }
+    }
+  }
+  closedir(d);
+  return out;
+}
+
+long pss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string key;
+  long value = 0;
+  while (in >> key) {
+    if (key == "Pss:") {
+      in >> value;
+      return value;
+    }
+    std::string rest;
+    std::getline(in, rest);
+  }
+  return 0;
+}
+
+TEST(ProcessPool, MapReturnsResultsInInputOrder) {
+  ProcessPool pool({.n_jobs = 2});
+  auto out = pool.map(square, iota_vec(20000));
+  ASSERT_EQ(out.size(), 20000u);
+  for (int i = 0; i < 20000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i * i);
+  std::list<std::string> words{"a", "bb", "ccc"};
+  auto lens = pool.map([](const std::string& s) { return s + s; }, words, {.chunk_size = 1});
+  EXPECT_EQ(lens, (std::vector<std::string>{"aa", "bbbb", "cccccc"}));
+}
+
+TEST(ProcessPool, NonTrivialTypesCrossThroughBoostSerialization) {
+  ProcessPool pool({.n_jobs = 2});
+  std::vector<Point> in;
+  for (int i = 0; i < 100; ++i) in.push_back({"p" + std::to_string(i), {1.0 * i, 2.0 * i}});
+  auto out = pool.map(
+      [](const Point& p) {
+        Point q = p;
+        q.name += "!";
+        for (double& x : q.xs) x *= 10;
+        return q;
+      },
+      in, {.chunk_size = 7});
+  ASSERT_EQ(out.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(out[static_cast<std::size_t>(i)].name, "p" + std::to_string(i) + "!");
+    EXPECT_EQ(out[static_cast<std::size_t>(i)].xs, (std::vector<double>{10.0 * i, 20.0 * i}));
+  }
+}
+
+TEST(ProcessPool, ImapKeepsInputOrderAndImapUnorderedFollowsCompletion) {
+  for (bool ordered : {true, false}) {
+    shared_counter()->store(0);
+    ProcessPool pool({.n_jobs = 2});
+    auto task = [](int x) {
+      if (x == 0) {
+        while (shared_counter()->load() < 3) std::this_thread::yield();
+      } else {
+        shared_counter()->fetch_add(1);
+      }
+      return x;
+    };
+    std::vector<int> got;
+    if (ordered) {
+      for (int v : pool.imap(task, iota_vec(20), {.chunk_size = 1})) got.push_back(v);
+      EXPECT_EQ(got, iota_vec(20));
+    } else {
+      for (int v : pool.imap_unordered(task, iota_vec(20), {.chunk_size = 1})) got.push_back(v);
+      ASSERT_EQ(got.size(), 20u);
+      EXPECT_NE(got.front(), 0);
+      auto sorted = got;
+      std::sort(sorted.begin(), sorted.end());
+      EXPECT_EQ(sorted, iota_vec(20));
+    }
+  }
+}
+
+TEST(ProcessPool, MapUnorderedReturnsEveryResultOnce) {
+  ProcessPool pool({.n_jobs = 2});
+  auto out = pool.map_unordered([](int x) { return -x; }, iota_vec(3000), {.chunk_size = 13});
+  std::sort(out.begin(), out.end());
+  ASSERT_EQ(out.size(), 3000u);
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i - 2999);
+}
+
+TEST(ProcessPool, ApplyAndApplyAsyncReturnValuesAndErrors) {
+  shared_counter()->store(0);  // mapped before the fork, or the workers get a private copy
+  ProcessPool pool({.n_jobs = 2});
+  EXPECT_EQ(pool.apply([](int a, int b) { return a * b; }, 6, 7), 42);
+  auto f1 = pool.apply_async([](const std::string& s, int k) { return s.substr(0, static_cast<std::size_t>(k)); },
+                             std::string("process"), 4);
+  auto f2 = pool.apply_async([](Worker& w) { return w.id(); });
+  auto f3 = pool.apply_async([] { shared_counter()->store(77); });
+  EXPECT_EQ(f1.get(), "proc");
+  int id = f2.get();
+  EXPECT_TRUE(id == 0 || id == 1);
+  f3.get();
+  EXPECT_EQ(shared_counter()->load(), 77);
+  try {
+    pool.apply([]() -> int { throw std::runtime_error("apply failed"); });
+    FAIL() << "expected TaskError";
+  } catch (const TaskError& e) {
+    ASSERT_EQ(e.failures().size(), 1u);
+    EXPECT_EQ(e.failures()[0].message, "apply failed");
+  }
+}
+
+TEST(ProcessPool, BadOptionsAreUsageErrors) {
+  EXPECT_THROW(ProcessPool({.n_jobs = 0}), UsageError);
+  EXPECT_THROW(ProcessPool({.n_jobs = -1}), UsageError);
+  EXPECT_THROW(ProcessPool({.n_jobs = 1, .cpu_ids = {{100000}}}), UsageError);
+  ProcessPool pool({.n_jobs = 1});
+  EXPECT_THROW(pool.map(square, iota_vec(3), {.chunk_size = 0}), UsageError);
+  EXPECT_EQ(pool.map(square, iota_vec(3)), (std::vector<int>{0, 1, 4}));
+}
+
+TEST(ProcessPool, ExceptionsComeBackWithIndexAndMessage) {
+  ProcessPool pool({.n_jobs = 2});
+  auto task = [](int x) {
+    if (x % 10 == 3) throw std::runtime_error("bad " + std::to_string(x));
+    return x;
+  };
+  try {
+    pool.map(task, iota_vec(100), {.chunk_size = 4});
+    FAIL() << "expected TaskError";
+  } catch (const TaskError& e) {
+    ASSERT_EQ(e.failures().size(), 1u);
+    EXPECT_EQ(e.failures()[0].index % 10, 3u);
+    EXPECT_EQ(e.failures()[0].message, "bad " + std::to_string(e.failures()[0].index));
+  }
+  try {
+    pool.map(task, iota_vec(100), {.chunk_size = 4, .on_error = OnError::kReportAll});
+    FAIL() << "expected TaskError";
+  } catch (const TaskError& e) {
+    ASSERT_EQ(e.failures().size(), 10u);
+    for (std::size_t k = 0; k < 10; ++k) {
+      EXPECT_EQ(e.failures()[k].index, 10 * k + 3);
+      EXPECT_EQ(e.failures()[k].kind, FailureKind::kException);
+      EXPECT_EQ(e.failures()[k].message, "bad " + std::to_string(10 * k + 3));
+    }
+  }
+  EXPECT_EQ(pool.map(square, iota_vec(4)), (std::vector<int>{0, 1, 4, 9}));
+}
+
+TEST(ProcessPool, MaxTasksActiveBoundsHowFarTheProducerRunsAhead) {
+  ProcessPool pool({.n_jobs = 2});
+  std::atomic<std::uint64_t> produced{0};
+  CountingGenerator gen(1'000'000'000ull, produced);
+  const std::uint64_t active = 4, chunk = 10;
+  std::uint64_t consumed = 0;
+  {
+    auto stream = pool.imap([](std::uint64_t x) { return x + 1; }, gen, {.chunk_size = chunk, .max_tasks_active = active});
+    for (std::uint64_t v : stream) {
+      ASSERT_EQ(v, consumed + 1);
+      ++consumed;
+      ASSERT_LE(produced.load(), consumed + active * chunk);
+      if (consumed == 5000) break;
+    }
+  }
+  EXPECT_LE(produced.load(), 5000 + active * chunk);
+}
+
+TEST(ProcessPool, WorkerLifespanReplacesTheProcessAndResetsItsState) {
+  ProcessPool pool({.n_jobs = 1,
+                    .worker_lifespan = 2,
+                    .worker_exit = [](Worker& w) -> ExitValue { return w.state<int>(); }});
+  auto pids = pool.map([](Worker& w, int) { return std::make_pair(++w.state<int>(), static_cast<int>(getpid())); },
+                       iota_vec(20), {.chunk_size = 1});
+  std::set<int> distinct;
+  for (std::size_t i = 0; i < pids.size(); ++i) {
+    EXPECT_EQ(pids[i].first, static_cast<int>(i % 2) + 1) << i;
+    distinct.insert(pids[i].second);
+  }
+  EXPECT_EQ(distinct.size(), 10u);  // a fresh process every two chunks
+  pool.stop();
+  // Ten workers retired after two chunks each; the eleventh (0 chunks) exists only if its
+  // predecessor's death was seen before stop().
+  auto exits = pool.exit_values<int>();
+  ASSERT_GE(exits.size(), 10u);
+  ASSERT_LE(exits.size(), 11u);
+  EXPECT_EQ(std::accumulate(exits.begin(), exits.end(), 0), 20);
+}
+
+TEST(ProcessPool, WorkerInitAndExitSeeTheWorkerIdAndStatePersistsAcrossCalls) {
+  ProcessPool pool({.n_jobs = 2,
+                    .worker_init = [](Worker& w) { w.state<int>() = 1000 * (w.id() + 1); },
+                    .worker_exit = [](Worker& w) -> ExitValue { return w.state<int>(); }});
+  auto count = [](Worker& w, int) {
+    ++w.state<int>();
+    return w.id();
+  };
+  auto ids = pool.map(count, iota_vec(100), {.chunk_size = 5});
+  for (int id : ids) ASSERT_TRUE(id == 0 || id == 1);
+  pool.map(count, iota_vec(50), {.chunk_size = 5});
+  pool.stop();
+  auto exits = pool.exit_values<int>();
+  ASSERT_EQ(exits.size(), 2u);
+  EXPECT_EQ(exits[0] + exits[1], 1000 + 2000 + 150);
+  EXPECT_THROW(pool.map(square, iota_vec(3)), UsageError);
+}
+
+// A result far larger than the rings streams through them in pieces; inputs too.
+TEST(ProcessPool, LargeInputsAndResultsStreamThroughSmallRings) {
+  ProcessPool pool({.n_jobs = 2, .ring_bytes = 8192});
+  std::vector<std::string> in;
+  for (int i = 0; i < 6; ++i) in.push_back(std::string(300000 + i, static_cast<char>('a' + i)));
+  auto out = pool.map([](const std::string& s) { return s + s; }, in, {.chunk_size = 2});
+  ASSERT_EQ(out.size(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) EXPECT_TRUE(out[i] == in[i] + in[i]) << i;
+}
+
+// SIGKILL a random worker 20 times during a 100,000-element map: each death is noticed, the
+// lost elements re-run on a fresh worker, and the results are exact.
+TEST(ProcessPool, ARandomWorkerKilledTwentyTimesDoesNotSpoilTheMap) {
+  ProcessPool pool({.n_jobs = 2});
+  const int n = 100000, kills = 20;
+  std::mt19937 rng(12345);
+  int killed = 0;
+  std::set<pid_t> victims;
+  auto busy = [](int x) {
+    std::uint64_t h = static_cast<std::uint64_t>(x);
+    for (int k = 0; k < 200; ++k) h = h * 6364136223846793005ull + 1442695040888963407ull;
+    return std::make_pair(x, h);
+  };
+  auto progress = [&](const Progress& p) {
+    if (killed >= kills || p.done < static_cast<std::uint64_t>(killed + 1) * n / (kills + 1)) return;
+    auto pids = pool.worker_pids();
+    if (pids.empty()) return;
+    pid_t victim = pids[std::uniform_int_distribution<std::size_t>(0, pids.size() - 1)(rng)];
+    ASSERT_EQ(kill(victim, SIGKILL), 0);
+    ASSERT_TRUE(wait_gone(victim, 30000));
+    victims.insert(victim);
+    ++killed;
+  };
+  auto out = pool.map(busy, iota_vec(n), {.chunk_size = 50, .progress = progress,
+                                          .progress_interval = std::chrono::milliseconds(0)});
+  EXPECT_EQ(killed, kills);
+  EXPECT_EQ(victims.size(), static_cast<std::size_t>(kills));
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], busy(i)) << i;
+  std::uint64_t restarts = 0;
+  for (auto& w : pool.insights().workers) restarts += w.restarts;
+  EXPECT_EQ(restarts, static_cast<std::uint64_t>(kills));
+}
+
+TEST(ProcessPool, NoZombieOrWorkerRemainsAfterThePoolIsDestroyed) {
+  std::vector<pid_t> pids;
+  pid_t server;
+  {
+    ProcessPool pool({.n_jobs = 3, .worker_lifespan = 1});
+    auto seen = pool.map([](int) { return static_cast<pid_t>(getpid()); }, iota_vec(50), {.chunk_size = 1});
+    pids.assign(seen.begin(), seen.end());
+    server = pool.server_pid();
+    EXPECT_EQ(std::set<pid_t>(pids.begin(), pids.end()).size(), 50u);  // one process per chunk
+  }
+  EXPECT_TRUE(children_of(getpid()).empty());
+  EXPECT_FALSE(pid_alive(server));
+  for (pid_t p : pids) EXPECT_FALSE(pid_alive(p)) << p;
+}
+
+TEST(ProcessPool, WorkersDieWithTheirParent) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t parent = fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    close(fds[0]);
+    ProcessPool pool({.n_jobs = 2});
+    std::vector<pid_t> pids = pool.worker_pids();
+    pids.push_back(pool.server_pid());
+    [[maybe_unused]] auto w = write(fds[1], pids.data(), pids.size() * sizeof(pid_t));
+    for (;;) pause();
+  }
+  close(fds[1]);
+  std::vector<pid_t> pids(3);
+  ASSERT_EQ(read(fds[0], pids.data(), 3 * sizeof(pid_t)), static_cast<ssize_t>(3 * sizeof(pid_t)));
+  close(fds[0]);
+  for (pid_t p : pids) EXPECT_TRUE(pid_alive(p));
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  for (pid_t p : pids) EXPECT_TRUE(wait_gone(p, 30000)) << "process " << p << " outlived its parent";
+}
+
+// 1 GiB made before the pool and read whole by 2 workers stays shared: the pool's total
+// proportional set size (parent, fork server, workers) stays under 1.5 GiB.
+TEST(ProcessPool, AGibibyteSharedObjectIsNotCopied) {
+  const std::size_t bytes = std::size_t{1} << 30;
+  auto big = std::make_shared<std::vector<unsigned char>>(bytes);
+  for (std::size_t i = 0; i < bytes; i += 4096) (*big)[i] = static_cast<unsigned char>(i >> 12);
+  std::uint64_t expect = 0;
+  for (std::size_t i = 0; i < bytes; i += 4096) expect += (*big)[i];
+  ProcessPool pool({.n_jobs = 2,
+                    .worker_init =
+                        [](Worker& w) {
+                          const auto& v = w.shared<std::vector<unsigned char>>();
+                          std::uint64_t sum = 0;
+                          for (std::size_t i = 0; i < v.size(); i += 64) sum += v[i];
+                          w.state<std::uint64_t>() = sum;
+                        },
+                    .shared_objects = std::shared_ptr<const std::vector<unsigned char>>(big)});
+  auto sums = pool.map(
+      [](Worker& w, int) {
+        const auto& v = w.shared<std::vector<unsigned char>>();
+        std::uint64_t sum = 0;
+        for (std::size_t i = 0; i < v.size(); i += 4096) sum += v[i];
+        return std::make_pair(w.id(), sum);
+      },
+      iota_vec(8), {.chunk_size = 1});
+  for (auto& [id, sum] : sums) EXPECT_EQ(sum, expect);
+  long total = pss_kib(getpid()) + pss_kib(pool.server_pid());
+  auto workers = pool.worker_pids();
+  ASSERT_EQ(workers.size(), 2u);
+  for (pid_t p : workers) total += pss_kib(p);
+  EXPECT_GT(total, 1L << 20);          // the array is counted once...
+  EXPECT_LT(total, (3L << 20) / 2);    // ...and not once per process
+}
+
+TEST(ProcessPool, ARunawayTaskIsKilledAndReportedAsTimedOut) {
+  shared_counter()->store(0);
+  ProcessPool pool({.n_jobs = 2, .task_timeout = std::chrono::milliseconds(500)});
+  auto task = [](int x) {
+    if (x == 3) {
+      for (;;) shared_counter()->fetch_add(0);
+    }
+    return x * 2;
+  };
+  try {
+    pool.map(task, iota_vec(40), {.chunk_size = 4, .on_error = OnError::kReportAll});
+    FAIL() << "expected TaskError";
+  } catch (const TaskError& e) {
+    ASSERT_EQ(e.failures().size(), 1u);
+    EXPECT_EQ(e.failures()[0].index, 3u);
+    EXPECT_EQ(e.failures()[0].kind, FailureKind::kTimeout);
+    EXPECT_NE(e.failures()[0].message.find("task_timeout"), std::string::npos);
+  }
+  EXPECT_EQ(pool.map(square, iota_vec(5)), (std::vector<int>{0, 1, 4, 9, 16}));  // the map goes on
+}
+
+TEST(ProcessPool, AnElementThatKeepsCrashingItsWorkerIsReportedAfterRetries) {
+  ProcessPool pool({.n_jobs = 2, .max_crash_retries = 1});
+  auto task = [](int x) {
+    if (x == 5) raise(SIGKILL);
+    return x;
+  };
+  try {
+    pool.map(task, iota_vec(20), {.chunk_size = 3, .on_error = OnError::kReportAll});
+    FAIL() << "expected TaskError";
+  } catch (const TaskError& e) {
+    ASSERT_EQ(e.failures().size(), 1u);
+    EXPECT_EQ(e.failures()[0].index, 5u);
+    EXPECT_EQ(e.failures()[0].kind, FailureKind::kCrash);
+    EXPECT_NE(e.failures()[0].message.find("signal 9"), std::string::npos) << e.failures()[0].message;
+  }
+}
+
+TEST(ProcessPool, CpuIdsPinWorkerProcesses) {
+  std::vector<int> cpus = allowed_cpus();
+  std::vector<std::vector<int>> per;
+  for (int c : cpus) per.push_back({c});
+  ProcessPool pool({.n_jobs = static_cast<int>(cpus.size()), .cpu_ids = per});
+  auto seen = pool.map([](Worker& w, int) { return std::make_pair(w.id(), thread_cpus()); }, iota_vec(50),
+                       {.chunk_size = 1});
+  for (auto& [id, set] : seen) EXPECT_EQ(set, per[static_cast<std::size_t>(id)]);
+  ProcessPool all({.n_jobs = 2, .cpu_ids = {{cpus.back()}}});
+  auto seen_all = all.map([](int) { return thread_cpus(); }, iota_vec(20), {.chunk_size = 1});
+  for (auto& s : seen_all) EXPECT_EQ(s, std::vector<int>{cpus.back()});
+}
+
+TEST(ProcessPool, MaxLoadAverageRunsTheMapSeriallyInTheCaller) {
+  static double load = 9.0;
+  ProcessPool pool({.n_jobs = 2, .max_load_average = 1.5, .load_reader = [] { return load; }});
+  auto pids = pool.map([](int) { return static_cast<int>(getpid()); }, iota_vec(10));
+  for (int p : pids) EXPECT_EQ(p, getpid());
+  EXPECT_EQ(pool.apply([](Worker& w) { return w.id(); }), -1);
+  load = 0.1;
+  pids = pool.map([](int) { return static_cast<int>(getpid()); }, iota_vec(10), {.chunk_size = 1});
+  for (int p : pids) EXPECT_NE(p, getpid());
+}
+
+TEST(ProcessPool, ATaskCanOpenANestedPool) {
+  ProcessPool outer({.n_jobs = 2});
+  auto sums = outer.map(
+      [](int x) {
+        ProcessPool inner({.n_jobs = 2});
+        auto v = inner.map([](int y) { return y * y; }, iota_vec(x + 1));
+        ThreadPool threads({.n_jobs = 2});
+        auto t = threads.map([](int y) { return y; }, v);
+        return std::accumulate(t.begin(), t.end(), 0);
+      },
+      iota_vec(4), {.chunk_size = 1});
+  EXPECT_EQ(sums, (std::vector<int>{0, 1, 5, 14}));
+}
+
+TEST(ProcessPool, ProgressAndInsightsCoverEveryElement) {
+  ProcessPool pool({.n_jobs = 2, .enable_insights = true});
+  Progress last;
+  pool.map(square, iota_vec(1000), {.chunk_size = 10, .progress = [&](const Progress& p) { last = p; }});
+  EXPECT_TRUE(last.finished);
+  EXPECT_EQ(last.done, 1000u);
+  Insights ins = pool.insights();
+  ASSERT_EQ(ins.workers.size(), 2u);
+  std::uint64_t elements = 0, chunks = 0;
+  for (auto& w : ins.workers) {
+    elements += w.elements;
+    chunks += w.chunks;
+    EXPECT_GT(w.starting_s, 0.0);
+  }
+  EXPECT_EQ(elements, 1000u);
+  EXPECT_EQ(chunks, 100u);
+  EXPECT_EQ(ins.slowest.size(), 5u);
+}
+
+}  // namespace
+}  // namespace mpmux
