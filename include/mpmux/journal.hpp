@@ -86,6 +86,9 @@ class MPMUX_EXPORT JournalWriter {
   /// Writes and fdatasyncs now. Throws StoreError on a write error (full disk...); the records
   /// not written stay buffered, so a later flush() can still make them durable.
   void flush();
+  /// After a write error: drops what is buffered (never acknowledged) and closes the file, so
+  /// the journal on disk is exactly what was acknowledged. Appending afterwards is an error.
+  void abandon();
   const std::filesystem::path& path() const { return path_; }
   std::uint64_t records() const { return records_; }
   /// fdatasyncs done so far (the header's included).

@@ -28,6 +28,7 @@
 #include "mpmux/error.hpp"
 #include "mpmux/journal.hpp"
 #include "mpmux/mpi.hpp"
+#include "mpmux/results.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
 
@@ -162,6 +163,9 @@ class Multiplexer {
     const Stat s = stat();
     return s.done == s.total;
   }
+  /// One row per element of the session, in index order: status, attempts and the outcome
+  /// that decided it, with the result recorded by set_result.
+  std::vector<ElementResult> results() const { return read_results(Session::open(session_id())); }
   /// Removes the element set and all its sessions.
   void destroy() const { destroy_mux(dir_); }
 

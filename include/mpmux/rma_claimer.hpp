@@ -70,9 +70,12 @@ class MPMUX_EXPORT RmaClaimer {
   /// Claims exactly `count` elements (or what is left); used by benchmarks and tests. count >= 1.
   bool claim_n(std::uint64_t count, Claim& out);
 
-  /// Ends the hand-out early: every later claim, on any rank, fails (the counter is raised to
-  /// total with MPI_MAX, so a chunk already taken is not given again). Any rank may call it.
+  /// Ends the hand-out early: every later claim, on any rank, fails (the counter is raised to a
+  /// mark far past total with MPI_MAX, so a chunk already taken is not given again). Any rank
+  /// may call it.
   void exhaust();
+  /// True once some rank called exhaust(): one atomic read of the counter.
+  bool exhausted() const;
 
   /// Number of pending elements handed out so far (may exceed total() once exhausted is seen).
   std::uint64_t claimed() const;

@@ -64,6 +64,7 @@ struct MPMUX_EXPORT RunSummary {
   /// what was not recorded stays pending. The same on every rank after finish().
   bool stopped = false;
   std::string stop_reason;       // on the rank that saw it first, and on the root
+  bool journal_failed = false;   // the root could not write the journal
 };
 
 /// One element handed to this rank.

@@ -266,13 +266,19 @@ std::uint64_t RmaClaimer::claimed() const {
 
 std::uint64_t RmaClaimer::total() const { return state_->total; }
 
+// A counter at or past this mark was ended early; claims alone never take it that far.
+constexpr std::uint64_t kExhaustedMark = std::uint64_t{1} << 62;
+
 void RmaClaimer::exhaust() {
   State& s = *state_;
   std::uint64_t old = 0;
-  s.counter.fetch_and_op(&s.total, &old, MPI_UINT64_T, s.root, 0, MPI_MAX);
+  const std::uint64_t mark = kExhaustedMark;
+  s.counter.fetch_and_op(&mark, &old, MPI_UINT64_T, s.root, 0, MPI_MAX);
   s.counter.flush(s.root);
   s.last_seen = std::max(s.last_seen, s.total);
 }
+
+bool RmaClaimer::exhausted() const { return claimed() >= kExhaustedMark; }
 
 bool RmaClaimer::reads_shared_memory() const { return state_->table != nullptr; }
 

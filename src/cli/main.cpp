@@ -3,6 +3,7 @@
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -16,9 +17,11 @@
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
+#include "mpmux/results.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
 #include "run/deadline.hpp"
+#include "run/signals.hpp"
 
 namespace {
 
@@ -116,6 +119,10 @@ void process(Run& run, const CommandTemplate& command, const CommandLimits& limi
     try {
       // false: killed by a drain; the attempt is void and the element stays pending.
       if (!run_command(command.render(item.index, item.bytes), outcome, limits, cancel)) continue;
+      // The drain signal itself can reach a task spawned a moment before (still in our process
+      // group): that attempt is void too, not a failure of the task.
+      const bool stop_signal = outcome.signal == SIGUSR1 || outcome.signal == SIGTERM || outcome.signal == SIGINT;
+      if (stop_signal && run.stopping()) continue;
     } catch (const UsageError& e) {  // the element lacks a field the template uses
       outcome.type = RecordType::failed;
       outcome.exit_code = 127;
@@ -127,6 +134,7 @@ void process(Run& run, const CommandTemplate& command, const CommandLimits& limi
 }
 
 int cmd_run(const RunArgs& args) {
+  run::install_stop_handlers();  // before MPI starts: a drain signal must never kill a rank
   if (args.exec.empty()) throw UsageError("run: --exec TEMPLATE is required");
   if (args.chunk_min == 0 || args.chunk_max < args.chunk_min)
     throw UsageError("run: --chunk-min must be at least 1 and at most --chunk-max");
@@ -173,7 +181,16 @@ int cmd_run(const RunArgs& args) {
   }
   int code = kExitOk;
   if (run.is_root()) {
-    const Stat st = session_stat(Session::open(id));
+    const Session session = Session::open(id);
+    // The session's results.h5 follows every run (rebuilt from the journals, then renamed).
+    if (!summary.journal_failed) {  // with the disk full, leave the last results.h5 alone
+      try {
+        write_results_h5(session);
+      } catch (const Error& e) {
+        say_error(std::string("results.h5 not updated: ") + e.what());
+      }
+    }
+    const Stat st = session_stat(session);
     if (summary.stopped && st.done + st.failed < st.total) {
       std::fprintf(stderr, "mpmux: stopped (%s): %llu of %llu elements done, the rest stays pending; "
                            "run the same command again to resume\n",

@@ -20,18 +20,9 @@ std::string hms(double seconds) {
 }
 }  // namespace
 
-namespace {
-// Under mpirun, a rank's stderr is a pipe even on a terminal while its stdout is a pty: the bar
-// then goes to stdout, which `mpmux run` uses for nothing else.
-std::FILE* pick_output(std::FILE* out) {
-  if (out == stderr && !::isatty(::fileno(stderr)) && ::isatty(::fileno(stdout))) return stdout;
-  return out;
-}
-}  // namespace
-
 Progress::Progress(std::uint64_t total, double interval_s, std::FILE* out)
     : total_(total),
-      out_(pick_output(out)),
+      out_(out),
       tty_(::isatty(::fileno(out_)) != 0),
       // A terminal is redrawn ten times a second; a log file gets a line per interval.
       interval_(std::chrono::duration_cast<Clock::duration>(

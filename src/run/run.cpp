@@ -94,6 +94,7 @@ struct Run::State {
   // Stopping (every rank).
   int signals_seen = 0;
   std::optional<Clock::time_point> stop_since;
+  Clock::time_point last_remote_check = Clock::now();
   std::vector<double> durations;  // seconds of the elements this rank finished
   double p90 = 0;
   std::size_t p90_at = 0;
@@ -112,6 +113,7 @@ struct Run::State {
   int passes_done = 0;  // workers done with the current pass
   std::uint64_t pass_base = 0;  // outcomes recorded before the current pass
   bool worker_stopped = false;
+  std::string worker_stop_reason;
   std::vector<std::uint64_t> retry_tags;  // failed, not final: the next pass
   std::unordered_map<std::uint64_t, std::uint32_t> failures_in_run;
   std::string inbox;
@@ -121,6 +123,7 @@ struct Run::State {
   int remote_workers() const { return size - 1; }
 
   void stop(const std::string& reason);
+  void lose_journal(const StoreError& e);
   bool check_stop();
   bool cancel_now();
   void start_pass(std::vector<std::uint64_t> tags);
@@ -144,6 +147,14 @@ void Run::State::stop(const std::string& reason) {
   if (claimer) claimer->exhaust();  // the other ranks stop at their next claim
 }
 
+// The journal cannot be written (full disk, I/O error): nothing more can be acknowledged, so
+// the run stops; what is already durable stays, the rest is handed out again by the next run.
+void Run::State::lose_journal(const StoreError& e) {
+  journal_broken = true;
+  summary.journal_failed = true;
+  stop(e.what());
+}
+
 bool Run::State::check_stop() {
   if (options.stop_on_signals) {
     const int n = run::stop_signals();
@@ -163,6 +174,13 @@ bool Run::State::check_stop() {
     }
     const double estimate = durations.empty() ? options.estimate_s.value_or(0.0) : p90;
     if (unix_seconds() + estimate > *options.deadline - options.grace_s) stop("deadline reached");
+  }
+  // A stop published by another rank (the root's journal failed, a signal to one rank): looked
+  // for every 20 ms at most, so tiny elements do not pay an atomic read each.
+  if (!stop_since && !is_root() && claimer &&
+      Clock::now() - last_remote_check >= std::chrono::milliseconds(20)) {
+    last_remote_check = Clock::now();
+    if (claimer->exhausted()) stop("stopped on another rank");
   }
   return stop_since.has_value();
 }
@@ -195,15 +213,19 @@ void Run::State::start_pass(std::vector<std::uint64_t> tags) {
 bool Run::State::next_pass() {
   if (!is_root()) {
     send_outbox();
-    const char stopped = stop_since ? 1 : 0;
-    sends.emplace_back(bcomm->isend(options.root, kTagPassDone, &stopped, 1), std::string());
+    // [stopped][why]: the root reports the first reason it hears of.
+    std::string done(1, stop_since ? '\1' : '\0');
+    if (stop_since) done += summary.stop_reason;
+    sends.emplace_back(bmpi::request(), std::move(done));
+    sends.back().first = bcomm->isend(options.root, kTagPassDone, sends.back().second.data(),
+                                      static_cast<int>(sends.back().second.size()));
     reap_sends(true);
   } else if (size > 1) {
     coordinate_until_pass_done();
   }
   std::uint64_t header[2] = {0, 0};  // next pass size, stopped
   if (is_root()) {
-    if (worker_stopped && !stop_since) stop("a worker was stopped");
+    if (worker_stopped && !stop_since) stop(worker_stop_reason);
     if (!stop_since && !journal_broken) {
       std::sort(retry_tags.begin(), retry_tags.end());
       header[0] = retry_tags.size();
@@ -273,8 +295,7 @@ void Run::State::journal_records(std::string_view records) {
   try {
     journal->append_framed(records);
   } catch (const StoreError& e) {
-    journal_broken = true;
-    stop(e.what());
+    lose_journal(e);
   }
 }
 
@@ -289,18 +310,20 @@ bool Run::State::poll() {
       journal_records(inbox);
     } else if (status->tag() == kTagPassDone) {
       ++passes_done;
-      if (n > 0 && inbox[0]) worker_stopped = true;
+      if (n > 0 && inbox[0] && !worker_stopped) {
+        worker_stopped = true;
+        worker_stop_reason = inbox.substr(1);
+      }
     }
   }
   if (!journal_broken) {
     try {
       journal->sync();
     } catch (const StoreError& e) {
-      journal_broken = true;
-      stop(e.what());
+      lose_journal(e);
     }
   }
-  if (worker_stopped && !stop_since) stop("a worker was stopped");
+  if (worker_stopped && !stop_since) stop(worker_stop_reason);
   check_stop();
   if (progress) progress->update(summary.done, summary.failed_for_good);
   if (Clock::now() - last_status >= kStatusEvery) write_status(false);
@@ -355,8 +378,10 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   if (s.options.retries < 0 || s.options.retries > 254)
     throw UsageError("--retries " + std::to_string(s.options.retries) + ": must be between 0 and 254");
   if (s.options.grace_s < 0) throw UsageError("--grace must not be negative");
+  // With stop_on_signals, signals count from the start of the process: one that came before
+  // the run (the CLI installs the handlers first thing) stops it at once.
   if (s.options.stop_on_signals) run::install_stop_handlers();
-  s.signals_seen = run::stop_signals();
+  s.signals_seen = s.options.stop_on_signals ? 0 : run::stop_signals();
   // A communicator of our own, so our messages never match the application's receives.
   MPI_Comm_dup(comm, &s.comm);
   s.bcomm.emplace(s.comm, bmpi::comm_attach);
@@ -444,7 +469,10 @@ bool Run::next(WorkItem& item) {
           s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
         }
         s.next_in_chunk = 0;
-        if (!s.claimer->claim(s.chunk)) s.chunk = Claim();
+        if (!s.claimer->claim(s.chunk)) {
+        s.chunk = Claim();
+        if (!s.is_root() && s.claimer->exhausted() && !s.stop_since) s.stop("stopped on another rank");
+      }
       }
       if (s.next_in_chunk < s.chunk.size()) {
         const std::uint64_t tag = s.chunk.indices[s.next_in_chunk];
@@ -481,8 +509,7 @@ void Run::record(Outcome& outcome) {
       try {
         s.journal->append(outcome);
       } catch (const StoreError& e) {
-        s.journal_broken = true;
-        s.stop(e.what());
+        s.lose_journal(e);
       }
     }
     if (s.size > 1) {
@@ -492,8 +519,7 @@ void Run::record(Outcome& outcome) {
         try {
           s.journal->sync();
         } catch (const StoreError& e) {
-          s.journal_broken = true;
-          s.stop(e.what());
+          s.lose_journal(e);
         }
       }
       if (s.progress) s.progress->update(s.summary.done, s.summary.failed_for_good);
@@ -526,11 +552,10 @@ RunSummary Run::finish() {
       try {
         s.journal->flush();
       } catch (const StoreError& e) {
-        s.journal_broken = true;
-        s.summary.stopped = true;
-        s.summary.stop_reason = e.what();
+        s.lose_journal(e);
       }
     }
+    if (s.journal_broken) s.journal->abandon();
     s.summary.syncs = s.journal->syncs();
     if (s.progress) s.progress->finish(s.summary.done, s.summary.failed_for_good);
     s.write_status(true);

@@ -622,6 +622,12 @@ JournalWriter::~JournalWriter() {
   ::close(fd_);
 }
 
+void JournalWriter::abandon() {
+  buffer_.clear();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
 void JournalWriter::append(const Outcome& outcome) {
   append_record(buffer_, outcome);
   ++records_;

@@ -125,6 +125,15 @@ TEST(Multiplexer, YieldsEveryElementToExactlyOneRank) {
     const auto session = mpmux::Session::open(mpmux::MuxId::parse(id));
     const auto state = mpmux::read_session_state(session);
     for (std::uint64_t i = 0; i < 10000; ++i) ASSERT_EQ(state.attempts[i], 1u) << "element " << i;
+    // The results read back are those each rank recorded.
+    const auto results = mux.results();
+    ASSERT_EQ(results.size(), 10000u);
+    for (std::uint64_t i = 0; i < 10000; ++i) {
+      ASSERT_EQ(results[i].index, i);
+      ASSERT_EQ(results[i].status, mpmux::ElementStatus::done);
+      ASSERT_TRUE(results[i].outcome.has_value());
+      ASSERT_EQ(results[i].outcome->result, std::to_string(i * 2));
+    }
   }
 }
 
