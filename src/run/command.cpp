@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -297,7 +298,9 @@ bool run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
   }
   if (timed_out) {
     outcome.flags |= Outcome::kTimedOut;
-    outcome.stderr_tail += "mpmux: timed out after " + std::to_string(limits.timeout_s) + " s\n";
+    char note[64];
+    std::snprintf(note, sizeof note, "mpmux: timed out after %g s\n", limits.timeout_s);
+    outcome.stderr_tail += note;
   }
   outcome.type = outcome.exit_code == 0 && !timed_out ? RecordType::done : RecordType::failed;
   return true;
