@@ -17,28 +17,13 @@
 
 #include "mpmux/error.hpp"
 #include "store/h5.hpp"
+#include "test_support.hpp"
 
 namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (stdfs::temp_directory_path() / "mpmux-element-set-test-XXXXXX").string();
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using mpmux::test::TempDir;
 
 std::string usage_error_of(const std::function<void()>& f) {
   try {

@@ -14,35 +14,14 @@
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
 #include "store/utf8.hpp"
+#include "test_support.hpp"
 
 namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
+using mpmux::test::TempDir;
 using ordered_json = nlohmann::ordered_json;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (stdfs::temp_directory_path() / "mpmux-input-test-XXXXXX").string();
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
-  stdfs::path write(const std::string& name, const std::string& content) const {
-    stdfs::path file = path_ / name;
-    std::ofstream(file, std::ios::binary) << content;
-    return file;
-  }
-
- private:
-  stdfs::path path_;
-};
 
 // The message of the UsageError `f` throws, or a marker that fails any comparison.
 std::string usage_error_of(const std::function<void()>& f) {

@@ -27,57 +27,15 @@
 #include "mpmux/journal.hpp"
 #include "mpmux/session.hpp"
 #include "store/h5.hpp"
+#include "test_support.hpp"
 
 namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
+using mpmux::test::TempDir;
+using mpmux::test::in_child;
 using Json = nlohmann::ordered_json;  // keeps the key order of each line
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (stdfs::temp_directory_path() / "mpmux-results-test-XXXXXX").string();
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
-
-// Runs `fn` in a forked child and returns its result, or what went wrong there.
-std::string in_child(const std::function<std::string()>& fn) {
-  int fds[2];
-  if (::pipe(fds) != 0) return "pipe failed";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    std::string out;
-    try {
-      out = fn();
-    } catch (const std::exception& e) {
-      out = std::string("uncaught: ") + e.what();
-    }
-    ssize_t ignored = ::write(fds[1], out.data(), out.size());
-    (void)ignored;
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "child died, status " + std::to_string(status);
-  return out;
-}
 
 std::vector<std::string> names_in(const stdfs::path& dir) {
   std::vector<std::string> out;

@@ -21,28 +21,14 @@
 
 #include "mpmux/error.hpp"
 #include "mpmux/journal.hpp"
+#include "test_support.hpp"
 
 namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (stdfs::temp_directory_path() / "mpmux-session-test-XXXXXX").string();
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
-  }
-  const stdfs::path& path() const { return path_; }
-
- private:
-  stdfs::path path_;
-};
+using mpmux::test::TempDir;
+using mpmux::test::in_child;
 
 ParsedElements three_elements() {
   ParsedElements p;
@@ -68,34 +54,6 @@ std::string utc_name(std::time_t t, const char* format) {
 std::set<std::string> names_between(std::time_t from, std::time_t to, const std::string& suffix) {
   std::set<std::string> out;
   for (std::time_t t = from; t <= to; ++t) out.insert(utc_name(t, "%Y%m%d-%H%M%S") + suffix);
-  return out;
-}
-
-// Runs `fn` in a forked child and returns its result, or what went wrong there.
-std::string in_child(const std::function<std::string()>& fn) {
-  int fds[2];
-  if (::pipe(fds) != 0) return "pipe failed";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    std::string out;
-    try {
-      out = fn();
-    } catch (const std::exception& e) {
-      out = std::string("uncaught: ") + e.what();
-    }
-    ssize_t ignored = ::write(fds[1], out.data(), out.size());
-    (void)ignored;
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "child died, status " + std::to_string(status);
   return out;
 }
 
