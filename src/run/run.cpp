@@ -95,7 +95,10 @@ struct Run::State {
   int signals_seen = 0;
   std::optional<Clock::time_point> stop_since;
   Clock::time_point last_remote_check = Clock::now();
-  std::vector<double> durations;  // seconds of the elements this rank finished
+  // Seconds of the last kDurationWindow elements this rank finished: the deadline's estimate.
+  static constexpr std::size_t kDurationWindow = 1024;
+  std::vector<double> durations;
+  std::uint64_t finished_here = 0;
   double p90 = 0;
   std::size_t p90_at = 0;
 
@@ -160,19 +163,19 @@ bool Run::State::check_stop() {
     const int n = run::stop_signals();
     if (n > signals_seen) {
       if (!stop_since) stop("stop signal received");
-      else if (n >= 2) stop_since = Clock::now() - std::chrono::hours(24 * 365);  // second: no grace
+      if (n >= 2) stop_since = Clock::now() - std::chrono::hours(24 * 365);  // a second: no grace
       signals_seen = n;
     }
   }
   if (options.deadline && !stop_since) {
-    if (durations.size() >= p90_at + 16 || (p90_at == 0 && !durations.empty())) {
+    if (finished_here >= p90_at + 16 || (p90_at == 0 && finished_here > 0)) {
       std::vector<double> d = durations;
       auto nth = d.begin() + static_cast<std::ptrdiff_t>(d.size() * 9 / 10);
       std::nth_element(d.begin(), nth, d.end());
       p90 = *nth;
-      p90_at = durations.size();
+      p90_at = finished_here;
     }
-    const double estimate = durations.empty() ? options.estimate_s.value_or(0.0) : p90;
+    const double estimate = finished_here == 0 ? options.estimate_s.value_or(0.0) : p90;
     if (unix_seconds() + estimate > *options.deadline - options.grace_s) stop("deadline reached");
   }
   // A stop published by another rank (the root's journal failed, a signal to one rank): looked
@@ -502,7 +505,12 @@ void Run::record(Outcome& outcome) {
   if (outcome.host.empty()) outcome.host = s.host;
   if (outcome.pid == 0) outcome.pid = s.pid;
   if (outcome.type == RecordType::failed && s.current.last_try) outcome.flags |= Outcome::kFinal;
-  s.durations.push_back(static_cast<double>(outcome.t_end - outcome.t_start) / 1e9);
+  const double seconds = static_cast<double>(outcome.t_end - outcome.t_start) / 1e9;
+  if (s.durations.size() < State::kDurationWindow)
+    s.durations.push_back(seconds);
+  else
+    s.durations[s.finished_here % State::kDurationWindow] = seconds;
+  ++s.finished_here;
   if (s.is_root()) {
     s.note_outcome(outcome.type, outcome.index, outcome.attempt, outcome.flags);
     if (!s.journal_broken) {
