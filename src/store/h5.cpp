@@ -8,6 +8,14 @@ namespace mpmux::h5 {
 
 namespace {
 
+// HDF5 closes what is still open from an atexit handler; a file whose close failed (a full disk)
+// is then closed once more and HDF5 1.10 crashes there. Every file mpmux writes is a temporary
+// that is renamed only after a successful close, so nothing is lost by leaving the rest to the OS.
+[[maybe_unused]] const bool kNoAtexit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 herr_t walk_error(unsigned /*n*/, const H5E_error2_t* err, void* data) {
   auto& out = *static_cast<std::string*>(data);
   if (!out.empty()) out += "; ";
