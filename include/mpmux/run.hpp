@@ -96,9 +96,17 @@ class MPMUX_EXPORT Run {
   /// Worker side: the next element, or false when none is left for this rank. On the root,
   /// false comes only after every worker has finished (the root coordinates meanwhile).
   bool next(WorkItem& item);
+  /// The next element when one can be had without ending the pass; false otherwise (nothing
+  /// left in this pass, stopping, or this rank does not work). For ranks that run several
+  /// elements at once: record those running, then call next(), which ends the pass with the
+  /// other ranks and may start a pass of retries.
+  bool try_next(WorkItem& item);
   /// Records the outcome of the element this rank got last from next(): index, attempt,
   /// worker, host, pid and (for a failure on the last try) the final flag are filled in here.
   void record(Outcome& outcome);
+  /// The same for any element this rank got from next() and has not recorded yet, for ranks
+  /// that run several elements at once (call it from the thread that calls next()).
+  void record(const WorkItem& item, Outcome& outcome);
   /// True once this rank was asked to stop: a signal (with stop_on_signals), the deadline, or a
   /// stop the root published. next() then returns false.
   bool stopping();

@@ -3,6 +3,10 @@
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <future>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +24,7 @@
 #include "mpmux/results.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
+#include "mpmux/thread_pool.hpp"
 #include "run/deadline.hpp"
 #include "run/signals.hpp"
 
@@ -98,6 +103,7 @@ struct RunArgs {
   double grace = 60;
   std::string deadline;
   double estimate = -1;
+  int procs = 1;
 };
 
 // The fields an --exec template may use: the table's columns, else the first element's keys.
@@ -130,6 +136,74 @@ void process(Run& run, const CommandTemplate& command, const CommandLimits& limi
       outcome.t_start = outcome.t_end = detail::unix_ns();
     }
     run.record(outcome);
+  }
+}
+
+// --procs K: this rank runs up to K commands at once. It claims, renders and records on this
+// thread; a pool of K threads only spawns and waits. A pass ends only after every command of it
+// was recorded, so retries and the end of the run see all outcomes.
+void process_concurrently(Run& run, const CommandTemplate& command, const CommandLimits& limits, int k) {
+  struct Finished {
+    Outcome outcome;
+    bool counts = true;  // false: killed by a drain, the attempt is void
+  };
+  ThreadPool pool(PoolOptions{.n_jobs = k});
+  std::atomic<bool> cancel{false};
+  std::deque<std::pair<WorkItem, std::future<Finished>>> running;
+  const auto settle = [&](WorkItem item, Finished done) {
+    const int sig = done.outcome.signal;
+    const bool stop_signal = sig == SIGUSR1 || sig == SIGTERM || sig == SIGINT;
+    if (!done.counts || (stop_signal && run.stopping())) return;
+    run.record(item, done.outcome);
+  };
+  WorkItem item;
+  for (;;) {
+    while (static_cast<int>(running.size()) < k && run.try_next(item)) {
+      std::vector<std::string> argv;
+      try {
+        argv = command.render(item.index, item.bytes);
+      } catch (const UsageError& e) {  // the element lacks a field the template uses
+        Outcome outcome;
+        outcome.type = RecordType::failed;
+        outcome.exit_code = 127;
+        outcome.stderr_tail = std::string("mpmux: ") + e.what();
+        outcome.t_start = outcome.t_end = detail::unix_ns();
+        run.record(item, outcome);
+        continue;
+      }
+      running.emplace_back(item, pool.apply_async([argv = std::move(argv), &limits, &cancel] {
+        Finished done;
+        done.counts = run_command(argv, done.outcome, limits, [&cancel] { return cancel.load(); });
+        return done;
+      }));
+    }
+    if (running.empty()) {
+      if (!run.next(item)) return;  // the pass ends with the other ranks
+      running.clear();
+      // next() handed out the first element of a pass of retries: run it like the others.
+      std::vector<std::string> argv = command.render(item.index, item.bytes);
+      running.emplace_back(item, pool.apply_async([argv = std::move(argv), &limits, &cancel] {
+        Finished done;
+        done.counts = run_command(argv, done.outcome, limits, [&cancel] { return cancel.load(); });
+        return done;
+      }));
+      continue;
+    }
+    // Record whatever has finished; look for a drain in between.
+    bool any = false;
+    for (auto it = running.begin(); it != running.end();) {
+      if (it->second.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready) {
+        settle(it->first, it->second.get());
+        it = running.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    }
+    if (!any) {
+      if (run.must_cancel()) cancel = true;
+      running.front().second.wait_for(std::chrono::milliseconds(20));
+    }
   }
 }
 
@@ -172,7 +246,11 @@ int cmd_run(const RunArgs& args) {
   Run run(id, MPI_COMM_WORLD, options);
   RunSummary summary;
   try {
-    process(run, command, CommandLimits{.timeout_s = args.timeout});
+    const CommandLimits limits{.timeout_s = args.timeout};
+    if (args.procs > 1)
+      process_concurrently(run, command, limits, args.procs);
+    else
+      process(run, command, limits);
     summary = run.finish();
   } catch (const std::exception& e) {
     // Past the start, the ranks are no longer in step: a failure here ends the whole job.
@@ -253,6 +331,10 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   run_cmd->add_option("--deadline", run_args.deadline,
                       "End time: ISO (2026-11-22T02:10:00) or +DURATION (+2h); default: the Slurm job's end");
+  run_cmd->add_option("--procs", run_args.procs,
+                      "Commands run at once by each rank (start one rank per node and give its cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   run_cmd->add_option("--estimate", run_args.estimate, "Runtime estimate in SECONDS before any element finished")
       ->check(CLI::NonNegativeNumber);
 

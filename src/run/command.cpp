@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,8 +15,6 @@
 
 #include "mpmux/error.hpp"
 #include "store/fs.hpp"
-
-extern char** environ;
 
 namespace mpmux {
 
@@ -42,6 +40,57 @@ std::string shell_quote(std::string_view value) {
 std::string field_text(const nlohmann::json& value) {
   if (value.is_string()) return value.get<std::string>();
   return value.dump();
+}
+
+// Starts a task: stdin from /dev/null, stdout and stderr to the pipes, a process group of its
+// own (a timeout or a drain kills the task with its children), signal handlers back to their
+// defaults, an empty mask, and SIGUSR1 ignored: Slurm delivers a step's signals to every
+// process of the step, and SIGUSR1, mpmux's drain signal, must not kill the tasks the drain
+// lets finish (a task that wants SIGUSR1 installs its own handler). Returns the pid or -errno.
+// posix_spawn cannot set a signal to "ignored" while the parent catches it, hence vfork, done
+// as posix_spawn does it: every signal blocked until the child's dispositions are safe.
+pid_t spawn_task(char* const* args, int out_fd, int err_fd) {
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old);
+  volatile int child_errno = 0;  // written by the child, which shares our memory until exec
+  const pid_t pid = ::vfork();
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to exec: no allocation, no locks.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction current {};
+      if (sig == SIGKILL || sig == SIGSTOP || ::sigaction(sig, nullptr, &current) != 0) continue;
+      if (current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN) ::sigaction(sig, &dfl, nullptr);
+    }
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGUSR1, &ignore, nullptr);
+    ::setpgid(0, 0);
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) {
+      child_errno = errno;
+      ::_exit(127);
+    }
+    if (null_fd > 2) ::close(null_fd);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execvp(args[0], args);
+    child_errno = errno;
+    ::_exit(127);
+  }
+  const int vfork_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return -vfork_errno;
+  if (child_errno != 0) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return -child_errno;
+  }
+  return pid;
 }
 
 }  // namespace
@@ -202,38 +251,18 @@ bool run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
   posix::Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Own process group, so a timeout or a drain can kill the task with all its children;
-  // default signal dispositions and an empty mask, whatever the runner set for itself.
-  sigset_t all, none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_USEVFORK);
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  const pid_t pid = spawn_task(args.data(), out_w.get(), err_w.get());
   out_w.reset();
   err_w.reset();
-  if (rc != 0) {
+  if (pid < 0) {
     outcome.type = RecordType::failed;
     outcome.exit_code = 127;
     outcome.signal = 0;
     outcome.pid = 0;
-    outcome.stderr_tail = "mpmux: cannot run '" + argv[0] + "': " + std::strerror(rc);
+    outcome.stderr_tail = "mpmux: cannot run '" + argv[0] + "': " + std::strerror(-pid);
     outcome.t_end = posix::unix_time_ns();
     return true;
   }

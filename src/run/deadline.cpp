@@ -100,7 +100,8 @@ std::optional<double> slurm_job_end(double now) {
   if (job == nullptr || *job == '\0') return std::nullopt;
   for (const char* p = job; *p; ++p)
     if (!std::isdigit(static_cast<unsigned char>(*p)) && *p != '_') return std::nullopt;
-  const std::string command = std::string("squeue -h -j ") + job + " -o %e 2>/dev/null";
+  // A user's SLURM_TIME_FORMAT (e.g. "relative") would change what %e prints.
+  const std::string command = std::string("SLURM_TIME_FORMAT=standard squeue -h -j ") + job + " -o %e 2>/dev/null";
   std::FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return std::nullopt;
   char line[128] = {};

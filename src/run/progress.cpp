@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 namespace mpmux::run {
@@ -20,10 +21,19 @@ std::string hms(double seconds) {
 }
 }  // namespace
 
+namespace {
+// A bar on a terminal; plain lines in a file. In a Slurm batch job mpirun may hand the ranks a
+// terminal while their output goes to the job's file, so there lines too (srun --pty aside).
+bool draws_bar(std::FILE* out) {
+  if (!::isatty(::fileno(out))) return false;
+  return std::getenv("SLURM_JOB_ID") == nullptr || std::getenv("SLURM_PTY_PORT") != nullptr;
+}
+}  // namespace
+
 Progress::Progress(std::uint64_t total, double interval_s, std::FILE* out)
     : total_(total),
       out_(out),
-      tty_(::isatty(::fileno(out_)) != 0),
+      tty_(draws_bar(out_)),
       // A terminal is redrawn ten times a second; a log file gets a line per interval.
       interval_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(tty_ ? 0.1 : interval_s))),

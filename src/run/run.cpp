@@ -460,34 +460,37 @@ bool Run::must_cancel() {
   return s.cancel_now();
 }
 
+bool Run::try_next(WorkItem& item) {
+  auto& s = *state_;
+  if (s.over || !s.works || s.check_stop()) return false;
+  if (s.next_in_chunk == s.chunk.size()) {
+    if (s.is_root()) {
+      if (s.size > 1) s.poll();
+    } else {
+      s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
+    }
+    s.next_in_chunk = 0;
+    if (!s.claimer->claim(s.chunk)) {
+      s.chunk = Claim();
+      if (!s.is_root() && s.claimer->exhausted() && !s.stop_since) s.stop("stopped on another rank");
+      return false;
+    }
+  }
+  const std::uint64_t tag = s.chunk.indices[s.next_in_chunk];
+  item.index = tag & kMaxIndex;
+  item.attempt = static_cast<std::uint32_t>((tag >> kIndexBits) & kMaxAttempt);
+  item.last_try = (tag >> (kIndexBits + kAttemptBits)) == 0;
+  item.bytes = s.chunk.elements.at(s.next_in_chunk);
+  ++s.next_in_chunk;
+  s.current = item;
+  return true;
+}
+
 bool Run::next(WorkItem& item) {
   auto& s = *state_;
   if (s.over) return false;
   for (;;) {
-    if (s.works && !s.check_stop()) {
-      if (s.next_in_chunk == s.chunk.size()) {
-        if (s.is_root()) {
-          if (s.size > 1) s.poll();
-        } else {
-          s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
-        }
-        s.next_in_chunk = 0;
-        if (!s.claimer->claim(s.chunk)) {
-        s.chunk = Claim();
-        if (!s.is_root() && s.claimer->exhausted() && !s.stop_since) s.stop("stopped on another rank");
-      }
-      }
-      if (s.next_in_chunk < s.chunk.size()) {
-        const std::uint64_t tag = s.chunk.indices[s.next_in_chunk];
-        item.index = tag & kMaxIndex;
-        item.attempt = static_cast<std::uint32_t>((tag >> kIndexBits) & kMaxAttempt);
-        item.last_try = (tag >> (kIndexBits + kAttemptBits)) == 0;
-        item.bytes = s.chunk.elements.at(s.next_in_chunk);
-        ++s.next_in_chunk;
-        s.current = item;
-        return true;
-      }
-    }
+    if (try_next(item)) return true;
     // This rank is done with the pass (nothing left, or stopping): all meet, and the root
     // says whether retries follow.
     if (!s.next_pass()) {
@@ -497,14 +500,16 @@ bool Run::next(WorkItem& item) {
   }
 }
 
-void Run::record(Outcome& outcome) {
+void Run::record(Outcome& outcome) { record(state_->current, outcome); }
+
+void Run::record(const WorkItem& item, Outcome& outcome) {
   auto& s = *state_;
-  outcome.index = s.current.index;
-  outcome.attempt = s.current.attempt;
+  outcome.index = item.index;
+  outcome.attempt = item.attempt;
   outcome.worker = static_cast<std::uint32_t>(s.rank);
   if (outcome.host.empty()) outcome.host = s.host;
   if (outcome.pid == 0) outcome.pid = s.pid;
-  if (outcome.type == RecordType::failed && s.current.last_try) outcome.flags |= Outcome::kFinal;
+  if (outcome.type == RecordType::failed && item.last_try) outcome.flags |= Outcome::kFinal;
   const double seconds = static_cast<double>(outcome.t_end - outcome.t_start) / 1e9;
   if (s.durations.size() < State::kDurationWindow)
     s.durations.push_back(seconds);

@@ -149,3 +149,27 @@ TEST(RunCommand, ACommandThatEndsIsNotCancelled) {
 }
 
 }  // namespace
+
+namespace {
+
+extern "C" void count_usr2(int) {}
+
+TEST(RunCommand, TasksIgnoreTheDrainSignalAndGetDefaultHandlers) {
+  // SIGUSR1 drains a run and may be sent to every process of a Slurm step: a task survives it.
+  Outcome o;
+  mpmux::run_command({"/bin/sh", "-c", "kill -USR1 $$; echo alive"}, o);
+  EXPECT_EQ(o.result, "alive\n");
+  EXPECT_EQ(o.type, mpmux::RecordType::done);
+  // A handler of the runner's is not the task's: SIGUSR2 has its default action there.
+  struct sigaction sa {};
+  sa.sa_handler = count_usr2;
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGUSR2, &sa, &old), 0);
+  Outcome o2;
+  mpmux::run_command({"/bin/sh", "-c", "kill -USR2 $$; echo survived"}, o2);
+  ::sigaction(SIGUSR2, &old, nullptr);
+  EXPECT_EQ(o2.signal, SIGUSR2);
+  EXPECT_EQ(o2.result, "");
+}
+
+}  // namespace
