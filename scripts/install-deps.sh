@@ -12,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   python3-h5py python3-numpy python3-mpi4py
   parallel libtbb-dev
+  slurmctld slurmd slurm-client munge libpmix-dev
 )
 
 missing=()
