@@ -14,6 +14,7 @@ PUBLIC = {
     "error.hpp": "store", "export.hpp": "store", "element_set.hpp": "store", "session.hpp": "store",
     "journal.hpp": "store", "results.hpp": "store",
     "mpi.hpp": "claim", "rma_claimer.hpp": "claim",
+    "worker_program.hpp": "pool",
     "run.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run",
 }
 
