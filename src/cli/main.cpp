@@ -117,6 +117,16 @@ std::vector<std::string> element_fields(const ElementSetInfo& info, std::string_
   return fields;
 }
 
+// An element that lacks a field the template uses: a failed attempt, with the reason.
+Outcome template_failure(const UsageError& e) {
+  Outcome outcome;
+  outcome.type = RecordType::failed;
+  outcome.exit_code = 127;
+  outcome.stderr_tail = std::string("mpmux: ") + e.what();
+  outcome.t_start = outcome.t_end = detail::unix_ns();
+  return outcome;
+}
+
 void process(Run& run, const CommandTemplate& command, const CommandLimits& limits) {
   WorkItem item;
   const auto cancel = [&run] { return run.must_cancel(); };
@@ -129,11 +139,8 @@ void process(Run& run, const CommandTemplate& command, const CommandLimits& limi
       // group): that attempt is void too, not a failure of the task.
       const bool stop_signal = outcome.signal == SIGUSR1 || outcome.signal == SIGTERM || outcome.signal == SIGINT;
       if (stop_signal && run.stopping()) continue;
-    } catch (const UsageError& e) {  // the element lacks a field the template uses
-      outcome.type = RecordType::failed;
-      outcome.exit_code = 127;
-      outcome.stderr_tail = std::string("mpmux: ") + e.what();
-      outcome.t_start = outcome.t_end = detail::unix_ns();
+    } catch (const UsageError& e) {
+      outcome = template_failure(e);
     }
     run.record(outcome);
   }
@@ -156,37 +163,28 @@ void process_concurrently(Run& run, const CommandTemplate& command, const Comman
     if (!done.counts || (stop_signal && run.stopping())) return;
     run.record(item, done.outcome);
   };
+  // Starts the command of an element, or records at once that its template cannot be filled.
+  const auto launch = [&](const WorkItem& item) {
+    std::vector<std::string> argv;
+    try {
+      argv = command.render(item.index, item.bytes);
+    } catch (const UsageError& e) {
+      Outcome outcome = template_failure(e);
+      run.record(item, outcome);
+      return;
+    }
+    running.emplace_back(item, pool.apply_async([argv = std::move(argv), &limits, &cancel] {
+      Finished done;
+      done.counts = run_command(argv, done.outcome, limits, [&cancel] { return cancel.load(); });
+      return done;
+    }));
+  };
   WorkItem item;
   for (;;) {
-    while (static_cast<int>(running.size()) < k && run.try_next(item)) {
-      std::vector<std::string> argv;
-      try {
-        argv = command.render(item.index, item.bytes);
-      } catch (const UsageError& e) {  // the element lacks a field the template uses
-        Outcome outcome;
-        outcome.type = RecordType::failed;
-        outcome.exit_code = 127;
-        outcome.stderr_tail = std::string("mpmux: ") + e.what();
-        outcome.t_start = outcome.t_end = detail::unix_ns();
-        run.record(item, outcome);
-        continue;
-      }
-      running.emplace_back(item, pool.apply_async([argv = std::move(argv), &limits, &cancel] {
-        Finished done;
-        done.counts = run_command(argv, done.outcome, limits, [&cancel] { return cancel.load(); });
-        return done;
-      }));
-    }
+    while (static_cast<int>(running.size()) < k && run.try_next(item)) launch(item);
     if (running.empty()) {
       if (!run.next(item)) return;  // the pass ends with the other ranks
-      running.clear();
-      // next() handed out the first element of a pass of retries: run it like the others.
-      std::vector<std::string> argv = command.render(item.index, item.bytes);
-      running.emplace_back(item, pool.apply_async([argv = std::move(argv), &limits, &cancel] {
-        Finished done;
-        done.counts = run_command(argv, done.outcome, limits, [&cancel] { return cancel.load(); });
-        return done;
-      }));
+      launch(item);                 // the first element of a pass of retries
       continue;
     }
     // Record whatever has finished; look for a drain in between.
