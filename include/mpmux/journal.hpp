@@ -76,10 +76,18 @@ class MPMUX_EXPORT JournalWriter {
   JournalWriter& operator=(const JournalWriter&) = delete;
 
   void append(const Outcome& outcome);
+  /// What append_framed tells of each record it took.
+  struct Taken {
+    RecordType type;
+    std::uint64_t index;
+    std::uint32_t attempt;
+    std::uint8_t flags;
+  };
   /// Appends records framed elsewhere (by append_record on a worker) verbatim. Every record's
   /// length, checksum, type (done or failed) and payload are checked first; on a bad frame
-  /// StoreError is thrown and nothing of `records` is appended.
-  void append_framed(std::string_view records);
+  /// StoreError is thrown and nothing of `records` is appended. Then `each` hears of every
+  /// record, in order.
+  void append_framed(std::string_view records, const std::function<void(const Taken&)>& each = {});
   /// Writes and fdatasyncs when commit_interval has passed since the last sync; otherwise
   /// makes no system call, except that a buffer beyond 8 MiB is written (not synced).
   void sync();

@@ -154,7 +154,9 @@ void process_concurrently(Run& run, const CommandTemplate& command, const Comman
     Outcome outcome;
     bool counts = true;  // false: killed by a drain, the attempt is void
   };
-  ThreadPool pool(PoolOptions{.n_jobs = k});
+  PoolOptions options;
+  options.n_jobs = k;
+  ThreadPool pool(options);
   std::atomic<bool> cancel{false};
   std::deque<std::pair<WorkItem, std::future<Finished>>> running;
   const auto settle = [&](WorkItem item, Finished done) {

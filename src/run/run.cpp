@@ -58,14 +58,6 @@ std::string hostname() {
   return buf;
 }
 
-template <class T>
-T read_le(const char* p) {
-  T v = 0;
-  for (int i = static_cast<int>(sizeof(T)) - 1; i >= 0; --i)
-    v = static_cast<T>((v << 8) | static_cast<unsigned char>(p[i]));
-  return v;
-}
-
 enum class Failure : int { none = 0, usage = 1, store = 2, other = 3 };
 
 double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
@@ -95,6 +87,7 @@ struct Run::State {
   int signals_seen = 0;
   std::optional<Clock::time_point> stop_since;
   Clock::time_point last_remote_check = Clock::now();
+  Clock::time_point last_element_start = Clock::now();
   // Seconds of the last kDurationWindow elements this rank finished: the deadline's estimate.
   static constexpr std::size_t kDurationWindow = 1024;
   std::vector<double> durations;
@@ -127,7 +120,7 @@ struct Run::State {
 
   void stop(const std::string& reason);
   void lose_journal(const StoreError& e);
-  bool check_stop();
+  bool check_stop(bool starting_element = false);
   bool cancel_now();
   void start_pass(std::vector<std::uint64_t> tags);
   bool next_pass();
@@ -158,7 +151,7 @@ void Run::State::lose_journal(const StoreError& e) {
   stop(e.what());
 }
 
-bool Run::State::check_stop() {
+bool Run::State::check_stop(bool starting_element) {
   if (options.stop_on_signals) {
     const int n = run::stop_signals();
     if (n > signals_seen) {
@@ -179,10 +172,13 @@ bool Run::State::check_stop() {
     if (unix_seconds() + estimate > *options.deadline - options.grace_s) stop("deadline reached");
   }
   // A stop published by another rank (the root's journal failed, a signal to one rank): looked
-  // for every 20 ms at most, so tiny elements do not pay an atomic read each.
-  if (!stop_since && !is_root() && claimer &&
-      Clock::now() - last_remote_check >= std::chrono::milliseconds(20)) {
-    last_remote_check = Clock::now();
+  // for every 20 ms at most, so tiny elements do not pay an atomic read each; before an element
+  // when the last one took a while, so that no element starts after a stop seen elsewhere.
+  const auto now = Clock::now();
+  const bool due = now - last_remote_check >= std::chrono::milliseconds(20) ||
+                   (starting_element && now - last_element_start >= std::chrono::milliseconds(1));
+  if (!stop_since && !is_root() && claimer && due) {
+    last_remote_check = now;
     if (claimer->exhausted()) stop("stopped on another rank");
   }
   return stop_since.has_value();
@@ -286,17 +282,11 @@ void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_
 }
 
 void Run::State::journal_records(std::string_view records) {
-  // Frame: [u32 length][u32 crc][u8 type][u64 index][u32 attempt][u32 worker][i64][i64]
-  // [u32 pid][i32 exit][i32 signal][u8 flags]...
-  for (std::size_t at = 0; at + 54 <= records.size();) {
-    const auto length = read_le<std::uint32_t>(records.data() + at);
-    note_outcome(static_cast<RecordType>(records[at + 8]), read_le<std::uint64_t>(records.data() + at + 9),
-                 read_le<std::uint32_t>(records.data() + at + 17), static_cast<std::uint8_t>(records[at + 53]));
-    at += 8 + length;
-  }
-  if (journal_broken) return;
+  if (journal_broken) return;  // the run is stopping; nothing more can be acknowledged
   try {
-    journal->append_framed(records);
+    journal->append_framed(records, [this](const JournalWriter::Taken& r) {
+      note_outcome(r.type, r.index, r.attempt, r.flags);
+    });
   } catch (const StoreError& e) {
     lose_journal(e);
   }
@@ -462,7 +452,7 @@ bool Run::must_cancel() {
 
 bool Run::try_next(WorkItem& item) {
   auto& s = *state_;
-  if (s.over || !s.works || s.check_stop()) return false;
+  if (s.over || !s.works || s.check_stop(/*starting_element=*/true)) return false;
   if (s.next_in_chunk == s.chunk.size()) {
     if (s.is_root()) {
       if (s.size > 1) s.poll();
@@ -483,6 +473,7 @@ bool Run::try_next(WorkItem& item) {
   item.bytes = s.chunk.elements.at(s.next_in_chunk);
   ++s.next_in_chunk;
   s.current = item;
+  s.last_element_start = Clock::now();
   return true;
 }
 

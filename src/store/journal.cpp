@@ -633,11 +633,12 @@ void JournalWriter::append(const Outcome& outcome) {
   ++records_;
 }
 
-void JournalWriter::append_framed(std::string_view records) {
+void JournalWriter::append_framed(std::string_view records, const std::function<void(const Taken&)>& each) {
   const auto* data = reinterpret_cast<const unsigned char*>(records.data());
   std::size_t pos = 0, count = 0;
   Frame f;
   OutcomePayload payload;
+  std::vector<Taken> taken;
   while (pos < records.size()) {
     FrameCheck check = check_frame(data + pos, records.size() - pos, f);
     const char* why = check != FrameCheck::ok      ? describe(check)
@@ -647,11 +648,13 @@ void JournalWriter::append_framed(std::string_view records) {
     if (why)
       throw StoreError(journal_name(path_) + ": bad framed record at byte " + std::to_string(pos) + " of " +
                        std::to_string(records.size()) + " received: " + why);
+    if (each) taken.push_back({f.type, f.index, f.attempt, payload.flags});
     pos += kFrameHead + f.length;
     ++count;
   }
   buffer_.append(records);
   records_ += count;
+  for (const Taken& t : taken) each(t);
 }
 
 std::int64_t JournalWriter::now() const { return clock_ ? clock_() : posix::monotonic_ns(); }
