@@ -114,31 +114,27 @@ std::optional<double> parse_number(std::string_view s) {
   return value;
 }
 
-// Types a column of texts by the rule at the top of this file and converts it.
-ColumnType type_cells(std::vector<std::string>& texts, std::vector<Cell>& cells) {
+// Converts every text with `parse` into `cells`; false, with `cells` cleared, at the first that
+// does not parse.
+template <class Parse>
+bool convert_all(const std::vector<std::string>& texts, Parse parse, std::vector<Cell>& cells) {
   cells.clear();
   cells.reserve(texts.size());
-  bool ok = true;
   for (const auto& t : texts) {
-    auto v = parse_int(t);
+    auto v = parse(t);
     if (!v) {
-      ok = false;
-      break;
+      cells.clear();
+      return false;
     }
     cells.emplace_back(*v);
   }
-  if (ok) return ColumnType::int64;
-  cells.clear();
-  ok = true;
-  for (const auto& t : texts) {
-    auto v = parse_number(t);
-    if (!v) {
-      ok = false;
-      break;
-    }
-    cells.emplace_back(*v);
-  }
-  if (ok) return ColumnType::float64;
+  return true;
+}
+
+// Types a column of texts by the rule at the top of this file and converts it.
+ColumnType type_cells(std::vector<std::string>& texts, std::vector<Cell>& cells) {
+  if (convert_all(texts, parse_int, cells)) return ColumnType::int64;
+  if (convert_all(texts, parse_number, cells)) return ColumnType::float64;
   cells.clear();
   for (auto& t : texts) cells.emplace_back(std::move(t));
   return ColumnType::string;
