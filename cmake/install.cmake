@@ -24,3 +24,8 @@ install(FILES ${PROJECT_BINARY_DIR}/mpmuxConfig.cmake ${PROJECT_BINARY_DIR}/mpmu
 file(RELATIVE_PATH MPMUX_PC_TO_PREFIX /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/mpmux.pc.in ${PROJECT_BINARY_DIR}/mpmux.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/mpmux.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# The example task plugin, built and as source (its header, mpmux/plugin.h, is installed above).
+install(TARGETS rosenbrock LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/mpmux/tasks)
+install(FILES ${PROJECT_SOURCE_DIR}/plugins/tasks/rosenbrock.c ${PROJECT_SOURCE_DIR}/plugins/tasks/README.md
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/tasks)

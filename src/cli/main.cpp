@@ -3,20 +3,18 @@
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <deque>
-#include <future>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/tasks.hpp"
 #include "mpmux/command.hpp"
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
@@ -24,8 +22,8 @@
 #include "mpmux/results.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
-#include "mpmux/thread_pool.hpp"
 #include "run/deadline.hpp"
+#include "run/plugin.hpp"
 #include "run/signals.hpp"
 
 namespace {
@@ -104,7 +102,64 @@ struct RunArgs {
   std::string deadline;
   double estimate = -1;
   int procs = 1;
+  bool procs_given = false;
+  std::string plugin;
+  std::string plugin_arg;
+  bool plugin_arg_given = false;
+  int threads = 1;
+  bool threads_given = false;
 };
+
+// One task kind, and only the options that go with it.
+void check_task_options(const RunArgs& args) {
+  const bool exec = !args.exec.empty(), plugin = !args.plugin.empty();
+  if (exec && plugin)
+    throw UsageError("run: give one task kind, --exec TEMPLATE or --plugin LIB.so, not both");
+  if (!exec && !plugin) throw UsageError("run: --exec TEMPLATE or --plugin LIB.so is required");
+  if (exec && args.threads_given)
+    throw UsageError("--threads sets the in-process tasks of --plugin; for --exec commands use --procs");
+  if (exec && args.plugin_arg_given) throw UsageError("--plugin-arg goes with --plugin, not --exec");
+  if (plugin && args.procs_given)
+    throw UsageError("--procs sets the commands of --exec; for --plugin tasks use --threads");
+  if (plugin && args.shell) throw UsageError("--shell goes with --exec, not --plugin");
+  if (plugin && args.timeout > 0)
+    throw UsageError("--timeout needs --exec: an in-process --plugin task cannot be killed");
+}
+
+// Loads the plugin on every rank and starts its threads (running init) on the ranks that
+// process elements, before the run creates anything in the session. A failure on any rank ends
+// the command on all of them, with the message of the lowest failing rank.
+std::unique_ptr<PluginTasks> start_plugin(const RunArgs& args, bool root_works) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const bool works = size == 1 || rank != 0 || root_works;  // as Run decides, with root 0
+  std::unique_ptr<PluginTasks> tasks;
+  int kind = 0;  // 1: usage error, 2: another error
+  std::string message;
+  try {
+    auto plugin = run::TaskPlugin::open(args.plugin);
+    if (works) tasks = std::make_unique<PluginTasks>(std::move(plugin), args.plugin_arg, rank, args.threads);
+  } catch (const UsageError& e) {
+    kind = 1;
+    message = e.what();
+  } catch (const std::exception& e) {
+    kind = 2;
+    message = e.what();
+  }
+  int first = kind != 0 ? rank : size;
+  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first == size) return tasks;
+  tasks.reset();
+  int length = static_cast<int>(message.size());
+  MPI_Bcast(&kind, 1, MPI_INT, first, MPI_COMM_WORLD);
+  MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD);
+  message.resize(static_cast<std::size_t>(length));
+  MPI_Bcast(message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD);
+  if (first != 0) message = "rank " + std::to_string(first) + ": " + message;
+  if (kind == 1) throw UsageError(message);
+  throw Error(message);
+}
 
 // The fields an --exec template may use: the table's columns, else the first element's keys.
 std::vector<std::string> element_fields(const ElementSetInfo& info, std::string_view first) {
@@ -115,16 +170,6 @@ std::vector<std::string> element_fields(const ElementSetInfo& info, std::string_
   if (j.is_object())
     for (const auto& item : j.items()) fields.push_back(item.key());
   return fields;
-}
-
-// An element that lacks a field the template uses: a failed attempt, with the reason.
-Outcome template_failure(const UsageError& e) {
-  Outcome outcome;
-  outcome.type = RecordType::failed;
-  outcome.exit_code = 127;
-  outcome.stderr_tail = std::string("mpmux: ") + e.what();
-  outcome.t_start = outcome.t_end = detail::unix_ns();
-  return outcome;
 }
 
 void process(Run& run, const CommandTemplate& command, const CommandLimits& limits) {
@@ -146,74 +191,14 @@ void process(Run& run, const CommandTemplate& command, const CommandLimits& limi
   }
 }
 
-// --procs K: this rank runs up to K commands at once. It claims, renders and records on this
-// thread; a pool of K threads only spawns and waits. A pass ends only after every command of it
-// was recorded, so retries and the end of the run see all outcomes.
-void process_concurrently(Run& run, const CommandTemplate& command, const CommandLimits& limits, int k) {
-  struct Finished {
-    Outcome outcome;
-    bool counts = true;  // false: killed by a drain, the attempt is void
-  };
-  PoolOptions options;
-  options.n_jobs = k;
-  ThreadPool pool(options);
-  std::atomic<bool> cancel{false};
-  std::deque<std::pair<WorkItem, std::future<Finished>>> running;
-  const auto settle = [&](WorkItem item, Finished done) {
-    const int sig = done.outcome.signal;
-    const bool stop_signal = sig == SIGUSR1 || sig == SIGTERM || sig == SIGINT;
-    if (!done.counts || (stop_signal && run.stopping())) return;
-    run.record(item, done.outcome);
-  };
-  // Starts the command of an element, or records at once that its template cannot be filled.
-  const auto launch = [&](const WorkItem& item) {
-    std::vector<std::string> argv;
-    try {
-      argv = command.render(item.index, item.bytes);
-    } catch (const UsageError& e) {
-      Outcome outcome = template_failure(e);
-      run.record(item, outcome);
-      return;
-    }
-    running.emplace_back(item, pool.apply_async([argv = std::move(argv), &limits, &cancel] {
-      Finished done;
-      done.counts = run_command(argv, done.outcome, limits, [&cancel] { return cancel.load(); });
-      return done;
-    }));
-  };
-  WorkItem item;
-  for (;;) {
-    while (static_cast<int>(running.size()) < k && run.try_next(item)) launch(item);
-    if (running.empty()) {
-      if (!run.next(item)) return;  // the pass ends with the other ranks
-      launch(item);                 // the first element of a pass of retries
-      continue;
-    }
-    // Record whatever has finished; look for a drain in between.
-    bool any = false;
-    for (auto it = running.begin(); it != running.end();) {
-      if (it->second.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready) {
-        settle(it->first, it->second.get());
-        it = running.erase(it);
-        any = true;
-      } else {
-        ++it;
-      }
-    }
-    if (!any) {
-      if (run.must_cancel()) cancel = true;
-      running.front().second.wait_for(std::chrono::milliseconds(20));
-    }
-  }
-}
-
 int cmd_run(const RunArgs& args) {
   run::install_stop_handlers();  // before MPI starts: a drain signal must never kill a rank
-  if (args.exec.empty()) throw UsageError("run: --exec TEMPLATE is required");
+  check_task_options(args);
   if (args.chunk_min == 0 || args.chunk_max < args.chunk_min)
     throw UsageError("run: --chunk-min must be at least 1 and at most --chunk-max");
   if (args.timeout < 0) throw UsageError("--timeout must not be negative");
-  const CommandTemplate command = CommandTemplate::parse(args.exec, args.shell);
+  std::optional<CommandTemplate> command;
+  if (!args.exec.empty()) command = CommandTemplate::parse(args.exec, args.shell);
   const MuxId id = MuxId::parse(args.mux_id);
   const double now = static_cast<double>(detail::unix_ns()) / 1e9;
   std::optional<double> deadline;
@@ -240,17 +225,31 @@ int cmd_run(const RunArgs& args) {
   options.grace_s = args.grace;
   options.deadline = deadline;
   if (args.estimate >= 0) options.estimate_s = args.estimate;
-  options.validate = [&](const ElementSetInfo& info, std::string_view first) {
-    command.check_fields(element_fields(info, first));
-  };
+  if (command) {
+    options.validate = [&](const ElementSetInfo& info, std::string_view first) {
+      command->check_fields(element_fields(info, first));
+    };
+  }
+  std::unique_ptr<PluginTasks> plugin_tasks;
+  if (!args.plugin.empty()) plugin_tasks = start_plugin(args, options.root_works);
   Run run(id, MPI_COMM_WORLD, options);
   RunSummary summary;
   try {
     const CommandLimits limits{.timeout_s = args.timeout};
-    if (args.procs > 1)
-      process_concurrently(run, command, limits, args.procs);
-    else
-      process(run, command, limits);
+    if (!args.plugin.empty()) {
+      if (plugin_tasks) {
+        run_concurrently(run, *plugin_tasks);
+        plugin_tasks.reset();  // the plugin's finalize in each thread
+      } else {
+        WorkItem none;  // a root that takes no elements coordinates inside next() until the end
+        if (run.next(none)) throw Error("run: an element was handed to a rank without plugin threads");
+      }
+    } else if (args.procs > 1) {
+      CommandTasks tasks(*command, limits, args.procs);
+      run_concurrently(run, tasks);
+    } else {
+      process(run, *command, limits);
+    }
     summary = run.finish();
   } catch (const std::exception& e) {
     // Past the start, the ranks are no longer in step: a failure here ends the whole job.
@@ -310,6 +309,10 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "Process the session's pending elements (under mpirun or srun)");
   run_cmd->add_option("MUX_ID", run_args.mux_id, "The session, as printed by `mpmux session`")->required();
   run_cmd->add_option("--exec", run_args.exec, "Command template: {field}, {#} (index), {{ and }}");
+  run_cmd->add_option("--plugin", run_args.plugin,
+                      "Task plugin LIB.so (C ABI of mpmux/plugin.h), run in-process by --threads threads");
+  auto* plugin_arg_opt = run_cmd->add_option("--plugin-arg", run_args.plugin_arg,
+                                             "Text given to the plugin's init in each thread");
   run_cmd->add_flag("--shell", run_args.shell, "Run the command with /bin/sh -c (values are quoted)");
   run_cmd->add_option("--chunk-min", run_args.chunk_min, "Smallest guided chunk")->capture_default_str();
   run_cmd->add_option("--chunk-max", run_args.chunk_max, "Largest guided chunk")->capture_default_str();
@@ -331,10 +334,18 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   run_cmd->add_option("--deadline", run_args.deadline,
                       "End time: ISO (2026-11-22T02:10:00) or +DURATION (+2h); default: the Slurm job's end");
-  run_cmd->add_option("--procs", run_args.procs,
-                      "Commands run at once by each rank (start one rank per node and give its cores)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
+  auto* procs_opt =
+      run_cmd
+          ->add_option("--procs", run_args.procs,
+                       "Commands run at once by each rank (start one rank per node and give its cores)")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 4096));
+  auto* threads_opt =
+      run_cmd
+          ->add_option("--threads", run_args.threads,
+                       "Threads running --plugin tasks in each rank, each with its own plugin state")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 4096));
   run_cmd->add_option("--estimate", run_args.estimate, "Runtime estimate in SECONDS before any element finished")
       ->check(CLI::NonNegativeNumber);
 
@@ -372,7 +383,12 @@ int main(int argc, char** argv) {
       std::cout << Session::create(mux_dir_of(dir)).id().str() << '\n';
       return 0;
     }
-    if (*run_cmd) return cmd_run(run_args);
+    if (*run_cmd) {
+      run_args.procs_given = procs_opt->count() > 0;
+      run_args.threads_given = threads_opt->count() > 0;
+      run_args.plugin_arg_given = plugin_arg_opt->count() > 0;
+      return cmd_run(run_args);
+    }
     if (*stat_cmd.app) return stat_cmd.run();
     if (*results_cmd.app) return results_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);

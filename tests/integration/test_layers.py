@@ -15,7 +15,7 @@ PUBLIC = {
     "journal.hpp": "store", "results.hpp": "store",
     "mpi.hpp": "claim", "rma_claimer.hpp": "claim",
     "worker_program.hpp": "pool",
-    "run.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run",
+    "run.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run", "plugin.h": "run",
 }
 
 
