@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <concepts>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -130,6 +132,12 @@ MPMUX_EXPORT void keep_slowest(std::vector<SlowTask>& tasks, std::size_t keep = 
 /// Validates the options of one call; throws UsageError naming the option.
 MPMUX_EXPORT void validate_map_options(const MapOptions& options);
 
+/// Throws UsageError naming `what` unless `requestor` is -1 (none) or an id >= 0.
+MPMUX_EXPORT void validate_requestor(int requestor, const char* what);
+
+/// Hands `g` to options.on_grow, or writes format_growth(g) as one line on std::cerr.
+MPMUX_EXPORT void announce_growth(const MapOptions& options, const GrowthNotice& g);
+
 /// Guided chunk size for the next chunk.
 inline std::uint64_t next_chunk_size(const MapOptions& o, int n_jobs, std::uint64_t produced,
                                      std::uint64_t total) {
@@ -155,10 +163,20 @@ class ResultSource {
   virtual std::optional<Out> next() = 0;
 };
 
+/// A backend that can add workers (MapOptions::target_duration): `int max_n_jobs()` is the cap,
+/// `int grow_to(int n)` starts workers until there are min(n, cap), waits until they are ready
+/// and returns how many there are now.
+template <class Backend>
+concept GrowableBackend = requires(Backend& b, int n) {
+  { b.max_n_jobs() } -> std::convertible_to<int>;
+  { b.grow_to(n) } -> std::convertible_to<int>;
+};
+
 /// Backend contract:
 ///   using In, Out, Done;  int n_jobs();
 ///   void submit(std::shared_ptr<Sink<Done>>, std::uint64_t first, std::vector<In>&& items);
 ///   Finished<Out> decode(Done&&);  void check_health();  (throws PoolError if workers broke)
+/// Optional: GrowableBackend; without it a late map is reported at the cap of n_jobs.
 template <class Backend, class View>
 class MapDriver final : public ResultSource<typename Backend::Out> {
  public:
@@ -175,7 +193,8 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
         it_(std::ranges::begin(view_)),
         sink_(std::make_shared<Sink<Done>>()),
         start_(Clock::now()),
-        last_progress_(start_) {
+        last_progress_(start_),
+        window_start_(start_) {
     validate_map_options(options_);
     if constexpr (std::ranges::sized_range<View>) {
       total_ = static_cast<std::uint64_t>(std::ranges::size(view_));
@@ -228,7 +247,7 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
   // or finished but not yet handed to the caller.
   void feed() {
     while (!exhausted_ && in_flight_ + reorder_.size() + ready_.size() < max_active_) {
-      std::uint64_t c = next_chunk_size(options_, backend_.n_jobs(), produced_, total_);
+      std::uint64_t c = next_chunk_size(options_, chunk_workers(), produced_, total_);
       std::vector<In> items;
       items.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(c, 1u << 16)));
       while (items.size() < c && it_ != std::ranges::end(view_)) {
@@ -250,12 +269,16 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
     {
       std::unique_lock lock(sink_->mutex);
       auto has = [&] { return !sink_->done.empty(); };
-      if (options_.progress) {
-        auto wait = std::max(options_.progress_interval, std::chrono::milliseconds(1));
+      if (options_.progress || timed()) {
+        // Progress and lateness are checked between results too, since none may come for long.
+        std::chrono::milliseconds wait = std::chrono::seconds(1);
+        if (options_.progress) wait = std::max(options_.progress_interval, std::chrono::milliseconds(1));
+        if (timed()) wait = std::min(wait, std::chrono::milliseconds(100));
         while (!sink_->cv.wait_for(lock, wait, has)) {
           lock.unlock();
           backend_.check_health();
           report(false);
+          consider_growth();
           lock.lock();
         }
       } else {
@@ -273,6 +296,10 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
       Finished<Out> f = backend_.decode(std::move(d));
       done_ += f.count;
       failed_count_ += f.failures.size();
+      if (!f.skipped) {
+        window_done_ += f.count;
+        ++window_chunks_;
+      }
       if (!f.failures.empty()) {
         if (options_.on_error == OnError::kRaiseFirst) {
           failed_ = true;
@@ -296,6 +323,61 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
     }
     backend_.check_health();
     report(false);
+    consider_growth();
+  }
+
+  bool timed() const { return options_.target_duration.count() > 0 && total_ > 0; }
+
+  int max_workers() {
+    if constexpr (GrowableBackend<Backend>) {
+      return std::max(backend_.max_n_jobs(), backend_.n_jobs());
+    } else {
+      return backend_.n_jobs();
+    }
+  }
+
+  // With a target, guided chunks are cut for the workers the pool may grow to: the rate is
+  // measured on finished chunks, and chunks already cut must be small enough to spread.
+  int chunk_workers() { return timed() ? max_workers() : backend_.n_jobs(); }
+
+  // The target_duration rule (see MapOptions): measure the rate since the start or the last
+  // growth, and when it says the rest finishes late, add the workers it says are needed.
+  void consider_growth() {
+    if (!timed() || window_chunks_ == 0 || said_at_cap_) return;
+    std::uint64_t remaining = total_ - std::min(total_, done_);
+    if (remaining == 0) return;
+    auto now = Clock::now();
+    double window_s = std::chrono::duration<double>(now - window_start_).count();
+    if (window_s <= 0 || window_done_ == 0) return;
+    GrowthNotice g;
+    g.rate = static_cast<double>(window_done_) / window_s;
+    g.remaining = remaining;
+    g.eta_s = static_cast<double>(remaining) / g.rate;
+    g.time_left_s = std::chrono::duration<double>(start_ + options_.target_duration - now).count();
+    if (g.eta_s <= g.time_left_s) return;
+    g.workers_before = backend_.n_jobs();
+    g.cap = max_workers();
+    int want = g.cap;
+    if (g.time_left_s > 0) {
+      // Workers needed if each keeps the measured per-worker rate until the target.
+      double per_worker = g.rate / g.workers_before;
+      double need = std::ceil(static_cast<double>(remaining) / (g.time_left_s * per_worker));
+      want = need < static_cast<double>(g.cap) ? static_cast<int>(need) : g.cap;
+    }
+    want = std::clamp(want, g.workers_before, g.cap);
+    g.workers_after = g.workers_before;
+    if (want > g.workers_before) {
+      if constexpr (GrowableBackend<Backend>) g.workers_after = backend_.grow_to(want);
+    }
+    if (g.workers_after > g.workers_before) {
+      window_start_ = Clock::now();
+      window_done_ = 0;
+      window_chunks_ = 0;
+      if (!options_.max_tasks_active) max_active_ = 3 * static_cast<std::uint64_t>(g.workers_after);
+    } else {
+      said_at_cap_ = true;
+    }
+    announce_growth(options_, g);
   }
 
   void report(bool finished) {
@@ -349,6 +431,11 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
   std::vector<Failure> failures_;
   Clock::time_point start_;
   Clock::time_point last_progress_;
+  // target_duration: the measuring window (since the start or the last growth).
+  Clock::time_point window_start_;
+  std::uint64_t window_done_ = 0;
+  std::uint64_t window_chunks_ = 0;
+  bool said_at_cap_ = false;
 };
 
 /// Runs each chunk at once in the caller's thread (max_load_average says the node is busy).

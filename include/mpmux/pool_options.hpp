@@ -25,7 +25,8 @@ class Worker {
  public:
   Worker(int id, const std::any* shared) : id_(id), shared_(shared) {}
 
-  /// 0..n_jobs-1; -1 when the map runs serially in the caller (max_load_average).
+  /// 0..n_jobs-1 (workers added by a late map take the next ids); -1 when the map runs
+  /// serially in the caller (max_load_average).
   int id() const { return id_; }
 
   /// Per-worker state of type T, value-initialized on first use. It lives as long as the worker
@@ -90,7 +91,8 @@ MPMUX_EXPORT double read_load_per_core();
 /// Options fixed when a pool is built. Both pools validate them in their constructor and throw
 /// UsageError naming the option and value.
 struct PoolOptions {
-  /// Number of workers; default: the CPUs this process may run on. 0 or less is an error.
+  /// Number of workers at the start (a late map may add more, see max_n_jobs); default: the
+  /// CPUs this process may run on. 0 or less is an error.
   std::optional<int> n_jobs;
   /// CPU pinning: {} none; one set ({{0, 1}}) for all workers; or one set per worker
   /// ({{0}, {1}}). Ids must be below the number of configured CPUs.
@@ -120,6 +122,27 @@ struct PoolOptions {
   /// ProcessPool: how often an element whose worker died while running it is re-run before it
   /// is reported as FailureKind::kCrash.
   int max_crash_retries = 3;
+
+  /// Requestor affinity (ThreadPool; the ProcessPool rejects it for now). Empty: none, tasks
+  /// run in submission order. Otherwise one entry per worker (max_n_jobs of them when set, else
+  /// n_jobs): worker i prefers the tasks of requestor worker_requestors[i] (an id >= 0 given as
+  /// MapOptions::requestor or Requestor{id}); -1 leaves it unbound. A free worker bound to r
+  /// takes (1) the oldest queued task of anyone if it has waited longer than affinity_patience,
+  /// else (2) r's oldest task, else (3) anyone's oldest task. An unbound worker takes the oldest.
+  std::vector<int> worker_requestors;
+  /// How long a task may wait for its preferred worker before any free worker takes it, oldest
+  /// first: the guarantee that no requestor starves. Negative is an error.
+  std::chrono::milliseconds affinity_patience{100};
+  /// Most workers the pool may grow to when a map with MapOptions::target_duration runs late
+  /// (ThreadPool; the ProcessPool rejects a value above n_jobs for now). Default: n_jobs, never
+  /// grow. Below n_jobs is an error. Added workers stay until stop().
+  std::optional<int> max_n_jobs;
+};
+
+/// Names the submitter of an apply/apply_async call for requestor affinity:
+/// `pool.apply_async(mpmux::Requestor{1}, f, args...)`. -1: none.
+struct Requestor {
+  int id = -1;
 };
 
 /// What to do when an element fails.
@@ -144,6 +167,22 @@ MPMUX_EXPORT std::string format_progress(const Progress& p);
 /// A progress callback that redraws the bar on `out` (with \r), and ends the line when done.
 MPMUX_EXPORT std::function<void(const Progress&)> progress_bar(std::ostream& out);
 
+/// What MapOptions::on_grow is told when a map with a target_duration runs late: the pool added
+/// workers (workers_after > workers_before), or it was already at its cap (equal; said once).
+struct GrowthNotice {
+  int workers_before = 0;
+  int workers_after = 0;
+  int cap = 0;                  ///< PoolOptions::max_n_jobs
+  double rate = 0;              ///< elements per second measured since the start or the last growth
+  std::uint64_t remaining = 0;  ///< elements not finished
+  double eta_s = 0;             ///< remaining / rate
+  double time_left_s = 0;       ///< until target_duration; negative once it has passed
+};
+
+/// Formats `g` as one line: "mpmux pool: 120 elements/s leaves 42.0 s of work for 20.0 s;
+/// adding 2 workers (4, cap 6)" or "...; already at the cap of 6 workers".
+MPMUX_EXPORT std::string format_growth(const GrowthNotice& g);
+
 /// Options of one map/imap/apply call.
 struct MapOptions {
   /// Elements per chunk (one task); 0 is an error. Default: guided,
@@ -162,6 +201,18 @@ struct MapOptions {
   /// at the end with finished = true.
   std::function<void(const Progress&)> progress;
   std::chrono::milliseconds progress_interval{100};
+  /// The submitter of this call, for PoolOptions::worker_requestors: its chunks go preferably to
+  /// the workers bound to it. -1: none (any worker). Below -1 is an error.
+  int requestor = -1;
+  /// Wanted duration of the call, from its start; 0: none. When the total is known (a sized
+  /// range or iterable_len) and the rate measured since the start or the last growth (after at
+  /// least one finished chunk) says the remaining elements will finish late, the pool adds the
+  /// workers that rate says are needed, up to PoolOptions::max_n_jobs, and says so (on_grow);
+  /// late at the cap, it says so once. Guided chunks are then cut for the cap.
+  std::chrono::milliseconds target_duration{0};
+  /// Told of each growth (and of lateness at the cap), in the calling thread. Default: one line
+  /// (format_growth) on std::cerr.
+  std::function<void(const GrowthNotice&)> on_grow;
 };
 
 /// Time spent by one worker slot (all its incarnations), in seconds.

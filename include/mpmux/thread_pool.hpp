@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <ranges>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -29,11 +30,23 @@ class MPMUX_EXPORT ThreadEngine {
   ThreadEngine(const ThreadEngine&) = delete;
   ThreadEngine& operator=(const ThreadEngine&) = delete;
 
+  /// Workers now (n_jobs, plus those added by grow_to).
   int n_jobs() const;
+  /// PoolOptions::max_n_jobs, or n_jobs when it is not set.
+  int max_n_jobs() const;
+  /// Starts workers (pinned, worker_init run) until there are min(n, max_n_jobs), and returns
+  /// how many there are (fewer when the system would not start a thread). Throws PoolError when
+  /// a new worker's pinning or worker_init failed.
+  int grow_to(int n);
+  /// True when PoolOptions::worker_requestors binds some worker.
+  bool has_affinity() const;
+  /// Tasks waiting for a free worker.
+  std::size_t queued() const;
   const PoolOptions& options() const;
-  /// Queues one task (a chunk, an apply, or a helper of a direct map); one worker runs it. It
+  /// Queues one task (a chunk, an apply, or a helper of a direct map) of `requestor` (-1: none);
+  /// one worker runs it, chosen by the affinity rule of PoolOptions::worker_requestors. It
   /// counts toward worker_lifespan. Throws UsageError after stop().
-  void post(std::function<void(Worker&)> work);
+  void post(std::function<void(Worker&)> work, int requestor = -1);
   /// Lets queued work finish, runs worker_exit in every worker and joins the threads.
   void stop();
   std::vector<ExitValue> exit_values() const;
@@ -45,6 +58,7 @@ class MPMUX_EXPORT ThreadEngine {
 
  private:
   struct State;
+  std::string start_workers(int to);
   void worker_main(int id);
   std::unique_ptr<State> s_;
 };
@@ -56,15 +70,18 @@ struct ThreadBackend {
   using Done = Finished<Out>;
   ThreadEngine* engine;
   std::shared_ptr<F> f;
+  int requestor = -1;
 
   int n_jobs() const { return engine->n_jobs(); }
+  int max_n_jobs() const { return engine->max_n_jobs(); }
+  int grow_to(int n) { return engine->grow_to(n); }
   void check_health() { engine->check_health(); }
   Finished<Out> decode(Done&& d) { return std::move(d); }
 
   void submit(const std::shared_ptr<Sink<Done>>& sink, std::uint64_t first, std::vector<In>&& items) {
     auto shared_items = std::make_shared<std::vector<In>>(std::move(items));
     bool insights = engine->options().enable_insights;
-    engine->post([sink, fn = f, first, shared_items, insights, eng = engine](Worker& w) {
+    auto run = [sink, fn = f, first, shared_items, insights, eng = engine](Worker& w) {
       std::vector<In>& in = *shared_items;
       Done d;
       d.first = first;
@@ -94,7 +111,8 @@ struct ThreadBackend {
         eng->note_elements(w.id(), in.size(), slow);
       }
       sink->put(std::move(d));
-    });
+    };
+    engine->post(std::move(run), requestor);
   }
 };
 
@@ -106,14 +124,24 @@ struct ThreadBackend {
 ///
 /// Tasks are callables taking (const In&) or (Worker&, const In&). An element that throws is
 /// reported as a Failure with its index and message (see OnError); results never get lost.
+///
+/// Several submitters may share the pool with requestor affinity (PoolOptions::
+/// worker_requestors, MapOptions::requestor, Requestor), and a map may ask for more workers
+/// when it runs late (MapOptions::target_duration, PoolOptions::max_n_jobs).
 class ThreadPool {
  public:
   /// Starts the threads, pins them (cpu_ids) and runs worker_init in each. Throws UsageError
-  /// for bad options (n_jobs <= 0, cpu id out of range, task_timeout set).
+  /// for bad options (n_jobs <= 0, cpu id out of range, task_timeout set, max_n_jobs below
+  /// n_jobs, worker_requestors not one entry per worker up to the cap).
   explicit ThreadPool(PoolOptions options = {})
       : engine_(std::make_unique<pool_detail::ThreadEngine>(std::move(options))) {}
 
+  /// Workers now: n_jobs, plus the workers a late map added (up to max_n_jobs()).
   int n_jobs() const { return engine_->n_jobs(); }
+  /// The most workers the pool may grow to (PoolOptions::max_n_jobs, default n_jobs).
+  int max_n_jobs() const { return engine_->max_n_jobs(); }
+  /// Tasks (chunks, applies) waiting for a free worker now; for monitoring and tests.
+  std::size_t queued_tasks() const { return engine_->queued(); }
 
   /// f applied to every input, results in input order.
   template <class F, class R>
@@ -124,8 +152,11 @@ class ThreadPool {
     static_assert(!std::is_void_v<Out>, "map needs a task that returns a value; use apply for void");
     if constexpr (std::ranges::random_access_range<R> && std::ranges::sized_range<R> &&
                   std::is_default_constructible_v<Out>) {
+      // The direct path hands each worker the whole map, so it is left to the chunked path
+      // when a worker's next choice matters (affinity) or the worker count may change (target).
       if (!options.max_tasks_active && engine_->options().worker_lifespan == 0 &&
-          !engine_->options().enable_insights && !serial()) {
+          !engine_->options().enable_insights && !engine_->has_affinity() &&
+          options.target_duration.count() == 0 && !serial()) {
         return direct_map<Out>(f, inputs, options);
       }
     }
@@ -162,13 +193,29 @@ class ThreadPool {
   /// Runs f(args...) (or f(worker, args...)) on a worker and waits; a throw comes back as
   /// TaskError with index 0.
   template <class F, class... Args>
+    requires(!std::is_same_v<std::decay_t<F>, Requestor>)
   auto apply(F&& f, Args&&... args) {
     return apply_async(std::forward<F>(f), std::forward<Args>(args)...).get();
   }
 
+  /// apply() on behalf of requestor `who` (PoolOptions::worker_requestors).
+  template <class F, class... Args>
+  auto apply(Requestor who, F&& f, Args&&... args) {
+    return apply_async(who, std::forward<F>(f), std::forward<Args>(args)...).get();
+  }
+
   /// Runs f(args...) on a worker; the future holds its value or a TaskError.
   template <class F, class... Args>
+    requires(!std::is_same_v<std::decay_t<F>, Requestor>)
   auto apply_async(F&& f, Args&&... args) {
+    return apply_async(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// apply_async() on behalf of requestor `who`: `pool.apply_async(Requestor{1}, f, x)` goes
+  /// preferably to the workers bound to requestor 1.
+  template <class F, class... Args>
+  auto apply_async(Requestor who, F&& f, Args&&... args) {
+    if (who.id < -1) pool_detail::validate_requestor(who.id, "Requestor::id");
     using Fn = std::decay_t<F>;
     using Tuple = std::tuple<std::decay_t<Args>...>;
     using Val = decltype(pool_detail::apply_task(std::declval<Fn&>(), std::declval<Worker&>(),
@@ -193,7 +240,7 @@ class ThreadPool {
     if (serial()) {
       job(serial_worker());
     } else {
-      engine_->post(std::move(job));
+      engine_->post(std::move(job), who.id);
     }
     return future;
   }
@@ -249,7 +296,8 @@ class ThreadPool {
       source = std::make_unique<pool_detail::MapDriver<Owning, View>>(
           std::move(b), std::views::all(std::forward<R>(inputs)), std::move(options), ordered);
     } else {
-      pool_detail::ThreadBackend<Fn, In> b{engine_.get(), std::make_shared<Fn>(std::forward<F>(f))};
+      pool_detail::ThreadBackend<Fn, In> b{engine_.get(), std::make_shared<Fn>(std::forward<F>(f)),
+                                           options.requestor};
       source = std::make_unique<pool_detail::MapDriver<pool_detail::ThreadBackend<Fn, In>, View>>(
           std::move(b), std::views::all(std::forward<R>(inputs)), std::move(options), ordered);
     }

@@ -7,11 +7,13 @@
 #include <cstring>
 #include <fstream>
 #include <iomanip>
+#include <iostream>
 #include <ostream>
 #include <sstream>
 
 #include "mpmux/pool_map.hpp"
 #include "pool/affinity.hpp"
+#include "pool/scheduling.hpp"
 
 namespace mpmux {
 
@@ -73,6 +75,27 @@ std::function<void(const Progress&)> progress_bar(std::ostream& out) {
   };
 }
 
+std::string format_growth(const GrowthNotice& g) {
+  std::ostringstream o;
+  o << "mpmux pool: " << std::fixed << std::setprecision(g.rate < 10 ? 1 : 0) << g.rate
+    << " elements/s leaves " << std::setprecision(1) << g.eta_s << " s of work";
+  if (g.time_left_s > 0) {
+    o << " for " << g.time_left_s << " s";
+  } else {
+    o << " after the target time (passed " << -g.time_left_s << " s ago)";
+  }
+  if (g.workers_after > g.workers_before) {
+    int added = g.workers_after - g.workers_before;
+    o << "; adding " << added << (added == 1 ? " worker (" : " workers (") << g.workers_after << ", cap "
+      << g.cap << ")";
+  } else if (g.workers_before >= g.cap) {
+    o << "; already at the cap of " << g.cap << (g.cap == 1 ? " worker" : " workers");
+  } else {
+    o << "; no worker could be added (" << g.workers_before << ", cap " << g.cap << ")";
+  }
+  return o.str();
+}
+
 std::string format_insights(const Insights& in) {
   std::ostringstream o;
   o << std::fixed << std::setprecision(3);
@@ -95,6 +118,26 @@ void validate_map_options(const MapOptions& o) {
   if (o.max_chunk_size == 0) throw UsageError("MapOptions::max_chunk_size must be at least 1 (got 0)");
   if (o.max_tasks_active && *o.max_tasks_active == 0)
     throw UsageError("MapOptions::max_tasks_active must be at least 1 (got 0)");
+  validate_requestor(o.requestor, "MapOptions::requestor");
+  if (o.target_duration.count() < 0) {
+    throw UsageError("MapOptions::target_duration must not be negative (got " +
+                     std::to_string(o.target_duration.count()) + " ms)");
+  }
+}
+
+void validate_requestor(int requestor, const char* what) {
+  if (requestor < -1) {
+    throw UsageError(std::string(what) + " must be -1 (none) or a requestor id >= 0 (got " +
+                     std::to_string(requestor) + ")");
+  }
+}
+
+void announce_growth(const MapOptions& options, const GrowthNotice& g) {
+  if (options.on_grow) {
+    options.on_grow(g);
+  } else {
+    std::cerr << format_growth(g) << std::endl;
+  }
 }
 
 void keep_slowest(std::vector<SlowTask>& tasks, std::size_t keep) {
@@ -115,13 +158,20 @@ int usable_cpus() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
-int validate_pool_options(const PoolOptions& o, const char* pool) {
-  std::string where = std::string(pool) + ": ";
+namespace {
+
+int checked_n_jobs(const PoolOptions& o, const std::string& where) {
   int n = o.n_jobs ? *o.n_jobs : usable_cpus();
   if (n <= 0) throw UsageError(where + "n_jobs must be at least 1 (got " + std::to_string(n) + ")");
-  if (!o.cpu_ids.empty() && o.cpu_ids.size() != 1 && o.cpu_ids.size() != static_cast<std::size_t>(n)) {
+  return n;
+}
+
+// The checks of every pool; `cap` is the most workers there may be (cpu_ids covers them all).
+void validate_common(const PoolOptions& o, const std::string& where, int n, int cap) {
+  if (!o.cpu_ids.empty() && o.cpu_ids.size() != 1 && o.cpu_ids.size() != static_cast<std::size_t>(cap)) {
+    std::string count = cap == n ? "n_jobs = " + std::to_string(n) : "max_n_jobs = " + std::to_string(cap);
     throw UsageError(where + "cpu_ids has " + std::to_string(o.cpu_ids.size()) +
-                     " sets; give one set for all workers or one per worker (n_jobs = " + std::to_string(n) + ")");
+                     " sets; give one set for all workers or one per worker (" + count + ")");
   }
   long configured = sysconf(_SC_NPROCESSORS_CONF);
   if (configured <= 0) configured = CPU_SETSIZE;
@@ -136,7 +186,54 @@ int validate_pool_options(const PoolOptions& o, const char* pool) {
   }
   if (o.max_load_average < 0) throw UsageError(where + "max_load_average must not be negative");
   if (o.task_timeout.count() < 0) throw UsageError(where + "task_timeout must not be negative");
+}
+
+}  // namespace
+
+int validate_pool_options(const PoolOptions& o, const char* pool) {
+  std::string where = std::string(pool) + ": ";
+  int n = checked_n_jobs(o, where);
+  // A pool that calls this one does not run affinity or growth: refuse rather than ignore them.
+  if (!o.worker_requestors.empty()) {
+    throw UsageError(where + "worker_requestors is not supported by this pool yet (the ThreadPool has it)");
+  }
+  if (o.max_n_jobs && *o.max_n_jobs != n) {
+    throw UsageError(where + "max_n_jobs = " + std::to_string(*o.max_n_jobs) +
+                     " is not supported by this pool yet (the ThreadPool has it)");
+  }
+  validate_common(o, where, n, n);
   return n;
+}
+
+PoolSize validate_scheduling_pool_options(const PoolOptions& o, const char* pool) {
+  std::string where = std::string(pool) + ": ";
+  PoolSize size;
+  size.n_jobs = checked_n_jobs(o, where);
+  size.cap = o.max_n_jobs.value_or(size.n_jobs);
+  if (size.cap < size.n_jobs) {
+    throw UsageError(where + "max_n_jobs must be at least n_jobs = " + std::to_string(size.n_jobs) +
+                     " (got " + std::to_string(size.cap) + ")");
+  }
+  validate_common(o, where, size.n_jobs, size.cap);
+  if (!o.worker_requestors.empty()) {
+    if (o.worker_requestors.size() != static_cast<std::size_t>(size.cap)) {
+      std::string count = o.max_n_jobs ? "max_n_jobs = " : "n_jobs = ";
+      throw UsageError(where + "worker_requestors has " + std::to_string(o.worker_requestors.size()) +
+                       " entries; give one per worker (" + count + std::to_string(size.cap) + ")");
+    }
+    for (std::size_t k = 0; k < o.worker_requestors.size(); ++k) {
+      if (o.worker_requestors[k] < -1) {
+        throw UsageError(where + "worker_requestors[" + std::to_string(k) + "] = " +
+                         std::to_string(o.worker_requestors[k]) +
+                         "; use a requestor id >= 0, or -1 for an unbound worker");
+      }
+    }
+  }
+  if (o.affinity_patience.count() < 0) {
+    throw UsageError(where + "affinity_patience must not be negative (got " +
+                     std::to_string(o.affinity_patience.count()) + " ms)");
+  }
+  return size;
 }
 
 std::vector<int> cpu_set_for(const PoolOptions& o, int id) {

@@ -1,13 +1,18 @@
 #include "mpmux/thread_pool.hpp"
 
+#include <algorithm>
+#include <any>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "pool/affinity.hpp"
+#include "pool/scheduling.hpp"
+#include "pool/task_queue.hpp"
 
 namespace mpmux::pool_detail {
 
@@ -16,15 +21,26 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 }  // namespace
 
+using Work = std::function<void(Worker&)>;
+
+// Each worker waits on its own condition variable, so that a new task wakes the idle worker
+// the affinity rule prefers for it rather than whichever thread the OS picks.
+struct WakeSlot {
+  std::condition_variable cv;
+  bool woken = false;
+};
+
 struct ThreadEngine::State {
   PoolOptions options;
-  int n = 0;
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<std::function<void(Worker&)>> queue;
+  int cap = 0;
+  std::atomic<int> n{0};
+  std::mutex mutex;  // queue, slots, idle, stopping, ready
+  TaskQueue queue;
+  std::vector<std::unique_ptr<WakeSlot>> slots;  // one per started worker
+  std::vector<int> idle;                         // workers waiting for a task, longest first
   bool stopping = false;
   bool stopped = false;
-  std::mutex stop_mutex;
+  std::mutex stop_mutex;  // stop() and grow_to()
   std::vector<std::thread> threads;
   int ready = 0;
   std::condition_variable ready_cv;
@@ -37,44 +53,113 @@ struct ThreadEngine::State {
 };
 
 ThreadEngine::ThreadEngine(PoolOptions options) : s_(std::make_unique<State>()) {
-  s_->n = validate_pool_options(options, "ThreadPool");
+  PoolSize size = validate_scheduling_pool_options(options, "ThreadPool");
   if (options.task_timeout.count() > 0) {
     throw UsageError("ThreadPool: task_timeout needs a ProcessPool (a thread cannot be killed)");
   }
   s_->options = std::move(options);
-  s_->insights.resize(static_cast<std::size_t>(s_->n));
-  for (int id = 0; id < s_->n; ++id) s_->insights[static_cast<std::size_t>(id)].id = id;
-  s_->threads.reserve(static_cast<std::size_t>(s_->n));
-  for (int id = 0; id < s_->n; ++id) s_->threads.emplace_back([this, id] { worker_main(id); });
-  // Every worker is pinned and initialized before the pool is handed out, so a bad set of
-  // cpu_ids or a failing worker_init surfaces here.
-  std::string error;
-  {
-    std::unique_lock lock(s_->mutex);
-    s_->ready_cv.wait(lock, [&] { return s_->ready == s_->n; });
-  }
-  {
-    std::lock_guard lock(s_->report_mutex);
-    error = s_->error;
-  }
+  s_->cap = size.cap;
+  s_->queue = TaskQueue(s_->options.worker_requestors, s_->options.affinity_patience);
+  // Reserved for the cap, so that growing never moves a slot a worker thread refers to.
+  s_->insights.reserve(static_cast<std::size_t>(size.cap));
+  s_->slots.reserve(static_cast<std::size_t>(size.cap));
+  s_->threads.reserve(static_cast<std::size_t>(size.cap));
+  std::string error = start_workers(size.n_jobs);
   if (!error.empty()) {
     stop();
     throw PoolError(error);
   }
 }
 
+// Starts workers n_jobs()..to-1 and waits until each is pinned and initialized, so that a bad set of
+// cpu_ids or a failing worker_init surfaces to the caller. Returns the first error (a failed
+// init or pinning, else a thread that could not be started), or "".
+std::string ThreadEngine::start_workers(int to) {
+  int from = s_->n.load();
+  {
+    std::lock_guard lock(s_->report_mutex);
+    for (int id = from; id < to; ++id) s_->insights.push_back(WorkerInsights{.id = id});
+  }
+  {
+    std::lock_guard lock(s_->mutex);
+    for (int id = from; id < to; ++id) s_->slots.push_back(std::make_unique<WakeSlot>());
+  }
+  int started = from;
+  std::string spawn_error;
+  try {
+    for (; started < to; ++started) s_->threads.emplace_back([this, id = started] { worker_main(id); });
+  } catch (const std::system_error& e) {
+    spawn_error = "ThreadPool: starting worker " + std::to_string(started) + " failed: " + e.what();
+  }
+  {
+    std::unique_lock lock(s_->mutex);
+    s_->ready_cv.wait(lock, [&] { return s_->ready == started; });
+    s_->slots.resize(static_cast<std::size_t>(started));  // ids stay dense if a start failed
+  }
+  s_->n = started;
+  std::lock_guard lock(s_->report_mutex);
+  s_->insights.resize(static_cast<std::size_t>(started));
+  return s_->error.empty() ? spawn_error : s_->error;
+}
+
 ThreadEngine::~ThreadEngine() { stop(); }
 
-int ThreadEngine::n_jobs() const { return s_->n; }
+int ThreadEngine::n_jobs() const { return s_->n.load(std::memory_order_relaxed); }
+int ThreadEngine::max_n_jobs() const { return s_->cap; }
+bool ThreadEngine::has_affinity() const { return s_->queue.has_affinity(); }
 const PoolOptions& ThreadEngine::options() const { return s_->options; }
 
-void ThreadEngine::post(std::function<void(Worker&)> work) {
+std::size_t ThreadEngine::queued() const {
+  std::lock_guard lock(s_->mutex);
+  return s_->queue.size();
+}
+
+int ThreadEngine::grow_to(int n) {
+  std::lock_guard stop_lock(s_->stop_mutex);
+  int now = s_->n.load();
+  int to = std::min(n, s_->cap);
+  {
+    std::lock_guard lock(s_->mutex);
+    if (s_->stopping || to <= now) return now;
+  }
+  start_workers(to);
+  // A failed worker_init breaks the pool (as at construction); a thread the system would not
+  // start only leaves it smaller, which the caller sees in the count.
+  check_health();
+  return s_->n.load();
+}
+
+void ThreadEngine::post(std::function<void(Worker&)> work, int requestor) {
+  WakeSlot* wake = nullptr;
   {
     std::lock_guard lock(s_->mutex);
     if (s_->stopping) throw UsageError("ThreadPool: the pool was stopped; it takes no more work");
-    s_->queue.push_back(std::move(work));
+    s_->queue.push(std::move(work), requestor);
+    if (!s_->idle.empty()) {
+      // The longest idle worker is woken: the one that idled last may still be on its way to
+      // sleep and then finds the task itself (waking it instead cost 1.5 us per round trip).
+      // With affinity: an idle worker bound to this requestor, else an unbound one (so that
+      // workers bound to others stay free for them), else any: idle workers take others' work.
+      std::size_t pick = 0;
+      if (s_->queue.has_affinity()) {
+        std::size_t unbound = s_->idle.size();
+        for (std::size_t k = 0; k < s_->idle.size(); ++k) {
+          int bound = s_->queue.binding(s_->idle[k]);
+          if (requestor >= 0 && bound == requestor) {
+            unbound = k;
+            break;
+          }
+          if (bound < 0 && unbound == s_->idle.size()) unbound = k;
+        }
+        if (unbound < s_->idle.size()) pick = unbound;
+      }
+      int id = s_->idle[pick];
+      s_->idle.erase(s_->idle.begin() + static_cast<std::ptrdiff_t>(pick));
+      wake = s_->slots[static_cast<std::size_t>(id)].get();
+      wake->woken = true;
+    }
   }
-  s_->cv.notify_one();
+  if (wake) wake->cv.notify_one();
 }
 
 void ThreadEngine::stop() {
@@ -83,8 +168,9 @@ void ThreadEngine::stop() {
   {
     std::lock_guard lock(s_->mutex);
     s_->stopping = true;
+    s_->idle.clear();
   }
-  s_->cv.notify_all();
+  for (auto& slot : s_->slots) slot->cv.notify_all();
   for (std::thread& t : s_->threads) t.join();
   s_->stopped = true;
 }
@@ -116,7 +202,18 @@ void ThreadEngine::check_health() const {
 void ThreadEngine::worker_main(int id) {
   auto born = Clock::now();
   State& s = *s_;
-  WorkerInsights& ins = s.insights[static_cast<std::size_t>(id)];
+  WorkerInsights* ins_ptr;
+  WakeSlot* slot;
+  {
+    std::lock_guard lock(s.report_mutex);
+    ins_ptr = &s.insights[static_cast<std::size_t>(id)];
+  }
+  {
+    std::lock_guard lock(s.mutex);
+    slot = s.slots[static_cast<std::size_t>(id)].get();
+  }
+  WorkerInsights& ins = *ins_ptr;
+  bool init_failed = false;
   auto fail = [&](const std::string& what) {
     std::lock_guard lock(s.report_mutex);
     if (s.error.empty()) s.error = what;
@@ -134,6 +231,7 @@ void ThreadEngine::worker_main(int id) {
     try {
       s.options.worker_init(*worker);
     } catch (...) {
+      init_failed = true;
       fail("ThreadPool: worker_init failed in worker " + std::to_string(id) + ": " +
            exception_message(std::current_exception()));
     }
@@ -164,18 +262,24 @@ void ThreadEngine::worker_main(int id) {
     ++s.ready;
   }
   s.ready_cv.notify_all();
+  // A worker that could not initialize takes no task (the pool reports the error).
+  if (init_failed) return;
 
   std::uint64_t since_start = 0;
+  std::any item;
   for (;;) {
-    std::function<void(Worker&)> work;
     auto t_wait = Clock::now();
     {
       std::unique_lock lock(s.mutex);
-      s.cv.wait(lock, [&] { return s.stopping || !s.queue.empty(); });
-      if (s.queue.empty()) break;
-      work = std::move(s.queue.front());
-      s.queue.pop_front();
+      while (!s.queue.pop(id, item)) {
+        if (s.stopping) break;
+        slot->woken = false;
+        s.idle.push_back(id);
+        slot->cv.wait(lock, [&] { return slot->woken || s.stopping; });
+      }
     }
+    if (!item.has_value()) break;
+    Work& work = *std::any_cast<Work>(&item);
     auto t_work = Clock::now();
     try {
       work(*worker);
@@ -188,6 +292,7 @@ void ThreadEngine::worker_main(int id) {
       ins.waiting_s += std::chrono::duration<double>(t_work - t_wait).count();
       ins.working_s += seconds_since(t_work);
     }
+    item.reset();  // the task's captures (results sink, inputs) go before the next wait
     if (s.options.worker_lifespan > 0 && ++since_start >= s.options.worker_lifespan) {
       end_worker();
       start_worker();

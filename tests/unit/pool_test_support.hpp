@@ -1,10 +1,16 @@
-// Helpers shared by the pool tests: a counting generator and CPU-set probes.
+// Helpers shared by the pool tests: a counting generator, CPU-set probes, and a board in shared
+// memory with a polling wait, so that one test body can serve a ThreadPool and a ProcessPool.
 #pragma once
 #include <sched.h>
+#include <sys/mman.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <iterator>
+#include <new>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace mpmux::test {
@@ -61,5 +67,45 @@ inline std::vector<int> thread_cpus() {
 
 /// The CPUs this test process may use (its affinity when the test starts).
 inline std::vector<int> allowed_cpus() { return thread_cpus(); }
+
+/// A T in anonymous shared memory, made before a pool forks, so that the test and the pool's
+/// workers (threads or forked processes) see the same object. T holds plain data and lock-free
+/// atomics only.
+template <class T>
+class SharedBoard {
+ public:
+  SharedBoard() {
+    void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap of a shared test board failed");
+    t_ = new (p) T();
+  }
+  ~SharedBoard() {
+    t_->~T();
+    munmap(t_, sizeof(T));
+  }
+  SharedBoard(const SharedBoard&) = delete;
+  SharedBoard& operator=(const SharedBoard&) = delete;
+  T* get() const { return t_; }
+  T* operator->() const { return t_; }
+
+ private:
+  T* t_;
+};
+
+/// Polls `done` until it holds (true) or `limit` passed (false). It polls because the other
+/// party may be a forked worker, where a condition variable cannot reach.
+template <class Pred>
+bool wait_until(Pred done, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  for (int spins = 0; !done(); ++spins) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    if (spins < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  return true;
+}
 
 }  // namespace mpmux::test
