@@ -2,22 +2,31 @@
 # Runs the pool benchmarks built in a build directory ($1, or $MPMUX_BUILD_DIR, or ./build) and
 # prints one table: contender, median, min, max, ratio to the baseline, and the machine.
 # Builds nothing: make -C BUILD bench_pool_mpmux_thread bench_pool_mpmux_process bench_pool_omp bench_pool_tbb
+# The contenders run in ROUNDS rounds (default 3) of REPS repetitions each (default 5), taking
+# turns, so that a change of machine load during the run reaches every contender alike; each
+# median is over all the samples of its contender.
 set -eu
 build=${1:-${MPMUX_BUILD_DIR:-./build}}
 reps=${REPS:-5}
+rounds=${ROUNDS:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 bin="$build/bench/pool"
 samples=$(mktemp)
 trap 'rm -f "$samples"' EXIT
 
 for prog in bench_pool_omp bench_pool_tbb bench_pool_mpmux_thread bench_pool_mpmux_process; do
-  if [ -x "$bin/$prog" ]; then
-    "$bin/$prog" "$reps" >>"$samples" || true
-  else
-    echo "note: $bin/$prog not built, skipped" >&2
-  fi
+  [ -x "$bin/$prog" ] || echo "note: $bin/$prog not built, skipped" >&2
 done
-/usr/bin/python3 "$here/python_mp.py" "$reps" >>"$samples"
+round=0
+while [ "$round" -lt "$rounds" ]; do
+  for prog in bench_pool_omp bench_pool_tbb bench_pool_mpmux_thread bench_pool_mpmux_process; do
+    if [ -x "$bin/$prog" ]; then
+      "$bin/$prog" "$reps" >>"$samples" || true
+    fi
+  done
+  /usr/bin/python3 "$here/python_mp.py" "$reps" >>"$samples"
+  round=$((round + 1))
+done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 /usr/bin/python3 - "$samples" "$(nproc)" "$cpu" <<'PY'

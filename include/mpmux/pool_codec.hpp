@@ -7,6 +7,8 @@
 #include <boost/iostreams/stream.hpp>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -51,7 +53,8 @@ template <class A, class B>
 struct IsPair<std::pair<A, B>> : std::true_type {};
 
 template <class T>
-struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !IsTuple<T>::value && !IsPair<T>::value>> {
+struct Codec<T,
+             std::enable_if_t<std::is_trivially_copyable_v<T> && !IsTuple<T>::value && !IsPair<T>::value>> {
   static void write(std::string& out, const T& value) {
     out.append(reinterpret_cast<const char*>(&value), sizeof(T));
   }
@@ -61,6 +64,11 @@ struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> && !IsTuple<T>:
     return value;
   }
 };
+
+/// Whether Codec<T> copies T as its sizeof(T) bytes (so a value's length is known in advance).
+template <class T>
+inline constexpr bool kFixedSizeCodec =
+    std::is_trivially_copyable_v<T> && !IsTuple<T>::value && !IsPair<T>::value;
 
 template <>
 struct Codec<std::string> {
@@ -75,6 +83,62 @@ inline std::uint32_t get_u32(const char* p) {
   std::uint32_t v;
   std::memcpy(&v, p, sizeof v);
   return v;
+}
+
+/// Appends `count` inputs read from `it` to a byte buffer (std::string or a vector of char), in
+/// the process pool's task layout: fixed-size values packed (sizeof(T) bytes each, one pass),
+/// others as [u32 len][bytes] each. read_input reads one back.
+template <class T, class Buffer, class It>
+void write_inputs(Buffer& out, It it, std::size_t count) {
+  if constexpr (kFixedSizeCodec<T>) {
+    std::size_t at = out.size();
+    out.resize(at + count * sizeof(T));
+    char* p = out.data() + at;
+    if constexpr (std::contiguous_iterator<It> && std::is_same_v<std::iter_value_t<It>, T>) {
+      if (count > 0) std::memcpy(p, static_cast<const void*>(std::to_address(it)), count * sizeof(T));
+    } else {
+      for (std::size_t k = 0; k < count; ++k, ++it, p += sizeof(T)) {
+        const T& value = *it;
+        std::memcpy(p, static_cast<const void*>(&value), sizeof(T));
+      }
+    }
+  } else {
+    std::string bytes;
+    for (std::size_t k = 0; k < count; ++k, ++it) {
+      bytes.clear();
+      Codec<T>::write(bytes, static_cast<const T&>(*it));
+      auto len = static_cast<std::uint32_t>(bytes.size());
+      const char* l = reinterpret_cast<const char*>(&len);
+      out.insert(out.end(), l, l + 4);
+      out.insert(out.end(), bytes.begin(), bytes.end());
+    }
+  }
+}
+
+/// The byte size of the input at `p` in the layout of write_inputs.
+template <class T>
+std::size_t input_size(const char* p) {
+  if constexpr (kFixedSizeCodec<T>) {
+    return sizeof(T);
+  } else {
+    return 4 + static_cast<std::size_t>(get_u32(p));
+  }
+}
+
+/// Reads the input at `p` (layout of write_inputs) and moves `p` past it.
+template <class T>
+T read_input(const char*& p) {
+  if constexpr (kFixedSizeCodec<T>) {
+    T value;
+    std::memcpy(static_cast<void*>(&value), p, sizeof(T));
+    p += sizeof(T);
+    return value;
+  } else {
+    std::uint32_t len = get_u32(p);
+    T value = Codec<T>::read(std::string_view(p + 4, len));
+    p += 4 + static_cast<std::size_t>(len);
+    return value;
+  }
 }
 
 template <class... Ts>

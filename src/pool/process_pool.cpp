@@ -5,8 +5,13 @@
 //    threaded, which forks every worker, watches each with a pidfd, reaps it and reports its
 //    death through the control block at once;
 //  - the workers, which run elements and stream one record per element back.
+// Work comes as chunks posted by callers (fed maps, apply) or is cut by the event loop itself
+// from a direct map (ProcessPool::map of a random-access input), whose inputs it encodes and
+// whose results it files into the caller's output, so that the caller's thread only waits.
 // Wake-ups: a worker sleeps on a futex in its ring; the event loop and the server sleep in
-// poll() on eventfds, rung only when the sleeper said it sleeps. No pipe carries data.
+// poll() on eventfds, rung only when the sleeper said it sleeps. A worker holds as many quick
+// chunks as last kQueueNs and wakes the event loop when half are left (the refill mark), so
+// that on a busy machine a wake-up serves many chunks. No pipe carries data.
 #include "mpmux/process_pool.hpp"
 
 #include <poll.h>
@@ -19,12 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <new>
@@ -48,6 +55,8 @@ enum : std::uint8_t {
   kRecError = 0x13,
 };
 
+constexpr std::uint32_t kWakeAlways = 0xffffffffu;
+
 struct Control {
   std::atomic<std::uint32_t> parent_sleeping{0};
   std::atomic<std::uint32_t> quit{0};
@@ -56,8 +65,8 @@ struct Control {
 };
 
 struct SlotShm {
-  RingHeader task;    // event loop -> worker
-  RingHeader result;  // worker -> event loop
+  RingHeader task;                                      // event loop -> worker
+  RingHeader result;                                    // worker -> event loop
   alignas(64) std::atomic<std::uint32_t> spawn_gen{0};  // asked by the event loop
   std::atomic<std::uint32_t> spawned_gen{0};            // done by the server
   std::atomic<std::uint32_t> dead_gen{0};               // reaped by the server
@@ -66,10 +75,28 @@ struct SlotShm {
   std::atomic<std::int32_t> exit_status{0};
   alignas(64) std::atomic<std::uint64_t> cur_index{0};  // element running + 1; 0: none
   std::atomic<std::uint64_t> cur_start_ns{0};
+  // The event loop's refill mark: after a chunk, the worker wakes it only when at most
+  // wake_left of the tasks_sent task messages (counted per incarnation) are left to run.
+  alignas(64) std::atomic<std::uint32_t> tasks_sent{0};
+  std::atomic<std::uint32_t> wake_left{kWakeAlways};
 };
 
 constexpr std::size_t kPage = 4096;
-constexpr std::size_t kDepth = 2;  // chunks held per worker: one running, one waiting
+// Chunks a worker holds: at least two (one running, one waiting in its ring, so it need not
+// sleep between chunks); more while they last less than kQueueNs at the measured speed, so that
+// quick chunks wake the event loop only every few chunks. Bounded so that a worker cannot hoard
+// the tail of a map, nor the work of an element that turns slow.
+constexpr std::size_t kMinDepth = 2;
+constexpr std::size_t kMaxDepth = 64;
+constexpr double kQueueNs = 500e3;
+// A worker flushes its results when this many bytes wait, or when kFlushNs passed (then it
+// also wakes the event loop, so that progress stays visible with slow elements).
+constexpr std::size_t kFlushBytes = 16384;
+constexpr std::uint64_t kFlushNs = 20000000;
+// Elements run in batches that double while a batch takes less than kQuickBatchNs, so the clock
+// is read rarely for tiny elements and after each element for slow ones.
+constexpr std::uint64_t kQuickBatchNs = 50000;
+constexpr std::uint32_t kMaxBatch = 4096;
 
 std::uint64_t now_ns(clockid_t clock = CLOCK_MONOTONIC) {
   timespec ts;
@@ -90,9 +117,15 @@ void drain_eventfd(int fd) {
   [[maybe_unused]] auto r = read(fd, &v, sizeof v);
 }
 
-template <class T>
-void put(std::string& s, const T& v) {
-  s.append(reinterpret_cast<const char*>(&v), sizeof v);
+// Appends to a std::string or a Bytes buffer.
+template <class T, class Buffer>
+void put(Buffer& s, const T& v) {
+  const char* p = reinterpret_cast<const char*>(&v);
+  s.insert(s.end(), p, p + sizeof v);
+}
+template <class Buffer>
+void put_bytes(Buffer& s, const char* p, std::size_t n) {
+  s.insert(s.end(), p, p + n);
 }
 template <class T>
 T get(const char* p) {
@@ -108,6 +141,37 @@ std::string describe_status(int status) {
 }
 
 int pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+/// A direct map while it runs. It lives in run_direct's frame; the event loop uses it from
+/// taking it out of the inbox until hand_back(), and never after.
+struct DirectJob {
+  DirectMap* map = nullptr;
+  const MapOptions* options = nullptr;
+  // Event loop only (the caller reads them once finished).
+  std::uint64_t next = 0;       // the first element not yet cut into a chunk
+  std::uint64_t in_flight = 0;  // chunks cut and not completed
+  std::vector<Failure> failures;
+  bool stopped = false;      // the pool stopped before every element ran
+  std::exception_ptr error;  // reading or encoding an input threw
+  std::chrono::steady_clock::time_point last_progress;
+  std::uint64_t progress_done = 0;
+  // Shared.
+  std::atomic<bool> cancelled{false};  // kRaiseFirst failure, or the caller gave up
+  std::atomic<std::uint64_t> done{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool finished = false;      // under mutex
+  bool progress_due = false;  // under mutex: the event loop asks the caller to report
+};
+
+// Hands a direct map back to its caller. The notify happens under the lock: once the caller
+// sees `finished` it returns and the job is gone, so the unlock must be the last touch.
+void hand_back(DirectJob& j) {
+  std::lock_guard lock(j.mutex);
+  j.finished = true;
+  j.cv.notify_all();
+}
 
 }  // namespace
 
@@ -131,6 +195,7 @@ struct ProcessEngine::State {
   std::mutex mutex;
   std::condition_variable cv;
   std::deque<ChunkTask> inbox;
+  std::deque<DirectJob*> direct_inbox;
   bool stop_requested = false;
   bool accepting = true;
   bool loop_done = false;
@@ -144,6 +209,12 @@ struct ProcessEngine::State {
   std::vector<WorkerInsights> insights;
   std::vector<SlowTask> slowest;
   std::string error;
+
+  // Rings the event loop if it said it sleeps: it looks at the inboxes after saying so. Called
+  // with `mutex` held and `accepting` true, so stop() cannot have closed the eventfd.
+  void wake_sleeping_loop() {
+    if (ctl->parent_sleeping.exchange(0)) ring_eventfd(parent_efd);
+  }
 
   void fail(const std::string& what) {
     std::lock_guard lock(report_mutex);
@@ -186,7 +257,7 @@ class WorkerChannel {
   }
 
   // Appends a record to the outgoing batch; large batches go out at once.
-  std::string& batch() { return batch_; }
+  Bytes& batch() { return batch_; }
 
   void flush(bool wake) {
     const char* p = batch_.data();
@@ -202,7 +273,9 @@ class WorkerChannel {
       }
     }
     batch_.clear();
-    if (wake) notify_parent();
+    // A half-full result ring wakes the event loop even when it did not ask, so the worker
+    // does not have to stop for it.
+    if (wake || 2 * result_.readable() > result_.capacity()) notify_parent();
   }
 
  private:
@@ -216,14 +289,16 @@ class WorkerChannel {
   Control* ctl_;
   int parent_efd_;
   pid_t server_;
-  std::string batch_;
+  Bytes batch_;
 };
 
-void begin_record(std::string& out, std::uint8_t kind) {
+template <class Buffer>
+void begin_record(Buffer& out, std::uint8_t kind) {
   put<std::uint32_t>(out, 0);
   out.push_back(static_cast<char>(kind));
 }
-void end_record(std::string& out, std::size_t start) {
+template <class Buffer>
+void end_record(Buffer& out, std::size_t start) {
   auto len = static_cast<std::uint32_t>(out.size() - start - 4);
   std::memcpy(out.data() + start, &len, 4);
 }
@@ -236,11 +311,11 @@ void ProcessEngine::State::worker_main(int id) {
   SlotShm& slot = *shm[static_cast<std::size_t>(id)];
   WorkerChannel ch(task_rings[static_cast<std::size_t>(id)], result_rings[static_cast<std::size_t>(id)], ctl,
                    parent_efd, ctl->server_pid);
-  std::string& out = ch.batch();
+  Bytes& out = ch.batch();
   auto send_error = [&](const std::string& msg) {
     std::size_t at = out.size();
     begin_record(out, kRecError);
-    out += msg;
+    put_bytes(out, msg.data(), msg.size());
     end_record(out, at);
   };
   try {
@@ -284,17 +359,22 @@ void ProcessEngine::State::worker_main(int id) {
     out.push_back(replaced ? 1 : 0);
     put<std::uint64_t>(out, now_ns() - te);
     out.push_back(has_value ? 1 : 0);
-    out += value;
+    put_bytes(out, value.data(), value.size());
     end_record(out, at);
     ch.flush(true);
     std::fflush(nullptr);
     _exit(0);
   };
 
-  std::string msg, output;
+  Bytes msg;
   std::uint64_t chunks = 0;
-  const bool timed_ = timed;
-  const bool with_ns = options.enable_insights;
+  std::uint32_t tasks_done = 0;  // task messages finished by this incarnation
+  RunContext ctx;
+  ctx.cur_index = &slot.cur_index;
+  ctx.cur_start_ns = &slot.cur_start_ns;
+  ctx.timed = timed;
+  ctx.with_ns = options.enable_insights;
+  std::uint64_t last_wake = now_ns();
   for (;;) {
     std::uint64_t wait_start = now_ns();
     std::uint32_t len = 0;
@@ -304,31 +384,29 @@ void ProcessEngine::State::worker_main(int id) {
     std::uint64_t work_start = now_ns();
     auto kind = static_cast<std::uint8_t>(msg[0]);
     if (kind == kMsgStop) finish(false);
-    auto runner = reinterpret_cast<ElementRunner>(get<std::uint64_t>(msg.data() + 1));
+    auto runner = reinterpret_cast<ChunkRunner>(get<std::uint64_t>(msg.data() + 1));
     auto fn = static_cast<std::uintptr_t>(get<std::uint64_t>(msg.data() + 9));
-    auto first = get<std::uint64_t>(msg.data() + 17);
+    ctx.index = get<std::uint64_t>(msg.data() + 17);
     auto count = get<std::uint32_t>(msg.data() + 25);
-    std::size_t at = 29;
-    std::uint64_t last_flush = now_ns(CLOCK_MONOTONIC_COARSE);
-    for (std::uint32_t k = 0; k < count; ++k) {
-      std::uint32_t in_len = get<std::uint32_t>(msg.data() + at);
-      std::string_view input(msg.data() + at + 4, in_len);
-      at += 4 + in_len;
-      std::uint64_t start = timed_ ? now_ns() : 0;
-      if (timed_) slot.cur_start_ns.store(start, std::memory_order_relaxed);
-      slot.cur_index.store(first + k + 1, std::memory_order_relaxed);
-      output.clear();
-      bool ok = runner(worker, fn, input, output);
-      std::size_t rec = out.size();
-      begin_record(out, ok ? std::uint8_t{kRecordOk} : static_cast<std::uint8_t>(FailureKind::kException));
-      if (with_ns) put<std::uint64_t>(out, now_ns() - start);
-      out += output;
-      end_record(out, rec);
-      // Results leave in batches; slow elements leave at once so progress stays visible.
-      std::uint64_t coarse = now_ns(CLOCK_MONOTONIC_COARSE);
-      if (out.size() >= 16384 || coarse - last_flush > 20000000) {
-        ch.flush(coarse - last_flush > 20000000);
-        last_flush = coarse;
+    const char* in = msg.data() + 29;
+    std::uint64_t last_flush = work_start, t0 = work_start;
+    std::uint32_t batch = 1;  // restarts per chunk: the next task may be a slow one
+    for (std::uint32_t left = count; left > 0;) {
+      std::uint32_t b = std::min(left, batch);
+      runner(worker, fn, ctx, in, b, out);
+      left -= b;
+      std::uint64_t t1 = now_ns();
+      if (t1 - t0 < kQuickBatchNs) {
+        batch = std::min(2 * batch, kMaxBatch);
+      } else if (batch > 1) {
+        batch /= 2;
+      }
+      t0 = t1;
+      bool slow = t1 - last_flush > kFlushNs;
+      if (out.size() >= kFlushBytes || slow) {
+        ch.flush(slow);
+        last_flush = t1;
+        if (slow) last_wake = t1;
       }
     }
     slot.cur_index.store(0, std::memory_order_relaxed);
@@ -340,7 +418,12 @@ void ProcessEngine::State::worker_main(int id) {
     put<std::uint64_t>(out, end - work_start);
     put<std::uint32_t>(out, count);
     end_record(out, rec);
-    ch.flush(true);
+    // Wake the event loop when it asked to hear at this point (its refill mark: always, for
+    // chunks whose caller waits for each), or when results have waited kFlushNs unseen.
+    std::uint32_t left = slot.tasks_sent.load() - ++tasks_done;
+    bool wake = left <= slot.wake_left.load() || end - last_wake > kFlushNs;
+    if (wake) last_wake = end;
+    ch.flush(wake);
     if (options.worker_lifespan > 0 && ++chunks >= options.worker_lifespan) finish(true);
   }
 }
@@ -426,18 +509,24 @@ void ProcessEngine::State::server_main() {
 namespace {
 
 struct Chunk {
-  ChunkTask task;
-  std::string results;
-  std::uint32_t received = 0;              // elements [0, received) have a result record
-  std::map<std::uint32_t, int> crashes;    // element position -> deaths while it ran
+  ChunkTask task;                               // a direct chunk has no inputs here and no done callback
+  DirectJob* direct = nullptr;                  // set for a chunk of a direct map
+  std::string results;                          // posted chunks: the records so far
+  std::uint32_t received = 0;                   // elements [0, received) have a result record
+  std::map<std::uint32_t, int> crashes;         // element position -> deaths while it ran
   std::map<std::uint32_t, std::string> forced;  // position -> the failure record it gets
   bool completed = false;
+
+  bool cancelled() const {
+    return direct ? direct->cancelled.load() : task.cancelled && task.cancelled->load();
+  }
 };
 
 /// A chunk's elements [chunk->received, stop) given to one worker. A chunk is either pending
 /// or held by one worker, never both; stop ends before an element with a forced outcome.
 struct WorkItem {
   std::shared_ptr<Chunk> chunk;
+  std::uint32_t begin = 0;  // chunk->received when it was sent
   std::uint32_t stop = 0;
 };
 
@@ -450,12 +539,22 @@ struct SlotState {
   bool stop_sent = false;
   bool ready_seen = false;
   std::deque<WorkItem> assigned;
-  std::string outbuf;
+  std::uint64_t held_elements = 0;        // elements of `assigned` not yet answered when sent
+  std::uint32_t posted_held = 0;          // of `assigned`, chunks whose caller waits for each
+  std::uint32_t tasks_sent = 0;           // mirrors SlotShm::tasks_sent
+  std::uint32_t wake_left = kWakeAlways;  // mirrors SlotShm::wake_left
+  Bytes outbuf;
   std::size_t out_off = 0;
-  std::string inbuf;
+  Bytes inbuf;
   std::size_t in_off = 0;
   std::int64_t timeout_index = -1;  // element we killed the worker for
   std::chrono::steady_clock::time_point spawn_time;
+};
+
+/// How fast one worker slot runs the elements of one task, for the depth of its queue.
+struct SlotSpeed {
+  std::uintptr_t key = 0;     // the runner and function it was measured on
+  double ns_per_element = 0;  // 0: not measured yet
 };
 
 }  // namespace
@@ -463,7 +562,10 @@ struct SlotState {
 void ProcessEngine::State::run_loop() {
   using Clock = std::chrono::steady_clock;
   std::vector<SlotState> slots(static_cast<std::size_t>(n));
-  std::deque<WorkItem> pending;
+  std::vector<SlotSpeed> speeds(static_cast<std::size_t>(n));
+  std::deque<WorkItem> pending;     // re-runs and posted chunks, in order
+  std::vector<DirectJob*> sources;  // direct maps still cutting chunks or waiting for them
+  std::size_t next_source = 0;      // the direct maps take turns
   bool stopping = false;
   const bool with_ns = options.enable_insights;
   const std::uint64_t timeout_ns = static_cast<std::uint64_t>(options.task_timeout.count()) * 1000000ull;
@@ -475,6 +577,8 @@ void ProcessEngine::State::run_loop() {
     SlotShm& s = *shm[static_cast<std::size_t>(k)];
     s.cur_index.store(0);
     s.cur_start_ns.store(0);
+    s.tasks_sent.store(0);
+    s.wake_left.store(kWakeAlways);
     st = SlotState{};
     st.gen = s.spawn_gen.load() + 1;
     st.spawn_time = Clock::now();
@@ -485,6 +589,12 @@ void ProcessEngine::State::run_loop() {
   auto complete = [&](const std::shared_ptr<Chunk>& c, bool skipped) {
     if (c->completed) return;
     c->completed = true;
+    if (DirectJob* j = c->direct) {
+      // Only stop() skips the chunk of a map that was not cancelled.
+      if (skipped && !j->cancelled.load()) j->stopped = true;
+      --j->in_flight;
+      return;
+    }
     ChunkOutcome o;
     o.first = c->task.first;
     o.count = c->task.count;
@@ -495,11 +605,27 @@ void ProcessEngine::State::run_loop() {
     if (done) done(std::move(o));
   };
 
+  // Files `count` result records (without ns) of the chunk's next elements: a direct map's go
+  // straight to its output, a posted chunk keeps them until it completes.
+  auto accept = [&](Chunk& c, const char* records, std::size_t bytes, std::uint32_t count) {
+    if (DirectJob* j = c.direct) {
+      std::size_t before = j->failures.size();
+      j->map->deliver(c.task.first + c.received, records, count, j->failures);
+      j->done.fetch_add(count, std::memory_order_relaxed);
+      if (j->failures.size() > before) {
+        j->failed.fetch_add(j->failures.size() - before, std::memory_order_relaxed);
+        if (j->options->on_error == OnError::kRaiseFirst) j->cancelled = true;
+      }
+    } else {
+      c.results.append(records, bytes);
+    }
+    c.received += count;
+  };
+
   // Files the forced failures (timeouts, repeated crashes) due at the chunk's next position.
   auto advance = [&](Chunk& c) {
     for (auto it = c.forced.find(c.received); it != c.forced.end(); it = c.forced.find(c.received)) {
-      c.results += it->second;
-      ++c.received;
+      accept(c, it->second.data(), it->second.size(), 1);
     }
     return c.received == c.task.count;
   };
@@ -512,33 +638,107 @@ void ProcessEngine::State::run_loop() {
     return r;
   };
 
-  // Queues the task message for elements [received, stop) of the item's chunk.
-  auto send_task = [&](SlotState& st, WorkItem& item) {
+  // The next work for a worker: re-runs and posted chunks first, in order; then a new chunk of
+  // a direct map, the maps taking turns. Per-requestor queues would slot in here.
+  auto take_next = [&](WorkItem& out) {
+    if (!pending.empty()) {
+      out = std::move(pending.front());
+      pending.pop_front();
+      return true;
+    }
+    for (std::size_t tries = 0; tries < sources.size() && !stopping; ++tries) {
+      DirectJob* j = sources[next_source++ % sources.size()];
+      const std::uint64_t total = j->map->total();
+      if (j->cancelled.load() || j->next >= total) continue;
+      std::uint64_t size = next_chunk_size(*j->options, n, j->next, total);
+      size = std::min<std::uint64_t>({size, total - j->next, 0xffffffffu});
+      auto c = std::make_shared<Chunk>();
+      c->direct = j;
+      c->task.runner = j->map->runner();
+      c->task.fn = j->map->fn();
+      c->task.first = j->next;
+      c->task.count = static_cast<std::uint32_t>(size);
+      j->next += size;
+      ++j->in_flight;
+      out = {std::move(c), 0, 0};
+      return true;
+    }
+    return false;
+  };
+
+  // Queues the task message for elements [received, stop) of the item's chunk. False when the
+  // inputs of a direct map could not be read or encoded (on this thread): then that map ends
+  // with the exception, and nothing was queued.
+  auto send_task = [&](int k, SlotState& st, WorkItem& item) {
     Chunk& c = *item.chunk;
     const ChunkTask& t = c.task;
     auto f = c.forced.lower_bound(c.received);
+    item.begin = c.received;
     item.stop = f == c.forced.end() ? t.count : f->first;
-    std::size_t off = 0, end = 0;
-    for (std::uint32_t k = 0; k < item.stop; ++k) {
-      if (k == c.received) off = end;
-      end += 4 + get<std::uint32_t>(t.inputs.data() + end);
-    }
-    std::string& o = st.outbuf;
-    put<std::uint32_t>(o, static_cast<std::uint32_t>(1 + 8 + 8 + 8 + 4 + (end - off)));
+    Bytes& o = st.outbuf;
+    const std::size_t at = o.size();
+    put<std::uint32_t>(o, 0);
     o.push_back(static_cast<char>(kMsgTask));
     put<std::uint64_t>(o, reinterpret_cast<std::uint64_t>(t.runner));
     put<std::uint64_t>(o, t.fn);
     put<std::uint64_t>(o, t.first + c.received);
     put<std::uint32_t>(o, item.stop - c.received);
-    o.append(t.inputs, off, end - off);
+    if (DirectJob* j = c.direct) {
+      try {
+        j->map->encode(t.first + c.received, item.stop - c.received, o);
+      } catch (...) {
+        o.resize(at);
+        if (!j->error) j->error = std::current_exception();
+        j->cancelled = true;
+        return false;
+      }
+    } else if (c.received == 0 && item.stop == t.count) {
+      put_bytes(o, t.inputs.data(), t.inputs.size());
+    } else {
+      std::size_t off = 0, end = 0;
+      for (std::uint32_t k2 = 0; k2 < item.stop; ++k2) {
+        if (k2 == c.received) off = end;
+        end += t.input_size(t.inputs.data() + end);
+      }
+      put_bytes(o, t.inputs.data() + off, end - off);
+    }
+    auto len = static_cast<std::uint32_t>(o.size() - at - 4);
+    std::memcpy(o.data() + at, &len, 4);
+    SlotShm& s = *shm[static_cast<std::size_t>(k)];
+    if (!c.direct) {
+      // Its caller waits for each chunk: hear of every chunk end while the worker holds it.
+      // Raised before the task enters the ring, so the worker reads it at the task's end.
+      ++st.posted_held;
+      if (st.wake_left != kWakeAlways) s.wake_left.store(st.wake_left = kWakeAlways);
+    }
+    SlotSpeed& speed = speeds[static_cast<std::size_t>(k)];
+    std::uintptr_t key = reinterpret_cast<std::uintptr_t>(t.runner) ^ t.fn;
+    if (speed.key != key) speed = {key, 0};  // another task: its speed is unknown
+    st.held_elements += item.stop - item.begin;
+    s.tasks_sent.store(++st.tasks_sent);
+    return true;
   };
 
-  // Handles the records of slot k now in its inbuf; returns whether anything happened.
+  // Whether slot k takes another chunk now (see kQueueNs).
+  auto wants_more = [&](int k) {
+    const SlotState& st = slots[static_cast<std::size_t>(k)];
+    if (st.phase != Phase::kRunning || st.stop_sent) return false;
+    // A worker retires after worker_lifespan chunks: more would only come back.
+    if (options.worker_lifespan > 0 && st.tasks_sent >= options.worker_lifespan) return false;
+    if (st.assigned.size() < kMinDepth) return true;
+    // Not beyond what its ring holds: the rest would wait in outbuf anyway.
+    if (st.assigned.size() >= kMaxDepth || st.outbuf.size() - st.out_off >= ring_bytes / 2) return false;
+    double ns = speeds[static_cast<std::size_t>(k)].ns_per_element;
+    return ns > 0 && static_cast<double>(st.held_elements) * ns < kQueueNs;
+  };
+
+  // Handles the records of slot k now in its inbuf.
   auto parse = [&](int k) {
     SlotState& st = slots[static_cast<std::size_t>(k)];
     WorkerInsights& ins_ref = insights[static_cast<std::size_t>(k)];
-    std::string& b = st.inbuf;
+    Bytes& b = st.inbuf;
     std::vector<SlowTask> slow;
+    std::string one;
     std::uint64_t elements = 0, chunks = 0;  // counted here, before the caller hears of them
     while (b.size() - st.in_off >= 4) {
       std::uint32_t len = get<std::uint32_t>(b.data() + st.in_off);
@@ -548,50 +748,85 @@ void ProcessEngine::State::run_loop() {
       const char* body = rec + 5;
       std::size_t body_len = len - 1;
       if (kind < 0x10) {
+        // Results: this branch moves in_off past the records it takes.
         if (st.assigned.empty()) {
           fail("ProcessPool: worker " + std::to_string(k) + " sent a result for no chunk");
-        } else {
-          WorkItem& item = st.assigned.front();
-          Chunk& c = *item.chunk;
-          std::uint64_t ns = 0;
-          if (with_ns) {
-            ns = get<std::uint64_t>(body);
-            body += 8;
-            body_len -= 8;
-          }
-          std::size_t at = c.results.size();
-          begin_record(c.results, kind);
-          c.results.append(body, body_len);
-          end_record(c.results, at);
-          if (with_ns) slow.push_back({c.task.first + c.received, static_cast<double>(ns) * 1e-9, k});
-          ++c.received;
+          st.in_off += 4 + static_cast<std::size_t>(len);
+          continue;
+        }
+        WorkItem& item = st.assigned.front();
+        Chunk& c = *item.chunk;
+        if (with_ns) {
+          slow.push_back(
+              {c.task.first + c.received, static_cast<double>(get<std::uint64_t>(body)) * 1e-9, k});
+          one.clear();
+          begin_record(one, kind);
+          one.append(body + 8, body_len - 8);
+          end_record(one, 0);
+          accept(c, one.data(), one.size(), 1);
+          st.in_off += 4 + static_cast<std::size_t>(len);
           ++elements;
-          if (c.received == item.stop) {
-            ++chunks;
-            {
-              std::lock_guard lock(report_mutex);
-              ins_ref.elements += elements;
-              ins_ref.chunks += chunks;
-              elements = chunks = 0;
-            }
-            auto held = item.chunk;
-            st.assigned.pop_front();
-            if (advance(*held)) {
-              complete(held, false);
-            } else {
-              pending.push_front({held, 0});  // the rest, past a forced failure
-            }
+        } else {
+          // The complete result records of this chunk that are here go in one call.
+          std::size_t at = st.in_off;
+          std::uint32_t got = 0;
+          const std::uint32_t want = item.stop - c.received;
+          while (got < want && b.size() - at >= 5) {
+            std::uint32_t l = get<std::uint32_t>(b.data() + at);
+            auto kind_at = static_cast<std::uint8_t>(b[at + 4]);
+            if (b.size() - at < 4 + static_cast<std::size_t>(l) || kind_at >= 0x10) break;
+            std::uint32_t covers = kind_at == kRecordRun ? get<std::uint32_t>(b.data() + at + 5) : 1;
+            if (covers > want - got) break;
+            at += 4 + static_cast<std::size_t>(l);
+            got += covers;
+          }
+          if (got == 0) {
+            // A run longer than the task it answers: the worker is broken.
+            fail("ProcessPool: worker " + std::to_string(k) + " sent more results than it was given");
+            st.in_off += 4 + static_cast<std::size_t>(len);
+            continue;
+          }
+          accept(c, b.data() + st.in_off, at - st.in_off, got);
+          st.in_off = at;
+          elements += got;
+        }
+        if (c.received == item.stop) {
+          ++chunks;
+          {
+            std::lock_guard lock(report_mutex);
+            ins_ref.elements += elements;
+            ins_ref.chunks += chunks;
+            elements = chunks = 0;
+          }
+          auto held = item.chunk;
+          st.held_elements -= item.stop - item.begin;
+          if (!held->direct) --st.posted_held;
+          st.assigned.pop_front();
+          if (advance(*held)) {
+            complete(held, false);
+          } else {
+            pending.push_front({held, 0, 0});  // the rest, past a forced failure
           }
         }
-      } else if (kind == kRecReady) {
+        continue;
+      }
+      st.in_off += 4 + static_cast<std::size_t>(len);
+      if (kind == kRecReady) {
         st.ready_seen = true;
         std::lock_guard lock(report_mutex);
         ins_ref.init_s += static_cast<double>(get<std::uint64_t>(body)) * 1e-9;
         ins_ref.starting_s += std::chrono::duration<double>(Clock::now() - st.spawn_time).count();
       } else if (kind == kRecChunkEnd) {
+        auto work_ns = get<std::uint64_t>(body + 8);
+        auto count = get<std::uint32_t>(body + 16);
+        SlotSpeed& speed = speeds[static_cast<std::size_t>(k)];
+        if (count > 0) {
+          double x = static_cast<double>(work_ns) / count;
+          speed.ns_per_element = speed.ns_per_element == 0 ? x : 0.75 * speed.ns_per_element + 0.25 * x;
+        }
         std::lock_guard lock(report_mutex);
         ins_ref.waiting_s += static_cast<double>(get<std::uint64_t>(body)) * 1e-9;
-        ins_ref.working_s += static_cast<double>(get<std::uint64_t>(body + 8)) * 1e-9;
+        ins_ref.working_s += static_cast<double>(work_ns) * 1e-9;
       } else if (kind == kRecExit) {
         st.goodbye = true;
         std::lock_guard lock(report_mutex);
@@ -600,15 +835,15 @@ void ProcessEngine::State::run_loop() {
       } else if (kind == kRecError) {
         fail(std::string(body, body_len));
       } else {
-        fail("ProcessPool: worker " + std::to_string(k) + " sent a record of unknown kind " + std::to_string(kind));
+        fail("ProcessPool: worker " + std::to_string(k) + " sent a record of unknown kind " +
+             std::to_string(kind));
       }
-      st.in_off += 4 + len;
     }
     if (st.in_off > 0 && st.in_off == b.size()) {
       b.clear();
       st.in_off = 0;
     } else if (st.in_off > (1u << 20)) {
-      b.erase(0, st.in_off);
+      b.erase(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(st.in_off));
       st.in_off = 0;
     }
     if (elements > 0) {
@@ -624,21 +859,17 @@ void ProcessEngine::State::run_loop() {
     }
   };
 
-  char scratch[65536];
   auto read_results = [&](int k) {
     Ring& r = result_rings[static_cast<std::size_t>(k)];
-    bool any = false;
-    for (;;) {
-      std::size_t got = r.read_some(scratch, sizeof scratch);
-      if (got == 0) break;
-      slots[static_cast<std::size_t>(k)].inbuf.append(scratch, got);
-      any = true;
-    }
-    if (any) {
-      r.wake_worker();
-      parse(k);
-    }
-    return any;
+    std::uint64_t avail = r.readable();
+    if (avail == 0) return false;
+    Bytes& b = slots[static_cast<std::size_t>(k)].inbuf;
+    std::size_t old = b.size();
+    b.resize(old + static_cast<std::size_t>(avail));
+    b.resize(old + r.read_some(b.data() + old, static_cast<std::size_t>(avail)));
+    r.wake_worker();
+    parse(k);
+    return true;
   };
 
   auto on_death = [&](int k) {
@@ -661,8 +892,9 @@ void ProcessEngine::State::run_loop() {
                                                             std::to_string(options.task_timeout.count()) +
                                                             " ms); its worker was killed");
           } else if (int deaths = ++c.crashes[pos]; deaths > options.max_crash_retries) {
-            c.forced[pos] = failure_record(kRecCrash, "worker " + std::to_string(k) + " " + how +
-                                                          " while running it, " + std::to_string(deaths) + " times");
+            c.forced[pos] =
+                failure_record(kRecCrash, "worker " + std::to_string(k) + " " + how + " while running it, " +
+                                              std::to_string(deaths) + " times");
           }
         }
       }
@@ -675,7 +907,7 @@ void ProcessEngine::State::run_loop() {
       } else if (stopping) {
         complete(it->chunk, true);
       } else {
-        pending.push_front({it->chunk, 0});
+        pending.push_front({it->chunk, 0, 0});
       }
     }
     st.assigned.clear();
@@ -692,6 +924,41 @@ void ProcessEngine::State::run_loop() {
     }
   };
 
+  // Drops the chunks of cancelled calls that no worker holds, hands a finished direct map back
+  // to its caller and tells a direct map's caller when progress is due.
+  auto sweep = [&] {
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->chunk->cancelled()) {
+        auto c = it->chunk;
+        it = pending.erase(it);
+        complete(c, true);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = sources.begin(); it != sources.end();) {
+      DirectJob* j = *it;
+      const bool cut_all = j->next >= j->map->total() || j->cancelled.load() || stopping;
+      if (cut_all && j->in_flight == 0) {
+        if (j->next < j->map->total() && !j->cancelled.load()) j->stopped = true;
+        it = sources.erase(it);
+        hand_back(*j);
+        continue;
+      }
+      if (j->options->progress && j->done.load(std::memory_order_relaxed) != j->progress_done) {
+        auto now = Clock::now();
+        if (now - j->last_progress >= j->options->progress_interval) {
+          j->last_progress = now;
+          j->progress_done = j->done.load(std::memory_order_relaxed);
+          std::lock_guard lock(j->mutex);
+          j->progress_due = true;
+          j->cv.notify_all();
+        }
+      }
+      ++it;
+    }
+  };
+
   for (int k = 0; k < n; ++k) spawn(k);
 
   for (;;) {
@@ -703,7 +970,12 @@ void ProcessEngine::State::run_loop() {
         auto c = std::make_shared<Chunk>();
         c->task = std::move(inbox.front());
         inbox.pop_front();
-        pending.push_back({std::move(c), 0});
+        pending.push_back({std::move(c), 0, 0});
+        progressed = true;
+      }
+      while (!direct_inbox.empty()) {
+        sources.push_back(direct_inbox.front());
+        direct_inbox.pop_front();
         progressed = true;
       }
       stop_now = stop_requested;
@@ -731,21 +1003,20 @@ void ProcessEngine::State::run_loop() {
         progressed = true;
       }
     }
-    {
+    if (ready > ready_once) {
       std::lock_guard lock(mutex);
-      if (ready > ready_once) {
-        ready_once = ready;
-        cv.notify_all();
-      }
+      ready_once = ready;
+      cv.notify_all();
     }
-    // Dispatch: each worker holds at most kDepth chunks (one running, one waiting in its ring), so
-    // it need not sleep between chunks, and a slow worker does not hoard the tail.
-    for (int k = 0; k < n && !pending.empty(); ++k) {
-      SlotState& st = slots[static_cast<std::size_t>(k)];
-      while (st.phase == Phase::kRunning && !st.stop_sent && st.assigned.size() < kDepth && !pending.empty()) {
-        WorkItem item = std::move(pending.front());
-        pending.pop_front();
-        if (item.chunk->task.cancelled && item.chunk->task.cancelled->load()) {
+    // Dispatch, one chunk per worker per round, so that workers share what there is.
+    for (bool handed = true; handed;) {
+      handed = false;
+      for (int k = 0; k < n; ++k) {
+        if (!wants_more(k)) continue;
+        WorkItem item;
+        if (!take_next(item)) break;
+        handed = true;
+        if (item.chunk->cancelled()) {
           complete(item.chunk, true);
           continue;
         }
@@ -753,12 +1024,18 @@ void ProcessEngine::State::run_loop() {
           complete(item.chunk, false);
           continue;
         }
-        send_task(st, item);
+        SlotState& st = slots[static_cast<std::size_t>(k)];
+        if (!send_task(k, st, item)) {
+          complete(item.chunk, true);
+          continue;
+        }
         st.assigned.push_back(std::move(item));
         progressed = true;
       }
     }
-    // Flush outgoing bytes, and queue STOP behind the work of each worker when stopping.
+    sweep();
+    // Flush outgoing bytes, queue STOP behind the work of each worker when stopping, and set
+    // each worker's refill mark: a wake-up when half of what it holds is left.
     bool all_final = true;
     for (int k = 0; k < n; ++k) {
       auto i = static_cast<std::size_t>(k);
@@ -770,7 +1047,11 @@ void ProcessEngine::State::run_loop() {
         st.outbuf.push_back(static_cast<char>(kMsgStop));
         st.stop_sent = true;
       }
-      if (st.phase != Phase::kRunning || st.out_off == st.outbuf.size()) continue;
+      if (st.phase != Phase::kRunning) continue;
+      std::uint32_t mark =
+          st.posted_held > 0 ? kWakeAlways : static_cast<std::uint32_t>(st.assigned.size() / 2);
+      if (mark != st.wake_left) shm[i]->wake_left.store(st.wake_left = mark);
+      if (st.out_off == st.outbuf.size()) continue;
       Ring& r = task_rings[i];
       std::size_t wrote = r.write_some(st.outbuf.data() + st.out_off, st.outbuf.size() - st.out_off);
       st.out_off += wrote;
@@ -824,16 +1105,22 @@ void ProcessEngine::State::run_loop() {
     }
     {
       std::lock_guard lock(mutex);
-      visible = visible || !inbox.empty() || (stop_requested && !stopping);
+      visible = visible || !inbox.empty() || !direct_inbox.empty() || (stop_requested && !stopping);
     }
     if (!visible) {
       pollfd p{parent_efd, POLLIN, 0};
-      poll(&p, 1, sleep_ms < 0 ? 1000 : static_cast<int>(sleep_ms));
+      if (poll(&p, 1, sleep_ms < 0 ? 1000 : static_cast<int>(sleep_ms)) > 0) drain_eventfd(parent_efd);
     }
     ctl->parent_sleeping.store(0);
-    drain_eventfd(parent_efd);
   }
+  // Every chunk completed on the way here; a direct map that came too late is stopped too.
   std::lock_guard lock(mutex);
+  for (DirectJob* j : direct_inbox) sources.push_back(j);
+  direct_inbox.clear();
+  for (DirectJob* j : sources) {
+    j->stopped = j->stopped || (j->next < j->map->total() && !j->cancelled.load());
+    hand_back(*j);
+  }
   loop_done = true;
   cv.notify_all();
 }
@@ -856,8 +1143,8 @@ ProcessEngine::ProcessEngine(PoolOptions options) : s_(std::make_unique<State>()
   s.region_size = kPage + static_cast<std::size_t>(s.n) * slot_bytes;
   s.region = mmap(nullptr, s.region_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (s.region == MAP_FAILED) {
-    throw PoolError("ProcessPool: mmap of " + std::to_string(s.region_size) + " bytes of shared memory failed: " +
-                    errno_text());
+    throw PoolError("ProcessPool: mmap of " + std::to_string(s.region_size) +
+                    " bytes of shared memory failed: " + errno_text());
   }
   auto* base = static_cast<char*>(s.region);
   s.ctl = new (base) Control();
@@ -926,12 +1213,85 @@ int ProcessEngine::n_jobs() const { return s_->n; }
 const PoolOptions& ProcessEngine::options() const { return s_->options; }
 
 void ProcessEngine::post(ChunkTask task) {
-  {
-    std::lock_guard lock(s_->mutex);
-    if (!s_->accepting) throw UsageError("ProcessPool: the pool was stopped; it takes no more work");
-    s_->inbox.push_back(std::move(task));
+  std::lock_guard lock(s_->mutex);
+  if (!s_->accepting) throw UsageError("ProcessPool: the pool was stopped; it takes no more work");
+  s_->inbox.push_back(std::move(task));
+  s_->wake_sleeping_loop();
+}
+
+void ProcessEngine::run_direct(DirectMap& map, const MapOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  State& s = *s_;
+  const auto start = Clock::now();
+  auto last_report = start;
+  DirectJob job;
+  job.map = &map;
+  job.options = &options;
+  job.last_progress = start;
+  auto report = [&](bool finished) {
+    auto now = Clock::now();
+    if (!finished && now - last_report < options.progress_interval) return;
+    last_report = now;
+    Progress p;
+    p.done = job.done.load();
+    p.failed = job.failed.load();
+    p.total = map.total();
+    p.elapsed_s = std::chrono::duration<double>(now - start).count();
+    p.rate = p.elapsed_s > 0 ? static_cast<double>(p.done) / p.elapsed_s : 0;
+    if (p.total > 0 && p.rate > 0)
+      p.eta_s = static_cast<double>(p.total - std::min(p.total, p.done)) / p.rate;
+    p.finished = finished;
+    options.progress(p);
+  };
+  if (map.total() == 0) {
+    if (options.progress) report(true);
+    return;
   }
-  ring_eventfd(s_->parent_efd);
+  {
+    std::lock_guard lock(s.mutex);
+    if (!s.accepting) throw UsageError("ProcessPool: the pool was stopped; it takes no more work");
+    s.direct_inbox.push_back(&job);
+    s.wake_sleeping_loop();
+  }
+  // Wake for progress and to notice a broken pool; the event loop wakes this thread when the
+  // map ends. Whatever goes wrong here, the map is cancelled and waited for before the throw:
+  // the event loop reads the caller's input and writes its output until it finishes.
+  std::exception_ptr error;
+  {
+    const auto wait = options.progress ? std::max(options.progress_interval, std::chrono::milliseconds(1))
+                                       : std::chrono::milliseconds(1000);
+    std::unique_lock lock(job.mutex);
+    while (!job.finished) {
+      job.cv.wait_for(lock, wait, [&] { return job.finished || job.progress_due; });
+      if (job.finished) break;
+      job.progress_due = false;
+      if (error) continue;
+      lock.unlock();
+      try {
+        check_health();
+        if (options.progress) report(false);
+      } catch (...) {
+        error = std::current_exception();
+        job.cancelled = true;
+        std::lock_guard pool_lock(s.mutex);
+        if (s.accepting) ring_eventfd(s.parent_efd);  // else stop() ends the map anyway
+      }
+      lock.lock();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  if (job.error) std::rethrow_exception(job.error);
+  if (job.stopped) throw PoolError("ProcessPool: the pool was stopped before the map ran to its end");
+  if (!job.failures.empty() && options.on_error == OnError::kRaiseFirst) {
+    throw TaskError({std::move(job.failures.front())});
+  }
+  if (options.progress) report(true);
+  if (!job.failures.empty()) {
+    std::sort(job.failures.begin(), job.failures.end(),
+              [](const Failure& a, const Failure& b) { return a.index < b.index; });
+    throw TaskError(std::move(job.failures));
+  }
+  check_health();
 }
 
 void ProcessEngine::stop() {
