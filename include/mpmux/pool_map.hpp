@@ -296,6 +296,13 @@ class MapDriver final : public ResultSource<typename Backend::Out> {
       Finished<Out> f = backend_.decode(std::move(d));
       done_ += f.count;
       failed_count_ += f.failures.size();
+      if (f.skipped && !sink_->cancelled) {
+        // Nobody here cancelled it: the pool was stopped. Fewer results than inputs would be
+        // a silent loss, so the call fails.
+        failed_ = true;
+        sink_->cancelled = true;
+        throw PoolError("the pool was stopped before the map ran to its end");
+      }
       if (!f.skipped) {
         window_done_ += f.count;
         ++window_chunks_;

@@ -265,6 +265,31 @@ TEST(ProcessPool, StoppingThePoolDuringADirectMapIsAPoolError) {
   EXPECT_THROW(pool.map(square, iota_vec(3)), UsageError);
 }
 
+// The same on the fed path (imap), with every chunk posted before the stop: the chunks the pool
+// dropped make the call fail; it never ends early as if the input were shorter.
+TEST(ProcessPool, StoppingThePoolDuringAnImapIsAPoolError) {
+  ProcessPool pool({.n_jobs = 2});
+  bool stopped = false;
+  auto slow = [](int x) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    return x;
+  };
+  std::uint64_t seen = 0;
+  EXPECT_THROW(
+      {
+        auto stream = pool.imap(slow, iota_vec(5000), {.chunk_size = 10, .max_tasks_active = 1000});
+        while (auto v = stream.next()) {
+          if (++seen == 20 && !stopped) {
+            stopped = true;
+            pool.stop();
+          }
+        }
+      },
+      PoolError);
+  EXPECT_TRUE(stopped);
+  EXPECT_LT(seen, 5000u);
+}
+
 // Several callers share one pool: direct maps take turns with each other and with fed maps.
 TEST(ProcessPool, SeveralCallersMapOnOnePoolAtOnce) {
   ProcessPool pool({.n_jobs = 2});
