@@ -22,6 +22,7 @@ namespace mpmux {
 namespace {
 
 using pool_detail::TaskQueue;
+using test::BoardScope;
 using test::SharedBoard;
 using test::wait_until;
 using Clock = TaskQueue::Clock;
@@ -134,15 +135,6 @@ struct AffinityBoard {
 };
 AffinityBoard* g_board = nullptr;
 
-class BoardScope {
- public:
-  BoardScope() { g_board = board_.get(); }
-  ~BoardScope() { g_board = nullptr; }
-  AffinityBoard* operator->() const { return board_.get(); }
-
- private:
-  SharedBoard<AffinityBoard> board_;
-};
 
 // Keeps its worker busy until the board says release; returns the worker id.
 int hold(Worker& w) {
@@ -179,7 +171,7 @@ TYPED_TEST_SUITE(PoolAffinity, PoolTypes);
 // worker runs its own requestor's tasks until there are none left, and only then others'.
 TYPED_TEST(PoolAffinity, EachWorkerRunsItsRequestorsTasksBeforeOthers) {
   constexpr int kEach = 12;
-  BoardScope board;
+  BoardScope<AffinityBoard> board(g_board);
   TypeParam pool({.n_jobs = 2, .worker_requestors = {0, 1}, .affinity_patience = std::chrono::hours(1)});
   auto h0 = pool.apply_async(hold);
   auto h1 = pool.apply_async(hold);
@@ -229,7 +221,7 @@ TYPED_TEST(PoolAffinity, EachWorkerRunsItsRequestorsTasksBeforeOthers) {
 // Only requestor 0 submits, and its two tasks must run at the same time to finish: so the
 // worker bound to requestor 1, being idle, took requestor 0's work.
 TYPED_TEST(PoolAffinity, AnIdleWorkerTakesOtherRequestorsWork) {
-  BoardScope board;
+  BoardScope<AffinityBoard> board(g_board);
   TypeParam pool({.n_jobs = 2, .worker_requestors = {0, 1}, .affinity_patience = std::chrono::hours(1)});
   auto ids = pool.map(meet, std::vector<int>{0, 1}, {.chunk_size = 1, .requestor = 0});
   std::sort(ids.begin(), ids.end());

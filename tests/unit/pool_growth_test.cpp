@@ -20,7 +20,7 @@ namespace mpmux {
 namespace {
 
 using std::chrono::milliseconds;
-using test::SharedBoard;
+using test::BoardScope;
 using test::wait_until;
 
 constexpr int kMaxWorkers = 8;
@@ -34,15 +34,6 @@ struct GrowthBoard {
 };
 GrowthBoard* g_board = nullptr;
 
-class BoardScope {
- public:
-  BoardScope() { g_board = board_.get(); }
-  ~BoardScope() { g_board = nullptr; }
-  GrowthBoard* operator->() const { return board_.get(); }
-
- private:
-  SharedBoard<GrowthBoard> board_;
-};
 
 std::uint64_t mask_of(const std::vector<int>& cpus) {
   std::uint64_t m = 0;
@@ -87,7 +78,7 @@ using PoolTypes = ::testing::Types<ThreadPool>;
 TYPED_TEST_SUITE(PoolGrowth, PoolTypes);
 
 TYPED_TEST(PoolGrowth, ALateMapAddsWorkersThatAreInitializedPinnedAndUsed) {
-  BoardScope board;
+  BoardScope<GrowthBoard> board(g_board);
   std::vector<int> cpus = test::allowed_cpus();
   int a = cpus.front(), b = cpus.back();
   std::vector<std::vector<int>> pins{{a}, {b}, {a}};  // one set per worker up to the cap

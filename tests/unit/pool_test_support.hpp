@@ -92,6 +92,22 @@ class SharedBoard {
   T* t_;
 };
 
+/// A SharedBoard published through a global pointer that plain-function tasks read, for the
+/// lifetime of one test.
+template <class T>
+class BoardScope {
+ public:
+  explicit BoardScope(T*& global) : global_(global) { global_ = board_.get(); }
+  ~BoardScope() { global_ = nullptr; }
+  BoardScope(const BoardScope&) = delete;
+  BoardScope& operator=(const BoardScope&) = delete;
+  T* operator->() const { return board_.get(); }
+
+ private:
+  SharedBoard<T> board_;
+  T*& global_;
+};
+
 /// Polls `done` until it holds (true) or `limit` passed (false). It polls because the other
 /// party may be a forked worker, where a condition variable cannot reach.
 template <class Pred>
