@@ -23,6 +23,7 @@ namespace {
 
 using pool_detail::TaskQueue;
 using test::BoardScope;
+using test::usage_error_message;
 using test::SharedBoard;
 using test::wait_until;
 using Clock = TaskQueue::Clock;
@@ -304,36 +305,28 @@ TYPED_TEST(PoolAffinity, ARequestorWithoutWorkersIsNotStarved) {
 }
 
 TEST(PoolAffinityOptions, BadValuesAreUsageErrorsNamingTheOption) {
-  auto message = [](auto&& make) -> std::string {
-    try {
-      make();
-    } catch (const UsageError& e) {
-      return e.what();
-    }
-    return "no UsageError";
-  };
   EXPECT_NE(
-      message([] { ThreadPool({.n_jobs = 2, .worker_requestors = {0}}); }).find("worker_requestors has 1"),
+      usage_error_message([] { ThreadPool({.n_jobs = 2, .worker_requestors = {0}}); }).find("worker_requestors has 1"),
       std::string::npos);
   // With a cap, one entry per worker the pool may grow to.
-  EXPECT_NE(message([] {
+  EXPECT_NE(usage_error_message([] {
               ThreadPool({.n_jobs = 1, .worker_requestors = {0}, .max_n_jobs = 2});
             }).find("max_n_jobs = 2"),
             std::string::npos);
-  EXPECT_NE(message([] {
+  EXPECT_NE(usage_error_message([] {
               ThreadPool({.n_jobs = 2, .worker_requestors = {0, -2}});
             }).find("worker_requestors[1] = -2"),
             std::string::npos);
-  EXPECT_NE(message([] {
+  EXPECT_NE(usage_error_message([] {
               ThreadPool({.n_jobs = 1, .worker_requestors = {0}, .affinity_patience = milliseconds(-1)});
             }).find("affinity_patience"),
             std::string::npos);
   ThreadPool pool({.n_jobs = 1, .worker_requestors = {0}});
-  EXPECT_NE(message([&] {
+  EXPECT_NE(usage_error_message([&] {
               pool.map(square, std::vector<int>{1}, {.requestor = -2});
             }).find("MapOptions::requestor"),
             std::string::npos);
-  EXPECT_NE(message([&] { pool.apply(Requestor{-5}, square, 1); }).find("Requestor::id"), std::string::npos);
+  EXPECT_NE(usage_error_message([&] { pool.apply(Requestor{-5}, square, 1); }).find("Requestor::id"), std::string::npos);
   // Still usable, and a requestor nobody is bound to is served like anyone.
   EXPECT_EQ(pool.apply(Requestor{7}, square, 3), 9);
   EXPECT_EQ(pool.map(square, std::vector<int>{1, 2}, {.requestor = 3}), (std::vector<int>{1, 4}));

@@ -21,6 +21,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using test::BoardScope;
+using test::usage_error_message;
 using test::wait_until;
 
 constexpr int kMaxWorkers = 8;
@@ -244,25 +245,17 @@ TEST(PoolGrowthNotice, FormatsOneLineSayingWhatWasDone) {
 }
 
 TEST(PoolGrowthOptions, BadValuesAreUsageErrorsNamingTheOption) {
-  auto message = [](auto&& make) -> std::string {
-    try {
-      make();
-    } catch (const UsageError& e) {
-      return e.what();
-    }
-    return "no UsageError";
-  };
-  EXPECT_NE(message([] {
+  EXPECT_NE(usage_error_message([] {
               ThreadPool({.n_jobs = 3, .max_n_jobs = 2});
             }).find("max_n_jobs must be at least n_jobs = 3"),
             std::string::npos);
   // Pinning one set per worker covers every worker the pool may grow to.
-  EXPECT_NE(message([] {
+  EXPECT_NE(usage_error_message([] {
               ThreadPool({.n_jobs = 2, .cpu_ids = {{0}, {0}}, .max_n_jobs = 3});
             }).find("cpu_ids has 2 sets; give one set for all workers or one per worker (max_n_jobs = 3)"),
             std::string::npos);
   ThreadPool pool({.n_jobs = 1, .max_n_jobs = 2});
-  EXPECT_NE(message([&] {
+  EXPECT_NE(usage_error_message([&] {
               pool.map(square, iota_vec(3), {.target_duration = milliseconds(-5)});
             }).find("MapOptions::target_duration must not be negative (got -5 ms)"),
             std::string::npos);

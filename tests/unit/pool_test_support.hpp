@@ -10,8 +10,11 @@
 #include <iterator>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "mpmux/error.hpp"
 
 namespace mpmux::test {
 
@@ -107,6 +110,17 @@ class BoardScope {
   SharedBoard<T> board_;
   T*& global_;
 };
+
+/// The message of the UsageError that `make` throws, or "no UsageError".
+template <class F>
+std::string usage_error_message(F&& make) {
+  try {
+    make();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "no UsageError";
+}
 
 /// Polls `done` until it holds (true) or `limit` passed (false). It polls because the other
 /// party may be a forked worker, where a condition variable cannot reach.
