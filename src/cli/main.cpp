@@ -3,7 +3,6 @@
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -180,10 +179,7 @@ void process(Run& run, const CommandTemplate& command, const CommandLimits& limi
     try {
       // false: killed by a drain; the attempt is void and the element stays pending.
       if (!run_command(command.render(item.index, item.bytes), outcome, limits, cancel)) continue;
-      // The drain signal itself can reach a task spawned a moment before (still in our process
-      // group): that attempt is void too, not a failure of the task.
-      const bool stop_signal = outcome.signal == SIGUSR1 || outcome.signal == SIGTERM || outcome.signal == SIGINT;
-      if (stop_signal && run.stopping()) continue;
+      if (killed_by_drain(run, outcome)) continue;
     } catch (const UsageError& e) {
       outcome = template_failure(e);
     }

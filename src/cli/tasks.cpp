@@ -49,6 +49,11 @@ Outcome template_failure(const UsageError& e) {
   return outcome;
 }
 
+bool killed_by_drain(Run& run, const Outcome& outcome) {
+  const int sig = outcome.signal;
+  return (sig == SIGUSR1 || sig == SIGTERM || sig == SIGINT) && run.stopping();
+}
+
 void run_concurrently(Run& run, ConcurrentTasks& tasks) {
   const auto ended = std::make_shared<EndedAttempts>();
   std::map<std::uint64_t, WorkItem> running;  // by attempt id
@@ -60,11 +65,7 @@ void run_concurrently(Run& run, ConcurrentTasks& tasks) {
   };
   const auto settle = [&](const WorkItem& item, Attempt& attempt) {
     if (attempt.error) std::rethrow_exception(attempt.error);
-    // The drain signal itself can reach a command spawned a moment before (still in our
-    // process group): that attempt is void too, not a failure of the task.
-    const int sig = attempt.outcome.signal;
-    const bool stop_signal = sig == SIGUSR1 || sig == SIGTERM || sig == SIGINT;
-    if (!attempt.counts || (stop_signal && run.stopping())) return;
+    if (!attempt.counts || killed_by_drain(run, attempt.outcome)) return;
     run.record(item, attempt.outcome);
   };
   WorkItem item;

@@ -44,6 +44,10 @@ class ConcurrentTasks {
 /// or at once when a drain's grace is over and the running attempts cannot be stopped.
 void run_concurrently(Run& run, ConcurrentTasks& tasks);
 
+/// The drain signal itself can reach a command spawned a moment before (still in our process
+/// group): such an attempt is void, not a failure of the task.
+bool killed_by_drain(Run& run, const Outcome& outcome);
+
 /// An element that lacks a field the --exec template uses: a failed attempt, with the reason.
 Outcome template_failure(const UsageError& e);
 
