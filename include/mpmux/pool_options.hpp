@@ -123,8 +123,7 @@ struct PoolOptions {
   /// is reported as FailureKind::kCrash.
   int max_crash_retries = 3;
 
-  /// Requestor affinity (ThreadPool; the ProcessPool rejects it for now). Empty: none, tasks
-  /// run in submission order. Otherwise one entry per worker (max_n_jobs of them when set, else
+  /// Requestor affinity. Empty: none, tasks run in submission order. Otherwise one entry per worker (max_n_jobs of them when set, else
   /// n_jobs): worker i prefers the tasks of requestor worker_requestors[i] (an id >= 0 given as
   /// MapOptions::requestor or Requestor{id}); -1 leaves it unbound. A free worker bound to r
   /// takes (1) the oldest queued task of anyone if it has waited longer than affinity_patience,
@@ -133,9 +132,9 @@ struct PoolOptions {
   /// How long a task may wait for its preferred worker before any free worker takes it, oldest
   /// first: the guarantee that no requestor starves. Negative is an error.
   std::chrono::milliseconds affinity_patience{100};
-  /// Most workers the pool may grow to when a map with MapOptions::target_duration runs late
-  /// (ThreadPool; the ProcessPool rejects a value above n_jobs for now). Default: n_jobs, never
-  /// grow. Below n_jobs is an error. Added workers stay until stop().
+  /// Most workers the pool may grow to when a map with MapOptions::target_duration runs late.
+  /// Default: n_jobs, never grow. Below n_jobs is an error. Added workers stay until stop(). A
+  /// ProcessPool maps the shared memory of every worker up to this cap when it is built.
   std::optional<int> max_n_jobs;
 };
 

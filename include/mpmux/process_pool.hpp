@@ -191,6 +191,8 @@ struct ChunkTask {
   std::function<void(ChunkOutcome&&)> done;
   /// When set, the chunk is dropped (reported skipped) instead of being started.
   std::shared_ptr<std::atomic<bool>> cancelled;
+  /// The submitter, for PoolOptions::worker_requestors; -1: none.
+  int requestor = -1;
 };
 
 /// A map over a sized random-access input that the pool's event-loop thread runs by itself:
@@ -231,9 +233,21 @@ class MPMUX_EXPORT ProcessEngine {
   ProcessEngine(const ProcessEngine&) = delete;
   ProcessEngine& operator=(const ProcessEngine&) = delete;
 
+  /// Workers now (n_jobs, plus those added by grow_to).
   int n_jobs() const;
+  /// PoolOptions::max_n_jobs, or n_jobs when it is not set.
+  int max_n_jobs() const;
+  /// Has the fork server fork workers (pinned, worker_init run) until there are min(n,
+  /// max_n_jobs), waits until they are ready and returns how many there are. Throws PoolError
+  /// when a new worker's pinning or worker_init failed.
+  int grow_to(int n);
+  /// True when PoolOptions::worker_requestors binds some worker.
+  bool has_affinity() const;
+  /// Chunks posted and not yet handed to a worker.
+  std::size_t queued() const;
   const PoolOptions& options() const;
-  /// Queues a chunk. Throws UsageError after stop().
+  /// Queues a chunk; a free worker takes it by the affinity rule of PoolOptions::
+  /// worker_requestors. Throws UsageError after stop().
   void post(ChunkTask task);
   /// Runs a direct map to its end in the event loop and waits for it in the calling thread,
   /// which reports progress and checks the pool's health. Throws TaskError per
@@ -361,8 +375,11 @@ struct ProcessBackend {
   using Done = ChunkOutcome;
   ProcessEngine* engine;
   F f;
+  int requestor = -1;
 
   int n_jobs() const { return engine->n_jobs(); }
+  int max_n_jobs() const { return engine->max_n_jobs(); }
+  int grow_to(int n) { return engine->grow_to(n); }
   void check_health() { engine->check_health(); }
   Finished<Out> decode(Done&& d) { return decode_outcome<Out>(std::move(d)); }
 
@@ -376,6 +393,7 @@ struct ProcessBackend {
     t.input_size = &input_size<In>;
     t.done = [sink](ChunkOutcome&& o) { sink->put(std::move(o)); };
     t.cancelled = std::shared_ptr<std::atomic<bool>>(sink, &sink->cancelled);
+    t.requestor = requestor;
     engine->post(std::move(t));
   }
 };
@@ -435,6 +453,10 @@ class DirectMapOf final : public DirectMap {
 /// are re-run on a fresh worker, so a map completes with exact results. Elements may thus run
 /// more than once, but each result is delivered once. Workers die with the pool's process
 /// (PR_SET_PDEATHSIG), and none remains after stop() or destruction.
+///
+/// Requestor affinity and growth toward a target completion time work as in ThreadPool; the
+/// workers a late map adds are forked by the fork server, so they too see the program as it
+/// was when the pool was built.
 class ProcessPool {
  public:
   /// Forks the server and the workers, runs worker_init in each and waits until all are ready.
@@ -442,11 +464,17 @@ class ProcessPool {
   explicit ProcessPool(PoolOptions options = {})
       : engine_(std::make_unique<pool_detail::ProcessEngine>(std::move(options))) {}
 
+  /// Workers now: n_jobs, plus the workers a late map added (up to max_n_jobs()).
   int n_jobs() const { return engine_->n_jobs(); }
+  /// The most workers the pool may grow to (PoolOptions::max_n_jobs, default n_jobs).
+  int max_n_jobs() const { return engine_->max_n_jobs(); }
+  /// Tasks (chunks, applies) waiting for a free worker now; for monitoring and tests.
+  std::size_t queued_tasks() const { return engine_->queued(); }
 
   /// f applied to every input, results in input order. A sized random-access input without
-  /// max_tasks_active is run by the pool's event loop directly (no hand-off per chunk); both
-  /// ways report failures, progress, crashes and timeouts alike.
+  /// max_tasks_active is run by the pool's event loop directly (no hand-off per chunk), unless
+  /// a worker's next choice matters (worker_requestors) or the worker count may change
+  /// (target_duration); both ways report failures, progress, crashes and timeouts alike.
   template <class F, class R>
   auto map(F f, R&& inputs, MapOptions options = {}) {
     using Out = pool_detail::TaskResult<F, std::ranges::range_value_t<R>>;
@@ -455,7 +483,8 @@ class ProcessPool {
     const bool run_serially = serial();
     if constexpr (std::ranges::random_access_range<R> && std::ranges::sized_range<R> &&
                   std::is_default_constructible_v<Out>) {
-      if (!options.max_tasks_active && !run_serially) {
+      if (!options.max_tasks_active && !run_serially && !engine_->has_affinity() &&
+          options.target_duration.count() == 0) {
         pool_detail::validate_map_options(options);
         auto total = static_cast<std::uint64_t>(std::ranges::size(inputs));
         pool_detail::DirectMapOf<F, std::remove_reference_t<R>> job(f, inputs, total);
@@ -490,13 +519,27 @@ class ProcessPool {
   }
 
   template <class F, class... Args>
-  auto apply(F f, Args&&... args) {
-    return apply_async(f, std::forward<Args>(args)...).get();
+  requires(!std::is_same_v<F, Requestor>) auto apply(F f, Args&&... args) {
+    return apply_async(Requestor{}, f, std::forward<Args>(args)...).get();
+  }
+
+  /// apply() on behalf of requestor `who` (PoolOptions::worker_requestors).
+  template <class F, class... Args>
+  auto apply(Requestor who, F f, Args&&... args) {
+    return apply_async(who, f, std::forward<Args>(args)...).get();
   }
 
   /// Runs f(args...) in a worker; the arguments and the result cross as bytes.
   template <class F, class... Args>
-  auto apply_async(F f, Args&&... args) {
+  requires(!std::is_same_v<F, Requestor>) auto apply_async(F f, Args&&... args) {
+    return apply_async(Requestor{}, f, std::forward<Args>(args)...);
+  }
+
+  /// apply_async() on behalf of requestor `who`: `pool.apply_async(Requestor{1}, f, x)` goes
+  /// preferably to the workers bound to requestor 1.
+  template <class F, class... Args>
+  auto apply_async(Requestor who, F f, Args&&... args) {
+    if (who.id < -1) pool_detail::validate_requestor(who.id, "Requestor::id");
     pool_detail::require_fork_callable<F>();
     using Tuple = std::tuple<std::decay_t<Args>...>;
     using Val = decltype(pool_detail::apply_task(std::declval<F&>(), std::declval<Worker&>(),
@@ -525,6 +568,7 @@ class ProcessPool {
     t.count = 1;
     pool_detail::write_inputs<Tuple>(t.inputs, &args_tuple, 1);
     t.input_size = &pool_detail::input_size<Tuple>;
+    t.requestor = who.id;
     t.done = [promise](pool_detail::ChunkOutcome&& o) {
       if (o.skipped) {
         promise->set_exception(
@@ -595,7 +639,7 @@ class ProcessPool {
       source = std::make_unique<pool_detail::MapDriver<Owning, View>>(
           std::move(b), std::views::all(std::forward<R>(inputs)), std::move(options), ordered);
     } else {
-      pool_detail::ProcessBackend<F, In> b{engine_.get(), f};
+      pool_detail::ProcessBackend<F, In> b{engine_.get(), f, options.requestor};
       source = std::make_unique<pool_detail::MapDriver<pool_detail::ProcessBackend<F, In>, View>>(
           std::move(b), std::views::all(std::forward<R>(inputs)), std::move(options), ordered);
     }

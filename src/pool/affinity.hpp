@@ -7,9 +7,15 @@
 
 namespace mpmux::pool_detail {
 
-/// Checks n_jobs, cpu_ids and worker_lifespan; returns the number of workers. Throws
-/// UsageError naming the option and value. `pool` names the pool in messages.
-int validate_pool_options(const PoolOptions& options, const char* pool);
+/// The workers a pool starts with and the most it may grow to (PoolOptions::max_n_jobs).
+struct PoolSize {
+  int n_jobs = 0;
+  int cap = 0;
+};
+
+/// Checks every PoolOptions field both pools share: cpu_ids and worker_requestors must cover
+/// the cap. Throws UsageError naming the option and value; `pool` names the pool in messages.
+PoolSize validate_pool_options(const PoolOptions& options, const char* pool);
 
 /// The CPU set worker `id` is pinned to (empty: not pinned).
 std::vector<int> cpu_set_for(const PoolOptions& options, int id);

@@ -13,7 +13,6 @@
 
 #include "mpmux/pool_map.hpp"
 #include "pool/affinity.hpp"
-#include "pool/scheduling.hpp"
 
 namespace mpmux {
 
@@ -158,18 +157,22 @@ int usable_cpus() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
-namespace {
-
-int checked_n_jobs(const PoolOptions& o, const std::string& where) {
-  int n = o.n_jobs ? *o.n_jobs : usable_cpus();
-  if (n <= 0) throw UsageError(where + "n_jobs must be at least 1 (got " + std::to_string(n) + ")");
-  return n;
-}
-
-// The checks of every pool; `cap` is the most workers there may be (cpu_ids covers them all).
-void validate_common(const PoolOptions& o, const std::string& where, int n, int cap) {
-  if (!o.cpu_ids.empty() && o.cpu_ids.size() != 1 && o.cpu_ids.size() != static_cast<std::size_t>(cap)) {
-    std::string count = cap == n ? "n_jobs = " + std::to_string(n) : "max_n_jobs = " + std::to_string(cap);
+PoolSize validate_pool_options(const PoolOptions& o, const char* pool) {
+  std::string where = std::string(pool) + ": ";
+  PoolSize size;
+  size.n_jobs = o.n_jobs ? *o.n_jobs : usable_cpus();
+  if (size.n_jobs <= 0) {
+    throw UsageError(where + "n_jobs must be at least 1 (got " + std::to_string(size.n_jobs) + ")");
+  }
+  size.cap = o.max_n_jobs.value_or(size.n_jobs);
+  if (size.cap < size.n_jobs) {
+    throw UsageError(where + "max_n_jobs must be at least n_jobs = " + std::to_string(size.n_jobs) +
+                     " (got " + std::to_string(size.cap) + ")");
+  }
+  // Per-worker options cover every worker the pool may grow to.
+  const std::string count =
+      o.max_n_jobs ? "max_n_jobs = " + std::to_string(size.cap) : "n_jobs = " + std::to_string(size.n_jobs);
+  if (!o.cpu_ids.empty() && o.cpu_ids.size() != 1 && o.cpu_ids.size() != static_cast<std::size_t>(size.cap)) {
     throw UsageError(where + "cpu_ids has " + std::to_string(o.cpu_ids.size()) +
                      " sets; give one set for all workers or one per worker (" + count + ")");
   }
@@ -186,40 +189,10 @@ void validate_common(const PoolOptions& o, const std::string& where, int n, int 
   }
   if (o.max_load_average < 0) throw UsageError(where + "max_load_average must not be negative");
   if (o.task_timeout.count() < 0) throw UsageError(where + "task_timeout must not be negative");
-}
-
-}  // namespace
-
-int validate_pool_options(const PoolOptions& o, const char* pool) {
-  std::string where = std::string(pool) + ": ";
-  int n = checked_n_jobs(o, where);
-  // A pool that calls this one does not run affinity or growth: refuse rather than ignore them.
-  if (!o.worker_requestors.empty()) {
-    throw UsageError(where + "worker_requestors is not supported by this pool yet (the ThreadPool has it)");
-  }
-  if (o.max_n_jobs && *o.max_n_jobs != n) {
-    throw UsageError(where + "max_n_jobs = " + std::to_string(*o.max_n_jobs) +
-                     " is not supported by this pool yet (the ThreadPool has it)");
-  }
-  validate_common(o, where, n, n);
-  return n;
-}
-
-PoolSize validate_scheduling_pool_options(const PoolOptions& o, const char* pool) {
-  std::string where = std::string(pool) + ": ";
-  PoolSize size;
-  size.n_jobs = checked_n_jobs(o, where);
-  size.cap = o.max_n_jobs.value_or(size.n_jobs);
-  if (size.cap < size.n_jobs) {
-    throw UsageError(where + "max_n_jobs must be at least n_jobs = " + std::to_string(size.n_jobs) +
-                     " (got " + std::to_string(size.cap) + ")");
-  }
-  validate_common(o, where, size.n_jobs, size.cap);
   if (!o.worker_requestors.empty()) {
     if (o.worker_requestors.size() != static_cast<std::size_t>(size.cap)) {
-      std::string count = o.max_n_jobs ? "max_n_jobs = " : "n_jobs = ";
       throw UsageError(where + "worker_requestors has " + std::to_string(o.worker_requestors.size()) +
-                       " entries; give one per worker (" + count + std::to_string(size.cap) + ")");
+                       " entries; give one per worker (" + count + ")");
     }
     for (std::size_t k = 0; k < o.worker_requestors.size(); ++k) {
       if (o.worker_requestors[k] < -1) {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <any>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -39,6 +40,7 @@
 
 #include "pool/affinity.hpp"
 #include "pool/shm_ring.hpp"
+#include "pool/task_queue.hpp"
 
 namespace mpmux::pool_detail {
 
@@ -60,6 +62,7 @@ constexpr std::uint32_t kWakeAlways = 0xffffffffu;
 struct Control {
   std::atomic<std::uint32_t> parent_sleeping{0};
   std::atomic<std::uint32_t> quit{0};
+  std::atomic<std::int32_t> workers{0};  // slots the server serves: 0..workers-1 (grows)
   pid_t parent_pid = 0;
   pid_t server_pid = 0;
 };
@@ -177,7 +180,9 @@ void hand_back(DirectJob& j) {
 
 struct ProcessEngine::State {
   PoolOptions options;
-  int n = 0;
+  std::atomic<int> n{0};  // workers now; set once they are ready
+  int cap = 0;            // shared memory, rings and slots exist for this many
+  bool affinity = false;  // worker_requestors binds some worker
   std::uint64_t ring_bytes = 0;
   bool timed = false;  // workers publish element start times (timeout or insights)
 
@@ -199,7 +204,9 @@ struct ProcessEngine::State {
   bool stop_requested = false;
   bool accepting = true;
   bool loop_done = false;
-  int ready_once = 0;
+  int ready_slots = 0;                     // slots whose worker was ready at least once
+  int grow_target = 0;                     // workers grow_to asked for
+  std::atomic<std::size_t> queue_size{0};  // chunks the event loop holds for a free worker
   bool stopped = false;
   std::mutex stop_mutex;
   std::thread loop;
@@ -216,9 +223,14 @@ struct ProcessEngine::State {
     if (ctl->parent_sleeping.exchange(0)) ring_eventfd(parent_efd);
   }
 
+  // Records the pool's first error and wakes whoever waits for workers to get ready.
   void fail(const std::string& what) {
-    std::lock_guard lock(report_mutex);
-    if (error.empty()) error = what;
+    {
+      std::lock_guard lock(report_mutex);
+      if (error.empty()) error = what;
+    }
+    std::lock_guard lock(mutex);
+    cv.notify_all();
   }
 
   // ---- worker process ---------------------------------------------------------------------
@@ -434,14 +446,15 @@ void ProcessEngine::State::server_main() {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != ctl->parent_pid) _exit(0);
   signal(SIGCHLD, SIG_DFL);
-  std::vector<int> pidfds(static_cast<std::size_t>(n), -1);
-  std::vector<pid_t> pids(static_cast<std::size_t>(n), 0);
-  std::vector<std::uint32_t> gens(static_cast<std::size_t>(n), 0);
-  std::vector<bool> killed(static_cast<std::size_t>(n), false);
+  std::vector<int> pidfds(static_cast<std::size_t>(cap), -1);
+  std::vector<pid_t> pids(static_cast<std::size_t>(cap), 0);
+  std::vector<std::uint32_t> gens(static_cast<std::size_t>(cap), 0);
+  std::vector<bool> killed(static_cast<std::size_t>(cap), false);
   std::vector<pollfd> fds;
   for (;;) {
     int live = 0;
-    for (int k = 0; k < n; ++k) {
+    const int workers = ctl->workers.load();
+    for (int k = 0; k < workers; ++k) {
       auto i = static_cast<std::size_t>(k);
       SlotShm& s = *shm[i];
       if (pidfds[i] < 0 && s.spawn_gen.load() != s.spawned_gen.load()) {
@@ -486,7 +499,7 @@ void ProcessEngine::State::server_main() {
     if (getppid() != ctl->parent_pid) _exit(0);
     if (r <= 0) continue;
     if (fds[0].revents) drain_eventfd(server_efd);
-    for (int k = 0; k < n; ++k) {
+    for (int k = 0; k < workers; ++k) {
       auto i = static_cast<std::size_t>(k);
       if (pidfds[i] < 0) continue;
       pollfd probe{pidfds[i], POLLIN, 0};
@@ -561,9 +574,14 @@ struct SlotSpeed {
 
 void ProcessEngine::State::run_loop() {
   using Clock = std::chrono::steady_clock;
-  std::vector<SlotState> slots(static_cast<std::size_t>(n));
-  std::vector<SlotSpeed> speeds(static_cast<std::size_t>(n));
-  std::deque<WorkItem> pending;     // re-runs and posted chunks, in order
+  std::vector<SlotState> slots(static_cast<std::size_t>(cap));
+  std::vector<SlotSpeed> speeds(static_cast<std::size_t>(cap));
+  int active = n.load();        // slots in use: 0..active-1 (grow_to adds)
+  std::vector<int> hand_order;  // the slots in the order they are offered others' work
+  std::vector<bool> was_ready(static_cast<std::size_t>(cap), false);
+  int ready_count = 0;
+  std::deque<WorkItem> reruns;  // the rest of chunks a worker gave back: before new work
+  TaskQueue queue(options.worker_requestors, options.affinity_patience);  // posted chunks
   std::vector<DirectJob*> sources;  // direct maps still cutting chunks or waiting for them
   std::size_t next_source = 0;      // the direct maps take turns
   bool stopping = false;
@@ -638,19 +656,27 @@ void ProcessEngine::State::run_loop() {
     return r;
   };
 
-  // The next work for a worker: re-runs and posted chunks first, in order; then a new chunk of
-  // a direct map, the maps taking turns. Per-requestor queues would slot in here.
-  auto take_next = [&](WorkItem& out) {
-    if (!pending.empty()) {
-      out = std::move(pending.front());
-      pending.pop_front();
+  // The next work for slot k: re-runs first; then a posted chunk by the affinity rule (only
+  // the worker's own requestor's, or one that waited too long, when `preferred_only`); then a
+  // new chunk of a direct map, the maps taking turns.
+  auto take_next = [&](int k, WorkItem& out, bool preferred_only) {
+    if (!reruns.empty()) {
+      out = std::move(reruns.front());
+      reruns.pop_front();
       return true;
     }
+    std::any item;
+    if (preferred_only ? queue.pop_preferred(k, item) : queue.pop(k, item)) {
+      out = std::move(std::any_cast<WorkItem&>(item));
+      queue_size.store(queue.size());
+      return true;
+    }
+    if (preferred_only) return false;
     for (std::size_t tries = 0; tries < sources.size() && !stopping; ++tries) {
       DirectJob* j = sources[next_source++ % sources.size()];
       const std::uint64_t total = j->map->total();
       if (j->cancelled.load() || j->next >= total) continue;
-      std::uint64_t size = next_chunk_size(*j->options, n, j->next, total);
+      std::uint64_t size = next_chunk_size(*j->options, active, j->next, total);
       size = std::min<std::uint64_t>({size, total - j->next, 0xffffffffu});
       auto c = std::make_shared<Chunk>();
       c->direct = j;
@@ -725,6 +751,9 @@ void ProcessEngine::State::run_loop() {
     if (st.phase != Phase::kRunning || st.stop_sent) return false;
     // A worker retires after worker_lifespan chunks: more would only come back.
     if (options.worker_lifespan > 0 && st.tasks_sent >= options.worker_lifespan) return false;
+    // With affinity a worker chooses its next chunk when it is free, by the rule as it stands
+    // then: a queued chunk must not be committed to a busy worker.
+    if (affinity) return st.assigned.empty();
     if (st.assigned.size() < kMinDepth) return true;
     // Not beyond what its ring holds: the rest would wait in outbuf anyway.
     if (st.assigned.size() >= kMaxDepth || st.outbuf.size() - st.out_off >= ring_bytes / 2) return false;
@@ -805,7 +834,7 @@ void ProcessEngine::State::run_loop() {
           if (advance(*held)) {
             complete(held, false);
           } else {
-            pending.push_front({held, 0, 0});  // the rest, past a forced failure
+            reruns.push_front({held, 0, 0});  // the rest, past a forced failure
           }
         }
         continue;
@@ -813,6 +842,12 @@ void ProcessEngine::State::run_loop() {
       st.in_off += 4 + static_cast<std::size_t>(len);
       if (kind == kRecReady) {
         st.ready_seen = true;
+        if (!was_ready[static_cast<std::size_t>(k)]) {
+          was_ready[static_cast<std::size_t>(k)] = true;
+          std::lock_guard lock(mutex);
+          ready_slots = ++ready_count;
+          cv.notify_all();
+        }
         std::lock_guard lock(report_mutex);
         ins_ref.init_s += static_cast<double>(get<std::uint64_t>(body)) * 1e-9;
         ins_ref.starting_s += std::chrono::duration<double>(Clock::now() - st.spawn_time).count();
@@ -907,7 +942,7 @@ void ProcessEngine::State::run_loop() {
       } else if (stopping) {
         complete(it->chunk, true);
       } else {
-        pending.push_front({it->chunk, 0, 0});
+        reruns.push_front({it->chunk, 0, 0});
       }
     }
     st.assigned.clear();
@@ -926,15 +961,21 @@ void ProcessEngine::State::run_loop() {
 
   // Drops the chunks of cancelled calls that no worker holds, hands a finished direct map back
   // to its caller and tells a direct map's caller when progress is due.
+  auto is_cancelled = [](const std::any& a) { return std::any_cast<const WorkItem&>(a).chunk->cancelled(); };
+  auto skip = [&](std::any&& a) { complete(std::any_cast<WorkItem&>(a).chunk, true); };
   auto sweep = [&] {
-    for (auto it = pending.begin(); it != pending.end();) {
+    for (auto it = reruns.begin(); it != reruns.end();) {
       if (it->chunk->cancelled()) {
         auto c = it->chunk;
-        it = pending.erase(it);
+        it = reruns.erase(it);
         complete(c, true);
       } else {
         ++it;
       }
+    }
+    if (!queue.empty()) {
+      queue.remove_if(is_cancelled, skip);
+      queue_size.store(queue.size());
     }
     for (auto it = sources.begin(); it != sources.end();) {
       DirectJob* j = *it;
@@ -959,35 +1000,64 @@ void ProcessEngine::State::run_loop() {
     }
   };
 
-  for (int k = 0; k < n; ++k) spawn(k);
+  // Starts slots active..to-1. The server learns of them from ctl->workers before it is rung.
+  auto add_slots = [&](int to) {
+    {
+      std::lock_guard lock(report_mutex);
+      for (int k = active; k < to; ++k) insights.push_back(WorkerInsights{.id = k});
+    }
+    ctl->workers.store(to);
+    for (int k = active; k < to; ++k) spawn(k);
+    active = to;
+    // Others' work goes to unbound workers first, so that bound ones stay free for their own.
+    hand_order.clear();
+    for (int k = 0; k < active; ++k)
+      if (queue.binding(k) < 0) hand_order.push_back(k);
+    for (int k = 0; k < active; ++k)
+      if (queue.binding(k) >= 0) hand_order.push_back(k);
+  };
+  {
+    int first = active;
+    active = 0;
+    add_slots(first);
+  }
 
   for (;;) {
     bool progressed = false;
     bool stop_now = false;
+    int grow = 0;
     {
       std::lock_guard lock(mutex);
       while (!inbox.empty()) {
         auto c = std::make_shared<Chunk>();
         c->task = std::move(inbox.front());
         inbox.pop_front();
-        pending.push_back({std::move(c), 0, 0});
+        int requestor = c->task.requestor;
+        queue.push(WorkItem{std::move(c), 0, 0}, requestor);
         progressed = true;
       }
+      queue_size.store(queue.size());
       while (!direct_inbox.empty()) {
         sources.push_back(direct_inbox.front());
         direct_inbox.pop_front();
         progressed = true;
       }
       stop_now = stop_requested;
+      grow = grow_target;
     }
     if (stop_now && !stopping) {
       stopping = true;
-      for (WorkItem& w : pending) complete(w.chunk, true);
-      pending.clear();
+      for (WorkItem& w : reruns) complete(w.chunk, true);
+      reruns.clear();
+      queue.remove_if([](const std::any&) { return true; }, skip);
+      queue_size.store(0);
       progressed = true;
     }
-    int ready = 0;
-    for (int k = 0; k < n; ++k) {
+    if (grow > active && !stopping) {
+      add_slots(grow);
+      progressed = true;
+    }
+    for (int k = 0; k < active; ++k) {
       auto i = static_cast<std::size_t>(k);
       SlotState& st = slots[i];
       SlotShm& s = *shm[i];
@@ -997,47 +1067,49 @@ void ProcessEngine::State::run_loop() {
         progressed = true;
       }
       if (st.phase != Phase::kSpawning) progressed |= read_results(k);
-      if (st.ready_seen) ++ready;
       if (st.phase != Phase::kSpawning && s.dead_gen.load() == st.gen) {
         on_death(k);
         progressed = true;
       }
     }
-    if (ready > ready_once) {
-      std::lock_guard lock(mutex);
-      ready_once = ready;
-      cv.notify_all();
-    }
-    // Dispatch, one chunk per worker per round, so that workers share what there is.
+    // Dispatch, one chunk per worker per round, so that workers share what there is. With
+    // affinity, free bound workers first take what they prefer, then free workers take the
+    // rest, unbound ones first.
     for (bool handed = true; handed;) {
       handed = false;
-      for (int k = 0; k < n; ++k) {
-        if (!wants_more(k)) continue;
-        WorkItem item;
-        if (!take_next(item)) break;
-        handed = true;
-        if (item.chunk->cancelled()) {
-          complete(item.chunk, true);
-          continue;
+      for (int pass = affinity ? 0 : 1; pass < 2; ++pass) {
+        const bool preferred_only = pass == 0;
+        for (int k : hand_order) {
+          if (!wants_more(k)) continue;
+          WorkItem item;
+          if (!take_next(k, item, preferred_only)) {
+            if (preferred_only) continue;
+            break;
+          }
+          handed = true;
+          if (item.chunk->cancelled()) {
+            complete(item.chunk, true);
+            continue;
+          }
+          if (advance(*item.chunk)) {
+            complete(item.chunk, false);
+            continue;
+          }
+          SlotState& st = slots[static_cast<std::size_t>(k)];
+          if (!send_task(k, st, item)) {
+            complete(item.chunk, true);
+            continue;
+          }
+          st.assigned.push_back(std::move(item));
+          progressed = true;
         }
-        if (advance(*item.chunk)) {
-          complete(item.chunk, false);
-          continue;
-        }
-        SlotState& st = slots[static_cast<std::size_t>(k)];
-        if (!send_task(k, st, item)) {
-          complete(item.chunk, true);
-          continue;
-        }
-        st.assigned.push_back(std::move(item));
-        progressed = true;
       }
     }
     sweep();
     // Flush outgoing bytes, queue STOP behind the work of each worker when stopping, and set
     // each worker's refill mark: a wake-up when half of what it holds is left.
     bool all_final = true;
-    for (int k = 0; k < n; ++k) {
+    for (int k = 0; k < active; ++k) {
       auto i = static_cast<std::size_t>(k);
       SlotState& st = slots[i];
       if (st.phase == Phase::kFinal) continue;
@@ -1072,7 +1144,7 @@ void ProcessEngine::State::run_loop() {
     long sleep_ms = -1;
     if (timeout_ns > 0) {
       std::uint64_t now = now_ns();
-      for (int k = 0; k < n; ++k) {
+      for (int k = 0; k < active; ++k) {
         auto i = static_cast<std::size_t>(k);
         SlotState& st = slots[i];
         SlotShm& s = *shm[i];
@@ -1096,7 +1168,7 @@ void ProcessEngine::State::run_loop() {
     // so that a ring between the look and the poll is not lost.
     ctl->parent_sleeping.store(1);
     bool visible = false;
-    for (int k = 0; k < n && !visible; ++k) {
+    for (int k = 0; k < active && !visible; ++k) {
       auto i = static_cast<std::size_t>(k);
       if (slots[i].phase == Phase::kFinal) continue;
       visible = result_rings[i].readable() > 0 || shm[i]->dead_gen.load() == slots[i].gen ||
@@ -1105,7 +1177,8 @@ void ProcessEngine::State::run_loop() {
     }
     {
       std::lock_guard lock(mutex);
-      visible = visible || !inbox.empty() || !direct_inbox.empty() || (stop_requested && !stopping);
+      visible = visible || !inbox.empty() || !direct_inbox.empty() || (stop_requested && !stopping) ||
+                (grow_target > active && !stopping);
     }
     if (!visible) {
       pollfd p{parent_efd, POLLIN, 0};
@@ -1129,18 +1202,21 @@ void ProcessEngine::State::run_loop() {
 
 ProcessEngine::ProcessEngine(PoolOptions options) : s_(std::make_unique<State>()) {
   State& s = *s_;
-  s.n = validate_pool_options(options, "ProcessPool");
+  PoolSize size = validate_pool_options(options, "ProcessPool");
   if (options.ring_bytes < kPage) throw UsageError("ProcessPool: ring_bytes must be at least 4096");
   if (options.max_crash_retries < 0) throw UsageError("ProcessPool: max_crash_retries must not be negative");
   s.options = std::move(options);
+  s.n = size.n_jobs;
+  s.cap = size.cap;
+  s.affinity = TaskQueue(s.options.worker_requestors, s.options.affinity_patience).has_affinity();
   s.ring_bytes = kPage;
   while (s.ring_bytes < s.options.ring_bytes) s.ring_bytes <<= 1;
   s.timed = s.options.task_timeout.count() > 0 || s.options.enable_insights;
-  s.insights.resize(static_cast<std::size_t>(s.n));
-  for (int k = 0; k < s.n; ++k) s.insights[static_cast<std::size_t>(k)].id = k;
+  s.insights.reserve(static_cast<std::size_t>(s.cap));  // the event loop adds one per slot it starts
 
   const std::size_t slot_bytes = kPage + 2 * s.ring_bytes;
-  s.region_size = kPage + static_cast<std::size_t>(s.n) * slot_bytes;
+  // Every slot the pool may grow to exists before the fork, so that all processes map it.
+  s.region_size = kPage + static_cast<std::size_t>(s.cap) * slot_bytes;
   s.region = mmap(nullptr, s.region_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (s.region == MAP_FAILED) {
     throw PoolError("ProcessPool: mmap of " + std::to_string(s.region_size) +
@@ -1149,7 +1225,7 @@ ProcessEngine::ProcessEngine(PoolOptions options) : s_(std::make_unique<State>()
   auto* base = static_cast<char*>(s.region);
   s.ctl = new (base) Control();
   s.ctl->parent_pid = getpid();
-  for (int k = 0; k < s.n; ++k) {
+  for (int k = 0; k < s.cap; ++k) {
     char* at = base + kPage + static_cast<std::size_t>(k) * slot_bytes;
     auto* slot = new (at) SlotShm();
     s.shm.push_back(slot);
@@ -1188,7 +1264,7 @@ ProcessEngine::ProcessEngine(PoolOptions options) : s_(std::make_unique<State>()
     std::unique_lock lock(s.mutex);
     s.cv.wait(lock, [&] {
       std::lock_guard r(s.report_mutex);
-      return s.ready_once == s.n || !s.error.empty();
+      return s.ready_slots == s.n || !s.error.empty();
     });
   }
   {
@@ -1209,8 +1285,35 @@ ProcessEngine::~ProcessEngine() {
   }
 }
 
-int ProcessEngine::n_jobs() const { return s_->n; }
+int ProcessEngine::n_jobs() const { return s_->n.load(std::memory_order_relaxed); }
+int ProcessEngine::max_n_jobs() const { return s_->cap; }
+bool ProcessEngine::has_affinity() const { return s_->affinity; }
 const PoolOptions& ProcessEngine::options() const { return s_->options; }
+
+std::size_t ProcessEngine::queued() const {
+  std::lock_guard lock(s_->mutex);
+  return s_->inbox.size() + s_->queue_size.load();
+}
+
+int ProcessEngine::grow_to(int n) {
+  State& s = *s_;
+  std::lock_guard stop_lock(s.stop_mutex);
+  const int to = std::min(n, s.cap);
+  {
+    std::unique_lock lock(s.mutex);
+    if (!s.accepting || to <= s.n.load()) return s.n.load();
+    s.grow_target = std::max(s.grow_target, to);
+    s.wake_sleeping_loop();
+    // Until every new worker ran worker_init, so that a failing init surfaces here.
+    s.cv.wait(lock, [&] {
+      std::lock_guard r(s.report_mutex);
+      return s.ready_slots >= to || !s.error.empty() || s.loop_done;
+    });
+    if (s.ready_slots >= to) s.n = to;
+  }
+  check_health();
+  return s.n.load();
+}
 
 void ProcessEngine::post(ChunkTask task) {
   std::lock_guard lock(s_->mutex);

@@ -68,16 +68,46 @@ bool TaskQueue::pop(int worker, std::any& out) {
   return pop(worker, out, Clock::now());
 }
 
+std::size_t TaskQueue::own_lane(int worker) const {
+  if (worker < 0 || static_cast<std::size_t>(worker) >= lane_of_worker_.size()) return 0;
+  return lane_of_worker_[static_cast<std::size_t>(worker)];
+}
+
 bool TaskQueue::pop(int worker, std::any& out, Clock::time_point now) {
   if (size_ == 0) return false;
   if (!has_affinity()) return take(0, out);
+  if (pop_preferred(worker, out, now)) return true;
+  return take(oldest_lane(), out);  // unbound, or idle: rule 3
+}
+
+bool TaskQueue::pop_preferred(int worker, std::any& out) {
+  if (size_ == 0 || !has_affinity()) return false;
+  return pop_preferred(worker, out, Clock::now());
+}
+
+bool TaskQueue::pop_preferred(int worker, std::any& out, Clock::time_point now) {
+  std::size_t own = own_lane(worker);
+  if (size_ == 0 || own == 0) return false;
   std::size_t oldest = oldest_lane();
-  std::size_t own = (worker >= 0 && static_cast<std::size_t>(worker) < lane_of_worker_.size())
-                        ? lane_of_worker_[static_cast<std::size_t>(worker)]
-                        : 0;
-  if (own == 0 || lanes_[own].empty()) return take(oldest, out);                  // unbound, or idle: rule 3
   if (now - lanes_[oldest].front().queued > patience_) return take(oldest, out);  // rule 1
-  return take(own, out);                                                          // rule 2
+  if (lanes_[own].empty()) return false;
+  return take(own, out);  // rule 2
+}
+
+void TaskQueue::remove_if(const std::function<bool(const std::any&)>& drop,
+                          const std::function<void(std::any&&)>& removed) {
+  for (auto& lane : lanes_) {
+    for (auto it = lane.begin(); it != lane.end();) {
+      if (!drop(it->item)) {
+        ++it;
+        continue;
+      }
+      std::any item = std::move(it->item);
+      it = lane.erase(it);
+      --size_;
+      removed(std::move(item));
+    }
+  }
 }
 
 }  // namespace mpmux::pool_detail

@@ -1,12 +1,13 @@
 // The queue between a pool's callers and its workers, with requestor affinity. Not templated and
-// holding type-erased items, so that every pool engine (threads now, the process pool's event loop
-// later) schedules by the same rule.
+// holding type-erased items, so that both pool engines (the ThreadPool's workers and the
+// ProcessPool's event loop) schedule by the same rule.
 #pragma once
 #include <any>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <vector>
 
 namespace mpmux::pool_detail {
@@ -36,6 +37,17 @@ class TaskQueue {
   bool pop(int worker, std::any& out);
   bool pop(int worker, std::any& out, Clock::time_point now);
 
+  /// Rules 1 and 2 only: the task a bound `worker` takes without taking others' work; false for
+  /// an unbound worker, or when nothing of its requestor waits and nothing waited too long. An
+  /// engine that hands out tasks to several free workers at once asks each of them this first,
+  /// so that a task goes to a free worker bound to its requestor rather than to an idle other.
+  bool pop_preferred(int worker, std::any& out);
+  bool pop_preferred(int worker, std::any& out, Clock::time_point now);
+
+  /// Removes the tasks for which `drop` is true and passes each to `removed`.
+  void remove_if(const std::function<bool(const std::any&)>& drop,
+                 const std::function<void(std::any&&)>& removed);
+
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   /// True when some worker is bound to a requestor.
@@ -54,6 +66,7 @@ class TaskQueue {
   std::size_t lane_for_requestor(int requestor) const;
   std::size_t oldest_lane() const;
   bool take(std::size_t lane, std::any& out);
+  std::size_t own_lane(int worker) const;
 
   std::vector<int> bindings_;                // per worker, as given
   std::vector<std::size_t> lane_of_worker_;  // per worker; 0 when unbound; empty without affinity

@@ -11,7 +11,6 @@
 #include <thread>
 
 #include "pool/affinity.hpp"
-#include "pool/scheduling.hpp"
 #include "pool/task_queue.hpp"
 
 namespace mpmux::pool_detail {
@@ -53,7 +52,7 @@ struct ThreadEngine::State {
 };
 
 ThreadEngine::ThreadEngine(PoolOptions options) : s_(std::make_unique<State>()) {
-  PoolSize size = validate_scheduling_pool_options(options, "ThreadPool");
+  PoolSize size = validate_pool_options(options, "ThreadPool");
   if (options.task_timeout.count() > 0) {
     throw UsageError("ThreadPool: task_timeout needs a ProcessPool (a thread cannot be killed)");
   }

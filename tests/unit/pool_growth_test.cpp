@@ -26,7 +26,7 @@ using test::wait_until;
 
 constexpr int kMaxWorkers = 8;
 
-// Shared memory, so that the same tests can run on the ProcessPool once it can grow.
+// Shared memory, so that the same tests run on the ThreadPool and on the ProcessPool.
 struct GrowthBoard {
   std::atomic<int> inits[kMaxWorkers];
   std::atomic<unsigned> ran_on{0};  // bit per worker id that ran a task
@@ -75,7 +75,7 @@ std::vector<int> iota_vec(int n) {
 
 template <class Pool>
 class PoolGrowth : public ::testing::Test {};
-using PoolTypes = ::testing::Types<ThreadPool>;
+using PoolTypes = ::testing::Types<ThreadPool, ProcessPool>;
 TYPED_TEST_SUITE(PoolGrowth, PoolTypes);
 
 TYPED_TEST(PoolGrowth, ALateMapAddsWorkersThatAreInitializedPinnedAndUsed) {
@@ -254,22 +254,16 @@ TEST(PoolGrowthOptions, BadValuesAreUsageErrorsNamingTheOption) {
               ThreadPool({.n_jobs = 2, .cpu_ids = {{0}, {0}}, .max_n_jobs = 3});
             }).find("cpu_ids has 2 sets; give one set for all workers or one per worker (max_n_jobs = 3)"),
             std::string::npos);
+  EXPECT_NE(usage_error_message([] {
+              ProcessPool({.n_jobs = 2, .max_n_jobs = 1});
+            }).find("ProcessPool: max_n_jobs must be at least n_jobs = 2 (got 1)"),
+            std::string::npos);
   ThreadPool pool({.n_jobs = 1, .max_n_jobs = 2});
   EXPECT_NE(usage_error_message([&] {
               pool.map(square, iota_vec(3), {.target_duration = milliseconds(-5)});
             }).find("MapOptions::target_duration must not be negative (got -5 ms)"),
             std::string::npos);
   EXPECT_EQ(pool.map(square, iota_vec(3)), (std::vector<int>{0, 1, 4}));
-}
-
-// The ProcessPool cannot grow yet: it refuses a cap above n_jobs rather than ignoring it.
-TEST(PoolGrowthOptions, TheProcessPoolRefusesMaxNJobsAboveNJobsForNow) {
-  try {
-    ProcessPool pool({.n_jobs = 1, .max_n_jobs = 2});
-    FAIL() << "expected UsageError";
-  } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("max_n_jobs = 2"), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace
