@@ -115,6 +115,43 @@ TEST(TaskQueue, TheOldestTaskIsFoundAcrossRequestors) {
   EXPECT_TRUE(q.empty());
 }
 
+TEST(TaskQueue, PopPreferredTakesOnlyTheWorkersOwnOrAnOverdueTask) {
+  TaskQueue q({0, 1, -1}, milliseconds(100));
+  auto t = Clock::now();
+  std::any out;
+  q.push(20, 2, t);
+  q.push(10, 1, t + milliseconds(10));
+  EXPECT_FALSE(q.pop_preferred(0, out, t + milliseconds(50))) << "nothing of requestor 0, nothing overdue";
+  EXPECT_FALSE(q.pop_preferred(2, out, t + milliseconds(500))) << "an unbound worker prefers nothing";
+  ASSERT_TRUE(q.pop_preferred(1, out, t + milliseconds(50)));
+  EXPECT_EQ(std::any_cast<int>(out), 10);
+  // Past the patience the overdue task is anyone's, so even worker 0 takes it.
+  ASSERT_TRUE(q.pop_preferred(0, out, t + milliseconds(101)));
+  EXPECT_EQ(std::any_cast<int>(out), 20);
+  EXPECT_TRUE(q.empty());
+  TaskQueue plain;
+  plain.push(1, 0, t);
+  EXPECT_FALSE(plain.pop_preferred(0, out, t)) << "without bindings nobody prefers anything";
+}
+
+TEST(TaskQueue, RemoveIfDropsTheMatchingTasksOfEveryRequestor) {
+  TaskQueue q({0, 1}, std::chrono::hours(1));
+  auto t = Clock::now();
+  for (int v = 0; v < 9; ++v) q.push(v, v % 3, t);  // requestors 0, 1 and 2 (no lane of its own)
+  std::vector<int> removed;
+  q.remove_if([](const std::any& a) { return std::any_cast<int>(a) % 2 == 0; },
+              [&](std::any&& a) { removed.push_back(std::any_cast<int>(a)); });
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, (std::vector<int>{0, 2, 4, 6, 8}));
+  EXPECT_EQ(q.size(), 4u);
+  // What is left keeps its order and its requestor.
+  EXPECT_EQ(pop_value(q, 1, t), 1);
+  EXPECT_EQ(pop_value(q, 1, t), 7);
+  EXPECT_EQ(pop_value(q, 0, t), 3);
+  EXPECT_EQ(pop_value(q, 0, t), 5);
+  EXPECT_TRUE(q.empty());
+}
+
 // ---- Pools ----------------------------------------------------------------------------
 // The tasks are captureless and talk through a board in shared memory, so that the same tests
 // run on the ThreadPool and on the ProcessPool (whose workers are forked processes).
