@@ -182,7 +182,6 @@ struct ProcessEngine::State {
   PoolOptions options;
   std::atomic<int> n{0};  // workers now; set once they are ready
   int cap = 0;            // shared memory, rings and slots exist for this many
-  bool affinity = false;  // worker_requestors binds some worker
   std::uint64_t ring_bytes = 0;
   bool timed = false;  // workers publish element start times (timeout or insights)
 
@@ -206,7 +205,10 @@ struct ProcessEngine::State {
   bool loop_done = false;
   int ready_slots = 0;                     // slots whose worker was ready at least once
   int grow_target = 0;                     // workers grow_to asked for
-  std::atomic<std::size_t> queue_size{0};  // chunks the event loop holds for a free worker
+  // Posted chunks waiting for a free worker. The event loop alone touches it, but for
+  // has_affinity(), which does not change after construction.
+  TaskQueue queue;
+  std::atomic<std::size_t> queue_size{0};  // queue.size(), for callers
   bool stopped = false;
   std::mutex stop_mutex;
   std::thread loop;
@@ -576,12 +578,10 @@ void ProcessEngine::State::run_loop() {
   using Clock = std::chrono::steady_clock;
   std::vector<SlotState> slots(static_cast<std::size_t>(cap));
   std::vector<SlotSpeed> speeds(static_cast<std::size_t>(cap));
-  int active = n.load();        // slots in use: 0..active-1 (grow_to adds)
+  int active = 0;               // slots in use: 0..active-1 (grow_to adds)
   std::vector<int> hand_order;  // the slots in the order they are offered others' work
   std::vector<bool> was_ready(static_cast<std::size_t>(cap), false);
-  int ready_count = 0;
-  std::deque<WorkItem> reruns;  // the rest of chunks a worker gave back: before new work
-  TaskQueue queue(options.worker_requestors, options.affinity_patience);  // posted chunks
+  std::deque<WorkItem> reruns;      // the rest of chunks a worker gave back: before new work
   std::vector<DirectJob*> sources;  // direct maps still cutting chunks or waiting for them
   std::size_t next_source = 0;      // the direct maps take turns
   bool stopping = false;
@@ -753,7 +753,7 @@ void ProcessEngine::State::run_loop() {
     if (options.worker_lifespan > 0 && st.tasks_sent >= options.worker_lifespan) return false;
     // With affinity a worker chooses its next chunk when it is free, by the rule as it stands
     // then: a queued chunk must not be committed to a busy worker.
-    if (affinity) return st.assigned.empty();
+    if (queue.has_affinity()) return st.assigned.empty();
     if (st.assigned.size() < kMinDepth) return true;
     // Not beyond what its ring holds: the rest would wait in outbuf anyway.
     if (st.assigned.size() >= kMaxDepth || st.outbuf.size() - st.out_off >= ring_bytes / 2) return false;
@@ -845,7 +845,7 @@ void ProcessEngine::State::run_loop() {
         if (!was_ready[static_cast<std::size_t>(k)]) {
           was_ready[static_cast<std::size_t>(k)] = true;
           std::lock_guard lock(mutex);
-          ready_slots = ++ready_count;
+          ++ready_slots;
           cv.notify_all();
         }
         std::lock_guard lock(report_mutex);
@@ -1016,11 +1016,7 @@ void ProcessEngine::State::run_loop() {
     for (int k = 0; k < active; ++k)
       if (queue.binding(k) >= 0) hand_order.push_back(k);
   };
-  {
-    int first = active;
-    active = 0;
-    add_slots(first);
-  }
+  add_slots(n.load());
 
   for (;;) {
     bool progressed = false;
@@ -1077,7 +1073,7 @@ void ProcessEngine::State::run_loop() {
     // rest, unbound ones first.
     for (bool handed = true; handed;) {
       handed = false;
-      for (int pass = affinity ? 0 : 1; pass < 2; ++pass) {
+      for (int pass = queue.has_affinity() ? 0 : 1; pass < 2; ++pass) {
         const bool preferred_only = pass == 0;
         for (int k : hand_order) {
           if (!wants_more(k)) continue;
@@ -1208,7 +1204,7 @@ ProcessEngine::ProcessEngine(PoolOptions options) : s_(std::make_unique<State>()
   s.options = std::move(options);
   s.n = size.n_jobs;
   s.cap = size.cap;
-  s.affinity = TaskQueue(s.options.worker_requestors, s.options.affinity_patience).has_affinity();
+  s.queue = TaskQueue(s.options.worker_requestors, s.options.affinity_patience);
   s.ring_bytes = kPage;
   while (s.ring_bytes < s.options.ring_bytes) s.ring_bytes <<= 1;
   s.timed = s.options.task_timeout.count() > 0 || s.options.enable_insights;
@@ -1287,7 +1283,7 @@ ProcessEngine::~ProcessEngine() {
 
 int ProcessEngine::n_jobs() const { return s_->n.load(std::memory_order_relaxed); }
 int ProcessEngine::max_n_jobs() const { return s_->cap; }
-bool ProcessEngine::has_affinity() const { return s_->affinity; }
+bool ProcessEngine::has_affinity() const { return s_->queue.has_affinity(); }
 const PoolOptions& ProcessEngine::options() const { return s_->options; }
 
 std::size_t ProcessEngine::queued() const {
