@@ -24,17 +24,7 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using mpmux::test::TempDir;
-
-std::string usage_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("(other exception: ") + e.what() + ")";
-  }
-  return "(no UsageError)";
-}
+using mpmux::test::usage_error_message;
 
 // Elements of varied sizes, including empty ones and every byte value.
 ElementBuffer sample_elements(std::size_t n, std::size_t max_size, unsigned seed) {
@@ -153,9 +143,9 @@ TEST(ElementSet, WriteRefusesAnExistingFile) {
   TempDir tmp;
   const auto file = tmp.path() / "elements.h5";
   std::ofstream(file) << "precious";
-  EXPECT_EQ(
-      usage_error_of([&] { ElementSet::write(file, make_range(2).elements, Encoding::json, "", nullptr); }),
-      file.string() + ": already exists; an element set is never overwritten");
+  EXPECT_EQ(usage_error_message(
+                [&] { ElementSet::write(file, make_range(2).elements, Encoding::json, "", nullptr); }),
+            file.string() + ": already exists; an element set is never overwritten");
   EXPECT_EQ(file_bytes(file), "precious");
 }
 
@@ -188,9 +178,9 @@ TEST(ElementSet, WriteIntoAMissingDirectoryIsStoreErrorAndLeavesNothing) {
 TEST(ElementSet, MissingFileIsUsageError) {
   TempDir tmp;
   const auto file = tmp.path() / "elements.h5";
-  EXPECT_EQ(usage_error_of([&] { ElementSet::open(file); }),
+  EXPECT_EQ(usage_error_message([&] { ElementSet::open(file); }),
             file.string() + ": not an mpmux element set (no such file)");
-  EXPECT_EQ(usage_error_of([&] { ElementSet::open(tmp.path()); }),
+  EXPECT_EQ(usage_error_message([&] { ElementSet::open(tmp.path()); }),
             tmp.path().string() + ": not an mpmux element set (not a regular file)");
 }
 
@@ -199,7 +189,7 @@ TEST(ElementSet, NonHdf5FileIsUsageError) {
   const auto file = tmp.path() / "elements.h5";
   std::ofstream(file) << "seed,alpha\n1,2\n";
   testing::internal::CaptureStderr();
-  const std::string message = usage_error_of([&] { ElementSet::open(file); });
+  const std::string message = usage_error_message([&] { ElementSet::open(file); });
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
   EXPECT_THAT(message,
               testing::StartsWith(file.string() + ": not an mpmux element set (open as HDF5 file: H5Fopen"));
@@ -216,7 +206,7 @@ TEST(ElementSet, TruncatedFileIsUsageErrorWithoutHdf5Trace) {
   ASSERT_EQ(::truncate(file.c_str(), static_cast<off_t>(size / 2)), 0);
 
   testing::internal::CaptureStderr();
-  const std::string message = usage_error_of([&] { ElementSet::open(file); });
+  const std::string message = usage_error_message([&] { ElementSet::open(file); });
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
   EXPECT_THAT(message, testing::StartsWith(file.string() + ": not an mpmux element set ("));
   EXPECT_THAT(message, testing::HasSubstr("truncated file"));
@@ -234,7 +224,7 @@ std::string open_error_after(const std::function<void(hid_t group)>& damage) {
     if (!g) return "(could not open the test file)";
     damage(g.get());
   }
-  std::string message = usage_error_of([&] { ElementSet::open(file); });
+  std::string message = usage_error_message([&] { ElementSet::open(file); });
   const std::string prefix = file.string() + ": not an mpmux element set (";
   return message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
 }
@@ -284,7 +274,7 @@ TEST(ElementSet, HdfFileWithoutElementsGroupIsUsageError) {
     h5::Id f = h5::create_file(file);
     h5::Id g(H5Gcreate2(f.get(), "results", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   }
-  EXPECT_EQ(usage_error_of([&] { ElementSet::open(file); }),
+  EXPECT_EQ(usage_error_message([&] { ElementSet::open(file); }),
             file.string() + ": not an mpmux element set (no group /elements)");
 }
 

@@ -21,19 +21,8 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using mpmux::test::TempDir;
+using mpmux::test::usage_error_message;
 using ordered_json = nlohmann::ordered_json;
-
-// The message of the UsageError `f` throws, or a marker that fails any comparison.
-std::string usage_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("(other exception: ") + e.what() + ")";
-  }
-  return "(no UsageError)";
-}
 
 std::vector<std::string> elements_of(const ParsedElements& p) {
   std::vector<std::string> out;
@@ -109,47 +98,47 @@ TEST(Csv, TypingFollowsEveryCellOfAColumn) {
 TEST(Csv, HeaderMustBeColumnNames) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "0.1,b\n1,2\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }),
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }),
             f.string() + ":1: header expected: '0.1' is not a column name");
   f = tmp.write("g2.csv", "\n\na,,b\n1,2,3\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }),
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }),
             f.string() + ":3: header expected: '' is not a column name");
 }
 
 TEST(Csv, DuplicateColumnNameIsRejected) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "a,b,a\n1,2,3\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":1: duplicate column name 'a'");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":1: duplicate column name 'a'");
 }
 
 TEST(Csv, RaggedRowNamesItsLine) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "a,b,c\n1,2,3\n1,2,3\n1,2,3\n1,2,3\n1,2,3\n1,2\n1,2,3\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":7: 2 fields, the header has 3");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":7: 2 fields, the header has 3");
   f = tmp.write("g2.csv", "a,b\n1,2\n1,2,3\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":3: 3 fields, the header has 2");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":3: 3 fields, the header has 2");
   f = tmp.write("g3.csv", "a,b\n1,2\n1\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":3: 1 field, the header has 2");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":3: 1 field, the header has 2");
 }
 
 TEST(Csv, LinesInsideQuotesCountForLaterLineNumbers) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "a,b\r\n\"x\r\ny\r\nz\",1\r\n\r\n1,2,3\r\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":6: 3 fields, the header has 2");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":6: 3 fields, the header has 2");
 }
 
 TEST(Csv, InvalidUtf8NamesLineAndByte) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "a,b\n1,2\n\"x\ny\",3\n4,\xff\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":5: invalid UTF-8 (byte 0xff)");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":5: invalid UTF-8 (byte 0xff)");
   f = tmp.write("g2.csv", "a\n\xC3\n");  // a lead byte without its continuation
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":2: invalid UTF-8 (byte 0xc3)");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":2: invalid UTF-8 (byte 0xc3)");
 }
 
 TEST(Csv, NulByteIsRejected) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", std::string("a\nx\n\0\n", 6));
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":3: NUL byte");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":3: NUL byte");
 }
 
 TEST(Csv, EmptyFileOrHeaderOnlyHasNoRows) {
@@ -158,20 +147,20 @@ TEST(Csv, EmptyFileOrHeaderOnlyHasNoRows) {
                               "\xEF\xBB\xBF"
                               "a\r\n\r\n"}) {
     auto f = tmp.write("grid.csv", content);
-    EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ": no rows") << content;
+    EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ": no rows") << content;
   }
 }
 
 TEST(Csv, UnterminatedQuoteNamesTheLineWhereItOpens) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "a,b\n1,2\n3,\"four\n5,6\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ":3: quoted field is not closed");
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }), f.string() + ":3: quoted field is not closed");
 }
 
 TEST(Csv, TextAfterAClosingQuoteIsRejected) {
   TempDir tmp;
   auto f = tmp.write("grid.csv", "a,b\n1,2\n\"x\"y,2\n");
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }),
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }),
             f.string() +
                 ":3: unexpected character after a closing quote (a quote inside a quoted field is "
                 "written twice)");
@@ -180,8 +169,9 @@ TEST(Csv, TextAfterAClosingQuoteIsRejected) {
 TEST(Csv, MissingFileIsUsageError) {
   TempDir tmp;
   const auto f = tmp.path() / "nope.csv";
-  EXPECT_EQ(usage_error_of([&] { read_csv(f); }), f.string() + ": cannot read: No such file or directory");
-  EXPECT_EQ(usage_error_of([&] { read_csv(tmp.path()); }),
+  EXPECT_EQ(usage_error_message([&] { read_csv(f); }),
+            f.string() + ": cannot read: No such file or directory");
+  EXPECT_EQ(usage_error_message([&] { read_csv(tmp.path()); }),
             tmp.path().string() + ": cannot read: is a directory");
 }
 
@@ -235,7 +225,7 @@ TEST(Jsonl, BlankLinesAreSkippedButCounted) {
   for (int line = 5; line < 12; ++line) content += "{\"a\":3}\n";
   content += "{\"a\":x}\n";
   auto f = tmp.write("data.jsonl", content);
-  EXPECT_EQ(usage_error_of([&] { read_jsonl(f); }),
+  EXPECT_EQ(usage_error_message([&] { read_jsonl(f); }),
             f.string() +
                 ":12: invalid JSON: column 6: syntax error while parsing value - invalid literal; "
                 "last read: '\"a\":x'");
@@ -246,29 +236,29 @@ TEST(Jsonl, BlankLinesAreSkippedButCounted) {
 TEST(Jsonl, TruncatedLineIsInvalidJson) {
   TempDir tmp;
   auto f = tmp.write("data.jsonl", "{\"a\":1}\n{\"a\":\n");
-  const std::string message = usage_error_of([&] { read_jsonl(f); });
+  const std::string message = usage_error_message([&] { read_jsonl(f); });
   EXPECT_EQ(message.rfind(f.string() + ":2: invalid JSON: column ", 0), 0u) << message;
 }
 
 TEST(Jsonl, NonObjectIsRejected) {
   TempDir tmp;
   auto f = tmp.write("data.jsonl", "{\"a\":1}\n{\"a\":2}\n[1,2]\n");
-  EXPECT_EQ(usage_error_of([&] { read_jsonl(f); }), f.string() + ":3: not a JSON object");
+  EXPECT_EQ(usage_error_message([&] { read_jsonl(f); }), f.string() + ":3: not a JSON object");
   f = tmp.write("d2.jsonl", "42\n");
-  EXPECT_EQ(usage_error_of([&] { read_jsonl(f); }), f.string() + ":1: not a JSON object");
+  EXPECT_EQ(usage_error_message([&] { read_jsonl(f); }), f.string() + ":1: not a JSON object");
 }
 
 TEST(Jsonl, InvalidUtf8NamesTheLine) {
   TempDir tmp;
   auto f = tmp.write("data.jsonl", "{\"a\":1}\n\n{\"a\":\"\xed\xa0\x80\"}\n");  // an encoded surrogate
-  EXPECT_EQ(usage_error_of([&] { read_jsonl(f); }), f.string() + ":3: invalid UTF-8 (byte 0xed)");
+  EXPECT_EQ(usage_error_message([&] { read_jsonl(f); }), f.string() + ":3: invalid UTF-8 (byte 0xed)");
 }
 
 TEST(Jsonl, EmptyInputHasNoRows) {
   TempDir tmp;
   for (const char* content : {"", "\n", " \n\r\n\t\n"}) {
     auto f = tmp.write("data.jsonl", content);
-    EXPECT_EQ(usage_error_of([&] { read_jsonl(f); }), f.string() + ": no rows");
+    EXPECT_EQ(usage_error_message([&] { read_jsonl(f); }), f.string() + ": no rows");
   }
 }
 
@@ -341,42 +331,45 @@ TEST(Grid, SpacesAroundValuesAreDropped) {
                                                           ColumnType::string}));
   EXPECT_EQ(parsed.elements.at(0), R"({"a":0.1,"b":0,"c":"x y"})");
   EXPECT_EQ(parsed.elements.size(), 8u);
-  EXPECT_EQ(usage_error_of([] { make_grid({"a=1, ,2"}); }),
+  EXPECT_EQ(usage_error_message([] { make_grid({"a=1, ,2"}); }),
             "--grid 'a=1, ,2': expected NAME=v1,v2,... or NAME=start:stop[:step]");
 }
 
 TEST(Grid, ZeroStepWrongDirectionAndEmptyRangesAreRejected) {
-  EXPECT_EQ(usage_error_of([] { make_grid({"x=0:5:0"}); }), "--grid 'x=0:5:0': the step is zero");
-  EXPECT_EQ(usage_error_of([] { make_grid({"x=0:1:0.0"}); }), "--grid 'x=0:1:0.0': the step is zero");
+  EXPECT_EQ(usage_error_message([] { make_grid({"x=0:5:0"}); }), "--grid 'x=0:5:0': the step is zero");
+  EXPECT_EQ(usage_error_message([] { make_grid({"x=0:1:0.0"}); }), "--grid 'x=0:1:0.0': the step is zero");
   for (const std::string spec : {"x=0:5:-1", "x=5:0", "x=3:3", "x=0.5:0.1:0.1", "x=0:1:-0.5"})
-    EXPECT_EQ(usage_error_of([&] { make_grid({spec}); }),
+    EXPECT_EQ(usage_error_message([&] { make_grid({spec}); }),
               "--grid '" + spec + "': empty range (the step does not lead from start to stop)");
 }
 
 TEST(Grid, MalformedSpecsAreRejected) {
   for (const std::string spec : {"x", "x=", "=1", "x=1:2:3:4", "x=a:b", "x=1,,2", "x=1,", "x=1:", "x=inf:3"})
-    EXPECT_EQ(usage_error_of([&] {
+    EXPECT_EQ(usage_error_message([&] {
                 make_grid({"ok=1", spec});
               }),
               "--grid '" + spec + "': expected NAME=v1,v2,... or NAME=start:stop[:step]");
 }
 
 TEST(Grid, NamesMustBeUniqueIdentifiers) {
-  EXPECT_EQ(usage_error_of([] { make_grid({"1x=1"}); }),
+  EXPECT_EQ(usage_error_message([] { make_grid({"1x=1"}); }),
             "--grid '1x=1': '1x' is not a parameter name (letters, digits and _, not starting with a digit)");
   EXPECT_EQ(
-      usage_error_of([] { make_grid({"a-b=1"}); }),
+      usage_error_message([] { make_grid({"a-b=1"}); }),
       "--grid 'a-b=1': 'a-b' is not a parameter name (letters, digits and _, not starting with a digit)");
-  EXPECT_EQ(usage_error_of([] { make_grid({"a=1", "a=2"}); }), "--grid 'a=2': parameter 'a' is given twice");
-  EXPECT_EQ(usage_error_of([] { make_grid({}); }), "--grid: no parameters");
+  EXPECT_EQ(usage_error_message([] {
+              make_grid({"a=1", "a=2"});
+            }),
+            "--grid 'a=2': parameter 'a' is given twice");
+  EXPECT_EQ(usage_error_message([] { make_grid({}); }), "--grid: no parameters");
 }
 
 TEST(Grid, HugeProductsAreRefusedBeforeAllocating) {
-  EXPECT_EQ(usage_error_of([] {
+  EXPECT_EQ(usage_error_message([] {
               make_grid({"a=0:100000", "b=0:100000"});
             }),
             "--grid: the product has more than 100000000 elements");
-  EXPECT_EQ(usage_error_of([] { make_grid({"a=0:1e12:0.5"}); }),
+  EXPECT_EQ(usage_error_message([] { make_grid({"a=0:1e12:0.5"}); }),
             "--grid 'a=0:1e12:0.5': 2000000000000 values, too many");
 }
 
@@ -392,7 +385,7 @@ TEST(Range, MakesIndexObjectsWithAnIntegerColumn) {
 }
 
 TEST(Range, ZeroIsUsageError) {
-  EXPECT_EQ(usage_error_of([] { make_range(0); }), "--range 0: need at least one element");
+  EXPECT_EQ(usage_error_message([] { make_range(0); }), "--range 0: need at least one element");
 }
 
 // ----------------------------------------------------------------------------- encoding, row JSON
@@ -401,7 +394,7 @@ TEST(Encoding, RoundTripsThroughItsName) {
   for (Encoding e : {Encoding::json, Encoding::bytes, Encoding::boost_binary})
     EXPECT_EQ(encoding_from_string(to_string(e)), e);
   EXPECT_EQ(to_string(Encoding::boost_binary), "boost-binary");
-  EXPECT_EQ(usage_error_of([] { encoding_from_string("xml"); }),
+  EXPECT_EQ(usage_error_message([] { encoding_from_string("xml"); }),
             "unknown encoding 'xml' (expected json, bytes or boost-binary)");
 }
 

@@ -15,25 +15,14 @@ namespace {
 
 using mpmux::Outcome;
 using mpmux::RecordType;
-using mpmux::UsageError;
 using mpmux::run::PluginEntryPoints;
 using mpmux::run::PluginLimits;
 using mpmux::run::PluginWorker;
 using mpmux::run::PluginWorkerInfo;
 using mpmux::run::TaskPlugin;
+using mpmux::test::usage_error_message;
 
 const std::string kRosenbrock = std::string(MPMUX_BINARY_DIR) + "/plugins/tasks/librosenbrock.so";
-
-// The message of the UsageError `f` throws, or "" when it throws none.
-template <class F>
-std::string usage_error(F&& f) {
-  try {
-    f();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A plugin made of these functions: its state counts the calls; the element picks what process
 // does ("ok", "fail", "big", "talk").
@@ -151,7 +140,7 @@ TEST(PluginWorker, MessagesKeepTheirLastBytes) {
 
 TEST(PluginWorker, AFailingInitNamesThePluginRankThreadAndReason) {
   auto plugin = fake_plugin();
-  const std::string message = usage_error([&] {
+  const std::string message = usage_error_message([&] {
     PluginWorker worker(plugin, PluginWorkerInfo{"refuse", 2, 5, 6});
   });
   EXPECT_EQ(message,
@@ -162,7 +151,7 @@ TEST(PluginWorker, AFailingInitNamesThePluginRankThreadAndReason) {
 TEST(TaskPlugin, AMissingFileIsAUsageErrorNamingIt) {
   mpmux::test::TempDir dir;
   const std::string file = (dir.path() / "nope.so").string();
-  const std::string message = usage_error([&] { TaskPlugin::open(file); });
+  const std::string message = usage_error_message([&] { TaskPlugin::open(file); });
   EXPECT_NE(message.find("--plugin '" + file + "'"), std::string::npos) << message;
   EXPECT_NE(message.find("No such file"), std::string::npos) << message;
 }
@@ -170,12 +159,12 @@ TEST(TaskPlugin, AMissingFileIsAUsageErrorNamingIt) {
 TEST(TaskPlugin, AFileThatIsNoLibraryIsRefused) {
   mpmux::test::TempDir dir;
   const std::string file = dir.write("text.so", "not a library\n").string();
-  const std::string message = usage_error([&] { TaskPlugin::open(file); });
+  const std::string message = usage_error_message([&] { TaskPlugin::open(file); });
   EXPECT_NE(message.find("--plugin '" + file + "': cannot be loaded as a shared library: "),
             std::string::npos)
       << message;
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-  EXPECT_EQ(usage_error([&] { TaskPlugin::open(dir.path().string()); }),
+  EXPECT_EQ(usage_error_message([&] { TaskPlugin::open(dir.path().string()); }),
             "--plugin '" + dir.path().string() + "': not a file");
 }
 
@@ -183,7 +172,7 @@ TEST(TaskPlugin, ALibraryThatIsNoPluginNamesTheMissingFunction) {
   Dl_info info{};
   ASSERT_NE(::dladdr(reinterpret_cast<void*>(&std::fopen), &info), 0);  // the C library
   const std::string file = info.dli_fname;
-  const std::string message = usage_error([&] { TaskPlugin::open(file); });
+  const std::string message = usage_error_message([&] { TaskPlugin::open(file); });
   EXPECT_NE(message.find("--plugin '" + file + "': no function mpmux_plugin_abi_version"), std::string::npos)
       << message;
 }
@@ -204,7 +193,7 @@ TEST(TaskPlugin, TheExamplePluginLoadsAndComputes) {
 
 TEST(TaskPlugin, ANameWithoutASlashIsAFileOfTheCurrentDirectory) {
   // dlopen would search the library path for "libc.so.6"; --plugin must not.
-  const std::string message = usage_error([] { TaskPlugin::open("libc.so.6"); });
+  const std::string message = usage_error_message([] { TaskPlugin::open("libc.so.6"); });
   EXPECT_NE(message.find("--plugin 'libc.so.6': No such file"), std::string::npos) << message;
 }
 

@@ -17,6 +17,7 @@
 #include "mpmux/thread_pool.hpp"
 #include "pool/task_queue.hpp"
 #include "pool_test_support.hpp"
+#include "test_support.hpp"
 
 namespace mpmux {
 namespace {

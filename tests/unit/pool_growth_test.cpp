@@ -15,6 +15,7 @@
 #include "mpmux/process_pool.hpp"
 #include "mpmux/thread_pool.hpp"
 #include "pool_test_support.hpp"
+#include "test_support.hpp"
 
 namespace mpmux {
 namespace {

@@ -14,8 +14,6 @@
 #include <thread>
 #include <vector>
 
-#include "mpmux/error.hpp"
-
 namespace mpmux::test {
 
 /// An input-only range of 0..n-1 that counts how many items were read (like a Python
@@ -110,17 +108,6 @@ class BoardScope {
   SharedBoard<T> board_;
   T*& global_;
 };
-
-/// The message of the UsageError that `make` throws, or "no UsageError".
-template <class F>
-std::string usage_error_message(F&& make) {
-  try {
-    make();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "no UsageError";
-}
 
 /// Polls `done` until it holds (true) or `limit` passed (false). It polls because the other
 /// party may be a forked worker, where a condition variable cannot reach.

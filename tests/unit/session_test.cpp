@@ -27,8 +27,9 @@ namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
-using mpmux::test::TempDir;
 using mpmux::test::in_child;
+using mpmux::test::TempDir;
+using mpmux::test::usage_error_message;
 
 ParsedElements three_elements() {
   ParsedElements p;
@@ -55,15 +56,6 @@ std::set<std::string> names_between(std::time_t from, std::time_t to, const std:
   std::set<std::string> out;
   for (std::time_t t = from; t <= to; ++t) out.insert(utc_name(t, "%Y%m%d-%H%M%S") + suffix);
   return out;
-}
-
-std::string usage_error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const UsageError& e) {
-    return e.what();
-  }
-  return "(no UsageError)";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,11 +120,13 @@ TEST(Mux, TwoMuxesInTheSameSecondGetDistinctDirectories) {
 TEST(Mux, TagsOutsideTheAllowedCharactersAreRefused) {
   TempDir tmp;
   EXPECT_EQ(
-      usage_error_of([&] { create_mux(tmp.path(), three_elements(), "a b"); }).rfind("--tag 'a b': ", 0), 0u);
-  EXPECT_NE(
-      usage_error_of([&] { create_mux(tmp.path(), three_elements(), "a/b"); }).find("'/' is not allowed"),
-      std::string::npos);
-  EXPECT_NE(usage_error_of([&] {
+      usage_error_message([&] { create_mux(tmp.path(), three_elements(), "a b"); }).rfind("--tag 'a b': ", 0),
+      0u);
+  EXPECT_NE(usage_error_message([&] {
+              create_mux(tmp.path(), three_elements(), "a/b");
+            }).find("'/' is not allowed"),
+            std::string::npos);
+  EXPECT_NE(usage_error_message([&] {
               create_mux(tmp.path(), three_elements(), std::string(65, 'x'));
             }).find("longer than 64 characters"),
             std::string::npos);
@@ -151,9 +145,9 @@ TEST(Mux, ARootUnderARegularFileIsAUsageError) {
   TempDir tmp;
   std::ofstream(tmp.path() / "file") << "x";
   stdfs::path root = tmp.path() / "file" / "sub";
-  EXPECT_EQ(usage_error_of([&] { create_mux(root, three_elements(), ""); }),
+  EXPECT_EQ(usage_error_message([&] { create_mux(root, three_elements(), ""); }),
             "ROOT '" + root.string() + "': cannot create: Not a directory");
-  EXPECT_EQ(usage_error_of([&] { create_mux(tmp.path() / "file", three_elements(), ""); }),
+  EXPECT_EQ(usage_error_message([&] { create_mux(tmp.path() / "file", three_elements(), ""); }),
             "ROOT '" + (tmp.path() / "file").string() + "': not a directory");
 }
 
@@ -174,9 +168,10 @@ TEST(Mux, AnUnwritableRootIsAUsageError) {
                                      stdfs::perms::others_exec);
   stdfs::path root = tmp.path();
   std::string error =
-      as_nobody([&] { return usage_error_of([&] { create_mux(root, three_elements(), ""); }); });
+      as_nobody([&] { return usage_error_message([&] { create_mux(root, three_elements(), ""); }); });
   EXPECT_EQ(error, "ROOT '" + root.string() + "': cannot write: Permission denied");
-  error = as_nobody([&] { return usage_error_of([&] { create_mux(root / "new", three_elements(), ""); }); });
+  error =
+      as_nobody([&] { return usage_error_message([&] { create_mux(root / "new", three_elements(), ""); }); });
   EXPECT_EQ(error, "ROOT '" + (root / "new").string() + "': cannot create: Permission denied");
   EXPECT_TRUE(stdfs::is_empty(root));
 }
@@ -206,10 +201,10 @@ TEST(Mux, DestroyRefusesADirectoryWithoutElementSet) {
   TempDir tmp;
   stdfs::create_directory(tmp.path() / "precious");
   std::ofstream(tmp.path() / "precious" / "thesis.tex") << "x";
-  EXPECT_EQ(usage_error_of([&] { destroy_mux(tmp.path() / "precious"); }),
+  EXPECT_EQ(usage_error_message([&] { destroy_mux(tmp.path() / "precious"); }),
             "'" + (tmp.path() / "precious").string() + "': not a mux directory (no elements.h5)");
   EXPECT_TRUE(stdfs::exists(tmp.path() / "precious" / "thesis.tex"));
-  EXPECT_NE(usage_error_of([&] { destroy_mux(tmp.path() / "missing"); }).find("no such mux directory"),
+  EXPECT_NE(usage_error_message([&] { destroy_mux(tmp.path() / "missing"); }).find("no such mux directory"),
             std::string::npos);
 }
 
@@ -284,8 +279,8 @@ TEST(Session, OpenFindsACreatedSessionByItsId) {
 
 TEST(Session, CreateRefusesADirectoryWithoutElementSet) {
   TempDir tmp;
-  EXPECT_NE(usage_error_of([&] { Session::create(tmp.path()); }), "(no UsageError)");
-  EXPECT_NE(usage_error_of([&] { Session::create(tmp.path() / "missing"); }).find("does not exist"),
+  EXPECT_NE(usage_error_message([&] { Session::create(tmp.path()); }), "(no UsageError)");
+  EXPECT_NE(usage_error_message([&] { Session::create(tmp.path() / "missing"); }).find("does not exist"),
             std::string::npos);
   EXPECT_FALSE(stdfs::exists(tmp.path() / "sessions"));
 }
@@ -295,7 +290,7 @@ TEST(Session, OpenRefusesADestroyedMux) {
   stdfs::path mux = create_mux(tmp.path(), three_elements(), "");
   MuxId id = Session::create(mux).id();
   destroy_mux(mux);
-  EXPECT_EQ(usage_error_of([&] { Session::open(id); }),
+  EXPECT_EQ(usage_error_message([&] { Session::open(id); }),
             "mux directory '" + mux.string() + "' does not exist (destroyed?)");
 }
 
@@ -303,7 +298,7 @@ TEST(Session, OpenRefusesAnUnknownSession) {
   TempDir tmp;
   stdfs::path mux = create_mux(tmp.path(), three_elements(), "");
   Session::create(mux);
-  EXPECT_NE(usage_error_of([&] {
+  EXPECT_NE(usage_error_message([&] {
               Session::open(MuxId{mux, "20000101T000000Z-0000"});
             }).find("session '20000101T000000Z-0000' of mux directory '" + mux.string() + "' does not exist"),
             std::string::npos);
@@ -317,7 +312,7 @@ TEST(Session, OpenRefusesAMissingOrMalformedSessionJson) {
   nlohmann::json good = nlohmann::json::parse(std::ifstream(meta));
   auto open_with = [&](const std::string& content) {
     std::ofstream(meta, std::ios::trunc) << content;
-    return usage_error_of([&] { Session::open(s.id()); });
+    return usage_error_message([&] { Session::open(s.id()); });
   };
   const std::string prefix = "'" + meta.string() + "': ";
 
@@ -338,7 +333,8 @@ TEST(Session, OpenRefusesAMissingOrMalformedSessionJson) {
 
   EXPECT_NO_THROW(open_with(good.dump()));
   stdfs::remove(meta);
-  EXPECT_EQ(usage_error_of([&] { Session::open(s.id()); }), prefix + "missing (not a session directory)");
+  EXPECT_EQ(usage_error_message([&] { Session::open(s.id()); }),
+            prefix + "missing (not a session directory)");
 }
 
 TEST(Session, OpenRefusesABrokenElementSet) {
@@ -346,9 +342,9 @@ TEST(Session, OpenRefusesABrokenElementSet) {
   stdfs::path mux = create_mux(tmp.path(), three_elements(), "");
   Session s = Session::create(mux);
   stdfs::resize_file(mux / "elements.h5", 100);
-  EXPECT_NE(usage_error_of([&] { Session::open(s.id()); }), "(no UsageError)");
+  EXPECT_NE(usage_error_message([&] { Session::open(s.id()); }), "(no UsageError)");
   stdfs::remove(mux / "elements.h5");
-  EXPECT_NE(usage_error_of([&] { Session::open(s.id()); }), "(no UsageError)");
+  EXPECT_NE(usage_error_message([&] { Session::open(s.id()); }), "(no UsageError)");
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Helpers shared by the unit tests: a temporary directory and running code in a child process.
+// Helpers shared by the unit tests: a temporary directory, running code in a child process and
+// the message of a UsageError.
 #pragma once
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +10,8 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+
+#include "mpmux/error.hpp"
 
 namespace mpmux::test {
 
@@ -66,6 +69,18 @@ inline std::string in_child(const std::function<std::string()>& fn) {
   ::waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "child died, status " + std::to_string(status);
   return out;
+}
+
+/// The message of the UsageError that `make` throws, or "(no UsageError)" when it throws none.
+/// Any other exception goes through, so that the test fails on it.
+template <class F>
+std::string usage_error_message(F&& make) {
+  try {
+    make();
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no UsageError)";
 }
 
 }  // namespace mpmux::test
