@@ -38,6 +38,16 @@ def tree(path):
     return out
 
 
+def most_at_once(intervals):
+    """The most (start, end) intervals that overlap at one time: how many tasks ran at once."""
+    events = sorted([(float(s), 1) for s, _ in intervals] + [(float(e), -1) for _, e in intervals])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
 class TempDirTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="mpmux-it-")

@@ -13,7 +13,7 @@ import unittest
 
 import h5py
 
-from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, mpirun, mpmux, tree
+from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, most_at_once, mpirun, mpmux, tree
 
 SRC = os.environ.get("MPMUX_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 BUILD = os.environ.get("MPMUX_BINARY_DIR", "build")
@@ -156,15 +156,6 @@ def read_log(path):
     return inits, ends, finals, starts
 
 
-def most_at_once(ends):
-    events = sorted([(float(s), 1) for _, s, _, _, _ in ends] + [(float(e), -1) for _, _, e, _, _ in ends])
-    most = now = 0
-    for _, step in events:
-        now += step
-        most = max(most, now)
-    return most
-
-
 class PluginTest(TempDirTest):
     @classmethod
     def setUpClass(cls):
@@ -230,7 +221,7 @@ class PluginTest(TempDirTest):
         self.assertEqual(sorted(inits), [["0", "0", "3"], ["0", "1", "3"], ["0", "2", "3"]])
         self.assertEqual(sorted(finals), [["0", "0"], ["0", "1"], ["0", "2"]])
         self.assertEqual(sorted(int(e[0]) for e in ends), list(range(12)))
-        self.assertEqual(most_at_once(ends), 3)
+        self.assertEqual(most_at_once([(start, end) for _, start, end, _, _ in ends]), 3)
 
     def test_failures_carry_the_plugins_message_and_exit_code(self):
         mux_dir, mux_id = self.new_session("--grid", "x=-2.5:2.5:0.5", "y=-1.5:3.5:0.5")

@@ -5,7 +5,7 @@ import subprocess
 import time
 import unittest
 
-from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, mpirun, mpmux
+from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, most_at_once, mpirun, mpmux
 
 
 def intervals(log):
@@ -16,15 +16,6 @@ def intervals(log):
             i, start, end = line.split()
             out.append((int(i), float(start), float(end)))
     return out
-
-
-def most_at_once(runs):
-    events = sorted([(s, 1) for _, s, _ in runs] + [(e, -1) for _, _, e in runs])
-    most = now = 0
-    for _, step in events:
-        now += step
-        most = max(most, now)
-    return most
 
 
 class Procs(TempDirTest):
@@ -39,7 +30,7 @@ class Procs(TempDirTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         runs = intervals(log)
         self.assertEqual(sorted(i for i, _, _ in runs), list(range(24)))
-        self.assertEqual(most_at_once(runs), 4)
+        self.assertEqual(most_at_once([(start, end) for _, start, end in runs]), 4)
         self.assertEqual(self.stat(mux_id)["done"], 24)
 
     def test_every_rank_feeds_its_own_commands(self):
