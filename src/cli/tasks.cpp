@@ -95,11 +95,7 @@ void run_concurrently(Run& run, ConcurrentTasks& tasks) {
 // ----- --exec --procs K -----
 
 CommandTasks::CommandTasks(const CommandTemplate& command, const CommandLimits& limits, int procs)
-    : command_(command), limits_(limits), procs_(procs), pool_([procs] {
-        PoolOptions options;
-        options.n_jobs = procs;
-        return options;
-      }()) {}
+    : command_(command), limits_(limits), procs_(procs), pool_(PoolOptions{.n_jobs = procs}) {}
 
 void CommandTasks::start(const WorkItem& item, std::function<void(Attempt)> ended) {
   // Rendered here, on the claiming thread: the element's bytes are valid only now.
