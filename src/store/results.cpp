@@ -485,6 +485,58 @@ void append_csv_text(std::string& out, std::string_view s) {
     append_csv(out, clean_text(s, true));
 }
 
+// One block of rows; `f` holds the fields of rows[0..], element `first` onwards.
+void write_csv_rows(const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows,
+                    IsoTime& iso, std::string& out, const Sink& sink) {
+  for (const ElementResult& row : rows) {
+    append_int(out, static_cast<std::int64_t>(row.index));
+    for (std::size_t c = 0; c < f.names.size(); ++c) {
+      out.push_back(',');
+      const std::size_t r = row.index - first;
+      if (f.is_missing(c, r)) continue;  // empty
+      if (f.types[c] == ColumnType::int64)
+        append_int(out, f.ints[c][r]);
+      else if (f.types[c] == ColumnType::float64)
+        append_double(out, f.floats[c][r]);
+      else
+        append_csv_text(out, f.texts[c][r]);
+    }
+    out.push_back(',');
+    out.append(status_name(row.status));
+    out.push_back(',');
+    append_int(out, row.attempts);
+    if (const auto& o = row.outcome) {
+      out.push_back(',');
+      append_csv_text(out, o->host);
+      out.push_back(',');
+      append_int(out, o->worker);
+      out.push_back(',');
+      append_int(out, o->pid);
+      out.push_back(',');
+      iso.append(out, o->t_start);
+      out.push_back(',');
+      iso.append(out, o->t_end);
+      out.push_back(',');
+      append_double(out, seconds(o->t_end - o->t_start));
+      out.push_back(',');
+      append_int(out, o->exit_code);
+      out.push_back(',');
+      append_int(out, o->signal);
+      out.append(o->flags & Outcome::kTimedOut ? ",true," : ",false,");
+      append_csv_text(out, o->result);
+      out.append(o->flags & Outcome::kResultTruncated ? ",true," : ",false,");
+      append_csv_text(out, clean_text(without_cut_character(o->stderr_tail), true));
+    } else {
+      out.append(",,,,,,,,,,,,");
+    }
+    out.push_back('\n');
+    if (out.size() >= kFlushBytes) {
+      sink(out);
+      out.clear();
+    }
+  }
+}
+
 void write_csv(const Export& e, const Sink& sink) {
   std::string out = "index";
   for (const std::string& name : e.fields.schema().names) {
@@ -498,53 +550,7 @@ void write_csv(const Export& e, const Sink& sink) {
   out.push_back('\n');
   IsoTime iso;
   e.for_each_block([&](const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows) {
-    for (const ElementResult& row : rows) {
-      append_int(out, static_cast<std::int64_t>(row.index));
-      for (std::size_t c = 0; c < f.names.size(); ++c) {
-        out.push_back(',');
-        const std::size_t r = row.index - first;
-        if (f.is_missing(c, r)) continue;  // empty
-        if (f.types[c] == ColumnType::int64)
-          append_int(out, f.ints[c][r]);
-        else if (f.types[c] == ColumnType::float64)
-          append_double(out, f.floats[c][r]);
-        else
-          append_csv_text(out, f.texts[c][r]);
-      }
-      out.push_back(',');
-      out.append(status_name(row.status));
-      out.push_back(',');
-      append_int(out, row.attempts);
-      if (const auto& o = row.outcome) {
-        out.push_back(',');
-        append_csv_text(out, o->host);
-        out.push_back(',');
-        append_int(out, o->worker);
-        out.push_back(',');
-        append_int(out, o->pid);
-        out.push_back(',');
-        iso.append(out, o->t_start);
-        out.push_back(',');
-        iso.append(out, o->t_end);
-        out.push_back(',');
-        append_double(out, seconds(o->t_end - o->t_start));
-        out.push_back(',');
-        append_int(out, o->exit_code);
-        out.push_back(',');
-        append_int(out, o->signal);
-        out.append(o->flags & Outcome::kTimedOut ? ",true," : ",false,");
-        append_csv_text(out, o->result);
-        out.append(o->flags & Outcome::kResultTruncated ? ",true," : ",false,");
-        append_csv_text(out, clean_text(without_cut_character(o->stderr_tail), true));
-      } else {
-        out.append(",,,,,,,,,,,,");
-      }
-      out.push_back('\n');
-      if (out.size() >= kFlushBytes) {
-        sink(out);
-        out.clear();
-      }
-    }
+    write_csv_rows(f, first, rows, iso, out, sink);
   });
   sink(out);
 }
@@ -601,6 +607,71 @@ void append_json_double(std::string& out, double v) {
     out.append("null");
 }
 
+// One block of rows; `f` holds the fields of rows[0..], element `first` onwards.
+void write_jsonl_rows(const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows,
+                      const std::vector<std::string>& keys, IsoTime& iso, std::string& out,
+                      const Sink& sink) {
+  for (const ElementResult& row : rows) {
+    out.append("{\"index\":");
+    append_int(out, static_cast<std::int64_t>(row.index));
+    for (std::size_t c = 0; c < f.names.size(); ++c) {
+      out.append(keys[c]);
+      const std::size_t r = row.index - first;
+      if (!f.from_table()) {
+        // The element's own JSON value, exactly (nested values stay JSON).
+        const Json& o = f.objects[r];
+        auto it = o.find(f.keys[c]);
+        out.append(it == o.end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace));
+      } else if (f.types[c] == ColumnType::int64) {
+        append_int(out, f.ints[c][r]);
+      } else if (f.types[c] == ColumnType::float64) {
+        append_json_double(out, f.floats[c][r]);
+      } else {
+        append_json_text(out, f.texts[c][r]);
+      }
+    }
+    out.append(",\"status\":\"");
+    out.append(status_name(row.status));
+    out.append("\",\"attempts\":");
+    append_int(out, row.attempts);
+    if (const auto& o = row.outcome) {
+      out.append(",\"host\":");
+      append_json_text(out, o->host);
+      out.append(",\"rank\":");
+      append_int(out, o->worker);
+      out.append(",\"pid\":");
+      append_int(out, o->pid);
+      out.append(",\"start\":\"");
+      iso.append(out, o->t_start);
+      out.append("\",\"end\":\"");
+      iso.append(out, o->t_end);
+      out.append("\",\"duration\":");
+      append_json_double(out, seconds(o->t_end - o->t_start));
+      out.append(",\"exit_code\":");
+      append_int(out, o->exit_code);
+      out.append(",\"signal\":");
+      append_int(out, o->signal);
+      out.append(o->flags & Outcome::kTimedOut ? ",\"timed_out\":true" : ",\"timed_out\":false");
+      out.append(",\"result\":");
+      append_json_text(out, o->result);
+      out.append(o->flags & Outcome::kResultTruncated ? ",\"result_truncated\":true"
+                                                      : ",\"result_truncated\":false");
+      out.append(",\"stderr_tail\":");
+      append_json_text(out, without_cut_character(o->stderr_tail));
+    } else {
+      out.append(
+          ",\"host\":null,\"rank\":null,\"pid\":null,\"start\":null,\"end\":null,\"duration\":null,"
+          "\"exit_code\":null,\"signal\":null,\"timed_out\":null,\"result\":null,\"result_truncated\":null,"
+          "\"stderr_tail\":null");
+    }
+    out.append("}\n");
+    if (out.size() >= kFlushBytes) {
+      sink(out);
+      out.clear();
+    }
+  }
+}
+
 void write_jsonl(const Export& e, const Sink& sink) {
   // Keys are escaped once; each starts with the separator that precedes it.
   std::vector<std::string> keys;
@@ -612,65 +683,7 @@ void write_jsonl(const Export& e, const Sink& sink) {
   std::string out;
   IsoTime iso;
   e.for_each_block([&](const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows) {
-    for (const ElementResult& row : rows) {
-      out.append("{\"index\":");
-      append_int(out, static_cast<std::int64_t>(row.index));
-      for (std::size_t c = 0; c < f.names.size(); ++c) {
-        out.append(keys[c]);
-        const std::size_t r = row.index - first;
-        if (!f.from_table()) {
-          // The element's own JSON value, exactly (nested values stay JSON).
-          const Json& o = f.objects[r];
-          auto it = o.find(f.keys[c]);
-          out.append(it == o.end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace));
-        } else if (f.types[c] == ColumnType::int64) {
-          append_int(out, f.ints[c][r]);
-        } else if (f.types[c] == ColumnType::float64) {
-          append_json_double(out, f.floats[c][r]);
-        } else {
-          append_json_text(out, f.texts[c][r]);
-        }
-      }
-      out.append(",\"status\":\"");
-      out.append(status_name(row.status));
-      out.append("\",\"attempts\":");
-      append_int(out, row.attempts);
-      if (const auto& o = row.outcome) {
-        out.append(",\"host\":");
-        append_json_text(out, o->host);
-        out.append(",\"rank\":");
-        append_int(out, o->worker);
-        out.append(",\"pid\":");
-        append_int(out, o->pid);
-        out.append(",\"start\":\"");
-        iso.append(out, o->t_start);
-        out.append("\",\"end\":\"");
-        iso.append(out, o->t_end);
-        out.append("\",\"duration\":");
-        append_json_double(out, seconds(o->t_end - o->t_start));
-        out.append(",\"exit_code\":");
-        append_int(out, o->exit_code);
-        out.append(",\"signal\":");
-        append_int(out, o->signal);
-        out.append(o->flags & Outcome::kTimedOut ? ",\"timed_out\":true" : ",\"timed_out\":false");
-        out.append(",\"result\":");
-        append_json_text(out, o->result);
-        out.append(o->flags & Outcome::kResultTruncated ? ",\"result_truncated\":true"
-                                                        : ",\"result_truncated\":false");
-        out.append(",\"stderr_tail\":");
-        append_json_text(out, without_cut_character(o->stderr_tail));
-      } else {
-        out.append(
-            ",\"host\":null,\"rank\":null,\"pid\":null,\"start\":null,\"end\":null,\"duration\":null,"
-            "\"exit_code\":null,\"signal\":null,\"timed_out\":null,\"result\":null,\"result_truncated\":null,"
-            "\"stderr_tail\":null");
-      }
-      out.append("}\n");
-      if (out.size() >= kFlushBytes) {
-        sink(out);
-        out.clear();
-      }
-    }
+    write_jsonl_rows(f, first, rows, keys, iso, out, sink);
   });
   sink(out);
 }
