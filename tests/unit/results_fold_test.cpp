@@ -115,13 +115,12 @@ TEST(ResultFold, AMillionElementsInShuffledJournalsExportExactlyTheRowsOfTheirRe
     const std::vector<std::string> f = split(line);
     ASSERT_EQ(f.size(), 15u) << line;
     const Expected& e = expected[rows];
-    const bool ok =
-        f[0] == std::to_string(rows) && f[1] == e.status && f[2] == std::to_string(e.attempts) &&
-        (e.decider ? f[3] == e.decider->host && f[4] == std::to_string(e.decider->worker) &&
-                         f[5] == std::to_string(e.decider->pid) &&
-                         f[9] == std::to_string(e.decider->exit_code) && f[12] == e.decider->result &&
-                         f[14] == e.decider->stderr_tail
-                   : f[3].empty() && f[12].empty());
+    const bool ok = f[0] == std::to_string(rows) && f[1] == e.status && f[2] == std::to_string(e.attempts) &&
+                    (e.decider ? f[3] == e.decider->host && f[4] == std::to_string(e.decider->worker) &&
+                                     f[5] == std::to_string(e.decider->pid) &&
+                                     f[9] == std::to_string(e.decider->exit_code) &&
+                                     f[12] == e.decider->result && f[14] == e.decider->stderr_tail
+                               : f[3].empty() && f[12].empty());
     if (!ok) FAIL() << "row " << rows << ": " << line;
   }
   EXPECT_EQ(rows, n);
