@@ -24,8 +24,9 @@ namespace {
 // stay a few MiB for the sizes mpmux is built for and the per-block work stays negligible.
 constexpr std::uint64_t kMinBlock = 1u << 16;
 constexpr std::uint64_t kMaxBlocks = 256;
-// References buffered in memory (32 MiB) before they are appended to the spill file.
-constexpr std::size_t kSpillEntries = 1u << 20;
+// References buffered in memory (8 MiB, at most twice that with the vectors' growth) before they
+// are appended to the spill file.
+constexpr std::size_t kSpillEntries = 1u << 18;
 // Deciding records closer than this are read back with one pread, up to kReadRun bytes.
 constexpr std::uint64_t kReadGap = 64u << 10;
 constexpr std::uint64_t kReadRun = 4u << 20;
