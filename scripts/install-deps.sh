@@ -10,7 +10,7 @@ packages=(
   libhdf5-dev hdf5-tools
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev
-  python3-h5py python3-numpy python3-mpi4py
+  python3-h5py python3-numpy python3-mpi4py python3-pandas
   parallel libtbb-dev
   slurmctld slurmd slurm-client munge libpmix-dev
 )

@@ -24,6 +24,7 @@
 #include "run/deadline.hpp"
 #include "run/plugin.hpp"
 #include "run/signals.hpp"
+#include "store/h5_input.hpp"
 
 namespace {
 
@@ -53,11 +54,14 @@ std::filesystem::path mux_dir_of(const std::string& arg) {
 }
 
 int cmd_new(const std::filesystem::path& root, const std::string& from, const std::string& format,
-            const std::vector<std::string>& grid, std::uint64_t range, bool range_given, const std::string& tag) {
+            const std::vector<std::string>& grid, std::uint64_t range, bool range_given,
+            const std::string& tag) {
   const int sources = !from.empty() + !grid.empty() + range_given;
   if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
   ParsedElements parsed;
-  if (!from.empty()) {
+  if (!from.empty() && format.empty() && h5_dataset_of(from)) {
+    parsed = read_h5(*h5_dataset_of(from));
+  } else if (!from.empty()) {
     std::string kind = format;
     if (kind.empty()) {
       const auto ext = std::filesystem::path(from).extension().string();
@@ -66,7 +70,8 @@ int cmd_new(const std::filesystem::path& root, const std::string& from, const st
       else if (ext == ".jsonl" || ext == ".ndjson")
         kind = "jsonl";
       else
-        throw UsageError("--from '" + from + "': cannot tell the format from the name; give --format csv|jsonl");
+        throw UsageError("--from '" + from +
+                         "': cannot tell the format from the name; give --format csv|jsonl");
     }
     parsed = kind == "csv" ? read_csv(from) : read_jsonl(from);
   } else if (!grid.empty()) {
@@ -265,8 +270,9 @@ int cmd_run(const RunArgs& args) {
     }
     const Stat st = session_stat(session);
     if (summary.stopped && st.done + st.failed < st.total) {
-      std::fprintf(stderr, "mpmux: stopped (%s): %llu of %llu elements done, the rest stays pending; "
-                           "run the same command again to resume\n",
+      std::fprintf(stderr,
+                   "mpmux: stopped (%s): %llu of %llu elements done, the rest stays pending; "
+                   "run the same command again to resume\n",
                    summary.stop_reason.c_str(), static_cast<unsigned long long>(st.done),
                    static_cast<unsigned long long>(st.total));
       code = kExitStopped;
@@ -281,7 +287,8 @@ int cmd_run(const RunArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"mpmux: hand the elements of a brute-force search to the workers of HPC jobs, each exactly once"};
+  CLI::App app{
+      "mpmux: hand the elements of a brute-force search to the workers of HPC jobs, each exactly once"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(MPMUX_VERSION_STRING));
 
@@ -290,7 +297,7 @@ int main(int argc, char** argv) {
   std::uint64_t range = 0;
   auto* new_cmd = app.add_subcommand("new", "Store an element set; prints the mux directory");
   new_cmd->add_option("ROOT", root, "Directory under which the mux directory is made")->required();
-  new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file");
+  new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file, or FILE.h5:/DATASET");
   new_cmd->add_option("--format", format, "Format of --from when its name does not tell")
       ->check(CLI::IsMember({"csv", "jsonl"}));
   new_cmd->add_option("--grid", grid, "NAME=v1,v2,... or NAME=start:stop[:step]; the cartesian product");
@@ -313,8 +320,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--chunk-min", run_args.chunk_min, "Smallest guided chunk")->capture_default_str();
   run_cmd->add_option("--chunk-max", run_args.chunk_max, "Largest guided chunk")->capture_default_str();
   run_cmd->add_flag("--no-progress", run_args.no_progress, "No progress output");
-  run_cmd->add_option("--progress-interval", run_args.progress_interval,
-                      "Seconds between progress lines when stderr is not a terminal")
+  run_cmd
+      ->add_option("--progress-interval", run_args.progress_interval,
+                   "Seconds between progress lines when stderr is not a terminal")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   run_cmd->add_flag("--root-works", run_args.root_works, "Rank 0 processes elements too");
@@ -322,10 +330,12 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--retries", run_args.retries, "Retry a failed element up to N times, on any rank")
       ->capture_default_str()
       ->check(CLI::Range(0, 254));
-  run_cmd->add_option("--timeout", run_args.timeout, "Kill a task (its process group) after SECONDS; a failure")
+  run_cmd
+      ->add_option("--timeout", run_args.timeout, "Kill a task (its process group) after SECONDS; a failure")
       ->check(CLI::NonNegativeNumber);
-  run_cmd->add_option("--grace", run_args.grace,
-                      "On SIGUSR1/SIGTERM or at the deadline: SECONDS for running tasks to finish")
+  run_cmd
+      ->add_option("--grace", run_args.grace,
+                   "On SIGUSR1/SIGTERM or at the deadline: SECONDS for running tasks to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   run_cmd->add_option("--deadline", run_args.deadline,
@@ -342,7 +352,8 @@ int main(int argc, char** argv) {
                        "Threads running --plugin tasks in each rank, each with its own plugin state")
           ->capture_default_str()
           ->check(CLI::Range(1, 4096));
-  run_cmd->add_option("--estimate", run_args.estimate, "Runtime estimate in SECONDS before any element finished")
+  run_cmd
+      ->add_option("--estimate", run_args.estimate, "Runtime estimate in SECONDS before any element finished")
       ->check(CLI::NonNegativeNumber);
 
   const Command stat_cmd = add_stat_command(app);
@@ -358,7 +369,8 @@ int main(int argc, char** argv) {
 
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
   if (argc > 1 && argv[1][0] != '-' &&
-      std::none_of(subcommands.begin(), subcommands.end(), [&](const CLI::App* c) { return c->get_name() == argv[1]; })) {
+      std::none_of(subcommands.begin(), subcommands.end(),
+                   [&](const CLI::App* c) { return c->get_name() == argv[1]; })) {
     std::string names;
     for (const CLI::App* c : subcommands) names += (names.empty() ? "" : ", ") + c->get_name();
     say_error(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -196,8 +197,23 @@ struct ElementSet::State {
   std::string where;
   h5::Id file;  // declared before the dataset, so it is released after it
   h5::Id data;
+  h5::Id offsets_dataset;
   ElementSetInfo info;
-  std::vector<std::uint64_t> offsets;
+  // Read on first use: opening a set (to learn its size or columns) costs no memory per element.
+  mutable std::vector<std::uint64_t> offsets;
+  mutable bool offsets_read = false;
+
+  const std::vector<std::uint64_t>& element_offsets() const {
+    if (!offsets_read) {
+      h5::quiet();
+      offsets.resize(info.count + 1);
+      h5::check(
+          H5Dread(offsets_dataset.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets.data()),
+          where, "read /elements/offsets");
+      offsets_read = true;
+    }
+    return offsets;
+  }
 
   // Reads the disjoint ascending byte ranges (start, length) of /elements/data, packed in
   // order, into `out`.
@@ -339,14 +355,30 @@ ElementSet ElementSet::open(const std::filesystem::path& file) {
     if (n_offsets != info.count + 1)
       throw bad("/elements/offsets has " + std::to_string(n_offsets) + " entries for count " +
                 std::to_string(info.count));
-    state->offsets.resize(n_offsets);
-    h5::check(H5Dread(offsets.get(), H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, state->offsets.data()),
-              where, "read /elements/offsets");
-    const auto& off = state->offsets;
-    if (off.front() != 0 || off.back() != data_size)
-      throw bad("/elements/offsets does not span /elements/data");
-    for (std::size_t i = 1; i < off.size(); ++i)
-      if (off[i] < off[i - 1]) throw bad("/elements/offsets decreases at " + std::to_string(i));
+    // Checked in blocks, so that opening a set of any size takes little memory.
+    constexpr hsize_t kCheckBlock = 1u << 16;
+    std::vector<std::uint64_t> off;
+    std::uint64_t front = 0, last = 0;
+    std::optional<hsize_t> decrease;  // the first index where the offsets go down
+    h5::Id file_space(h5::check(H5Dget_space(offsets.get()), where, "get offsets dataspace"));
+    for (hsize_t first = 0; first < n_offsets; first += kCheckBlock) {
+      const hsize_t start[1] = {first}, n[1] = {std::min(kCheckBlock, n_offsets - first)};
+      off.resize(n[0]);
+      h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr), where,
+                "select /elements/offsets");
+      h5::Id mem_space(h5::check(H5Screate_simple(1, n, nullptr), where, "create memory dataspace"));
+      h5::check(H5Dread(offsets.get(), H5T_NATIVE_UINT64, mem_space.get(), file_space.get(), H5P_DEFAULT,
+                        off.data()),
+                where, "read /elements/offsets");
+      if (first == 0) front = last = off.front();
+      for (std::size_t k = 0; k < off.size(); ++k) {
+        if (off[k] < last && !decrease) decrease = first + k;
+        last = off[k];
+      }
+    }
+    if (front != 0 || last != data_size) throw bad("/elements/offsets does not span /elements/data");
+    if (decrease) throw bad("/elements/offsets decreases at " + std::to_string(*decrease));
+    state->offsets_dataset = std::move(offsets);
 
     if (h5::exists(f, "elements/table", where)) {
       h5::Id table(h5::check(H5Dopen2(f, "elements/table", H5P_DEFAULT), where, "open /elements/table"));
@@ -385,7 +417,7 @@ std::string ElementSet::read(std::uint64_t index) const {
   if (index >= size())
     throw std::out_of_range(state_->where + ": element " + std::to_string(index) + " of " +
                             std::to_string(size()));
-  const auto& off = state_->offsets;
+  const auto& off = state_->element_offsets();
   const hsize_t length = off[index + 1] - off[index];
   std::string out(length, '\0');
   state_->read_bytes(off[index], length, out.data());
@@ -393,7 +425,7 @@ std::string ElementSet::read(std::uint64_t index) const {
 }
 
 ElementBuffer ElementSet::read_subset(const std::vector<std::uint64_t>& indices) const {
-  const auto& off = state_->offsets;
+  const auto& off = state_->element_offsets();
   ElementBuffer out;
   out.offsets.reserve(indices.size() + 1);
   // Consecutive indices are adjacent in the file and are read as one range.
@@ -421,7 +453,7 @@ ElementBuffer ElementSet::read_subset(const std::vector<std::uint64_t>& indices)
 
 ElementBuffer ElementSet::read_all() const {
   ElementBuffer out;
-  out.offsets = state_->offsets;
+  out.offsets = state_->element_offsets();
   out.data.resize(out.offsets.back());
   state_->read_bytes(0, out.data.size(), out.data.data());
   return out;

@@ -14,6 +14,7 @@
 #include "mpmux/error.hpp"
 #include "mpmux/session.hpp"
 #include "store/fs.hpp"
+#include "store/journal_scan.hpp"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -355,10 +356,14 @@ class JournalFileReader {
 
   std::uint64_t size() const { return size_; }
 
-  // Bytes [pos, pos + n) of the file, n <= size() - pos; valid until the next call.
-  const unsigned char* window(std::uint64_t pos, std::size_t n) {
-    if (pos >= begin_ && pos + n <= begin_ + filled_) return buf_.get() + (pos - begin_);
-    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(std::max(n, kChunk), size_ - pos));
+  bool holds(std::uint64_t pos, std::size_t n) const { return pos >= begin_ && pos + n <= begin_ + filled_; }
+
+  // Bytes [pos, pos + n) of the file, n <= size() - pos; valid until the next call. A read
+  // fetches at least `read_ahead` bytes (less at the end of the file).
+  const unsigned char* window(std::uint64_t pos, std::size_t n, std::size_t read_ahead = kChunk) {
+    if (holds(pos, n)) return buf_.get() + (pos - begin_);
+    std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(std::max(n, read_ahead), size_ - pos));
     if (want > capacity_) {
       // No zero-fill of a buffer that pread() overwrites anyway.
       buf_ = std::make_unique_for_overwrite<unsigned char[]>(want);
@@ -512,6 +517,71 @@ JournalFile read_journal(const stdfs::path& file, std::string_view expect_sessio
 }
 
 // ---------------------------------------------------------------------------------------------
+// Record by record
+
+namespace journal_scan {
+
+std::vector<stdfs::path> journal_files(const stdfs::path& dir) {
+  std::vector<stdfs::path> files;
+  std::error_code ec;
+  for (stdfs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() == ".mjl") files.push_back(it->path());
+  }
+  if (ec) throw StoreError("journal directory '" + dir.string() + "': cannot list: " + ec.message());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+void for_each_record(const stdfs::path& file, std::string_view expect_session,
+                     const std::function<void(const RecordRef&)>& each) {
+  JournalFileReader reader(file, false);
+  RecordRef ref;
+  scan_journal(file, reader, expect_session, [&](std::uint64_t pos, const Frame& f, const OutcomePayload& p) {
+    ref.pos = pos;
+    ref.size = static_cast<std::uint32_t>(kFrameHead + f.length);
+    ref.type = f.type;
+    ref.index = f.index;
+    ref.attempt = f.attempt;
+    ref.t_end = f.t_end;
+    ref.flags = p.flags;
+    ref.result = p.result;
+    each(ref);
+  });
+}
+
+struct RecordReader::State {
+  stdfs::path file;
+  JournalFileReader reader;
+};
+
+RecordReader::RecordReader(const stdfs::path& file)
+    : state_(std::make_unique<State>(State{file, JournalFileReader(file, false)})) {}
+RecordReader::~RecordReader() = default;
+RecordReader::RecordReader(RecordReader&&) noexcept = default;
+RecordReader& RecordReader::operator=(RecordReader&&) noexcept = default;
+
+Outcome RecordReader::read(std::uint64_t pos, std::uint32_t size, std::uint64_t read_until) {
+  JournalFileReader& r = state_->reader;
+  if (pos + size > r.size()) throw_corrupt(state_->file, pos, "record runs past the end");
+  const unsigned char* at = nullptr;
+  if (r.holds(pos, size)) {
+    at = r.window(pos, size);
+  } else {
+    const std::uint64_t end = std::min(std::max(pos + size, read_until), r.size());
+    at = r.window(pos, static_cast<std::size_t>(end - pos), 0);
+  }
+  Frame f;
+  OutcomePayload payload;
+  const FrameCheck check = check_frame(at, size, f);
+  if (check != FrameCheck::ok) throw_corrupt(state_->file, pos, describe(check));
+  if (!is_outcome(f.type) || !parse_outcome(f, payload))
+    throw_corrupt(state_->file, pos, "malformed outcome payload");
+  return to_outcome(f, payload);
+}
+
+}  // namespace journal_scan
+
+// ---------------------------------------------------------------------------------------------
 // Session state
 
 std::vector<std::uint64_t> SessionState::pending_indices(bool include_failed) const {
@@ -526,14 +596,7 @@ std::vector<std::uint64_t> SessionState::pending_indices(bool include_failed) co
 
 SessionState read_session_state(const stdfs::path& journal_dir, std::string_view session_id,
                                 std::uint64_t total, bool cut_torn_tails) {
-  std::vector<stdfs::path> files;
-  std::error_code ec;
-  for (stdfs::directory_iterator it(journal_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().extension() == ".mjl") files.push_back(it->path());
-  }
-  if (ec) throw StoreError("journal directory '" + journal_dir.string() + "': cannot list: " + ec.message());
-  std::sort(files.begin(), files.end());
-
+  const std::vector<stdfs::path> files = journal_scan::journal_files(journal_dir);
   SessionState state;
   state.status.assign(total, ElementStatus::pending);
   state.attempts.assign(total, 0);

@@ -15,6 +15,7 @@
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -24,6 +25,7 @@
 #include "mpmux/error.hpp"
 #include "store/fs.hpp"
 #include "store/h5.hpp"
+#include "store/results_fold.hpp"
 #include "store/utf8.hpp"
 
 namespace mpmux {
@@ -33,49 +35,13 @@ namespace stdfs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Folding
 
-namespace {
-
-std::vector<stdfs::path> journal_files(const stdfs::path& dir) {
-  std::vector<stdfs::path> files;
-  std::error_code ec;
-  for (stdfs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().extension() == ".mjl") files.push_back(it->path());
-  }
-  if (ec) throw StoreError("journal directory '" + dir.string() + "': cannot list: " + ec.message());
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-// Whether `a` supersedes `b` as the deciding record; on a tie the one read later wins.
-bool supersedes(const Outcome& a, const Outcome& b) {
-  return std::tie(a.attempt, a.t_end) >= std::tie(b.attempt, b.t_end);
-}
-
-}  // namespace
-
 std::vector<ElementResult> read_results(const Session& session) {
-  const std::uint64_t total = session.total();
-  std::vector<ElementResult> rows(total);
-  for (std::uint64_t i = 0; i < total; ++i) rows[i].index = i;
-  for (const stdfs::path& file : journal_files(session.journal_dir())) {
-    JournalFile journal = read_journal(file, session.id().session);
-    for (Outcome& o : journal.outcomes) {
-      if (o.index >= total)
-        throw StoreError("journal '" + file.string() + "': a record names element " +
-                         std::to_string(o.index) + ", but the session has " + std::to_string(total));
-      ElementResult& row = rows[o.index];
-      ++row.attempts;
-      const std::optional<Outcome>& kept = row.outcome;
-      if (o.type == RecordType::done) {
-        row.status = ElementStatus::done;
-        if (!kept || kept->type != RecordType::done || supersedes(o, *kept)) row.outcome = std::move(o);
-      } else {
-        if ((o.flags & Outcome::kFinal) && row.status != ElementStatus::done)
-          row.status = ElementStatus::failed;
-        if (!kept || (kept->type == RecordType::failed && supersedes(o, *kept))) row.outcome = std::move(o);
-      }
-    }
-  }
+  const ResultFold fold(session);
+  std::vector<ElementResult> rows;
+  rows.reserve(fold.total());
+  fold.for_each_block([&](std::uint64_t, const std::vector<ElementResult>& block) {
+    rows.insert(rows.end(), block.begin(), block.end());
+  });
   return rows;
 }
 
@@ -180,7 +146,8 @@ bool fits_int64(const Json& v) {
          v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
 }
 
-void read_table(const stdfs::path& file, std::uint64_t rows, Fields& f) {
+// Rows [first, first + rows) of /elements/table; with rows 0, only the columns.
+void read_table(const stdfs::path& file, std::uint64_t first, std::uint64_t rows, Fields& f) {
   static_assert(sizeof(std::int64_t) == 8 && sizeof(double) == 8 && sizeof(const char*) == 8,
                 "table records are read as 8-byte slots");
   const std::string where = file.string();
@@ -219,10 +186,14 @@ void read_table(const stdfs::path& file, std::uint64_t rows, Fields& f) {
   }
   if (rows == 0) return;
   std::vector<unsigned char> buffer(8 * ncols * rows);
-  h5::check(H5Dread(dataset.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()), where,
-            "read /elements/table");
+  h5::Id file_space(h5::check(H5Dget_space(dataset.get()), where, "get dataspace of /elements/table"));
+  const hsize_t start[1] = {first}, count[1] = {rows};
+  h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), where,
+            "select rows of /elements/table");
+  h5::Id space(h5::check(H5Screate_simple(1, count, nullptr), where, "create memory dataspace"));
+  h5::check(H5Dread(dataset.get(), mem.get(), space.get(), file_space.get(), H5P_DEFAULT, buffer.data()),
+            where, "read /elements/table");
   // HDF5 allocated the strings; they are freed whatever happens below.
-  h5::Id space(h5::check(H5Dget_space(dataset.get()), where, "get dataspace of /elements/table"));
   struct Reclaim {
     hid_t type, space;
     void* data;
@@ -249,8 +220,8 @@ void read_table(const stdfs::path& file, std::uint64_t rows, Fields& f) {
 // JSON elements without a table: the union of their keys in first-seen order, typed by what
 // the values hold: int64 when every element has an integer (booleans count as 0 and 1),
 // float64 when the values present are numbers, else text (strings as they are, other values as
-// compact JSON).
-void read_json_fields(const ElementBuffer& all, Fields& f) {
+// compact JSON). With a `schema`, its columns and types are taken instead (a block of a larger set).
+void read_json_fields(const ElementBuffer& all, Fields& f, const Fields* schema = nullptr) {
   const std::size_t rows = all.size();
   f.objects.reserve(rows);
   std::unordered_map<std::string, std::size_t> column_of;
@@ -275,11 +246,13 @@ void read_json_fields(const ElementBuffer& all, Fields& f) {
     }
     f.objects.push_back(std::move(o));
   }
+  if (schema) keys = schema->keys;
   for (std::size_t c = 0; c < keys.size(); ++c) {
     f.add_column(keys[c],
-                 all_int[c] && present[c] == rows ? ColumnType::int64
-                 : all_number[c]                  ? ColumnType::float64
-                                                  : ColumnType::string,
+                 schema                             ? schema->types[c]
+                 : all_int[c] && present[c] == rows ? ColumnType::int64
+                 : all_number[c]                    ? ColumnType::float64
+                                                    : ColumnType::string,
                  rows);
     f.missing.emplace_back(rows, false);
   }
@@ -320,19 +293,88 @@ void rename_collisions(Fields& f) {
     while (taken(f.names[c], c)) f.names[c] = "element_" + f.names[c];
 }
 
-// Bytes and boost-binary elements are opaque to mpmux, so they contribute no columns.
-Fields read_fields(const Session& session) {
-  Fields f;
-  const ElementSet set = ElementSet::open(session.elements_file());
-  const ElementSetInfo& info = set.info();
-  if (info.encoding != Encoding::json) return f;
-  if (!info.columns.empty())
-    read_table(session.elements_file(), info.count, f);
-  else
-    read_json_fields(set.read_all(), f);
-  rename_collisions(f);
-  return f;
+// The narrower of two column types (int64 < float64 < string in what they can hold).
+ColumnType wider(ColumnType a, ColumnType b) {
+  if (a == ColumnType::string || b == ColumnType::string) return ColumnType::string;
+  if (a == ColumnType::float64 || b == ColumnType::float64) return ColumnType::float64;
+  return ColumnType::int64;
 }
+
+// The element's fields block by block, so an export never holds all of them: the columns and
+// their types are fixed for the whole set first (for JSON elements without a table by a pass
+// over all of them, which types each column as read_json_fields would over the whole set),
+// then each block of rows is read on its own. Bytes and boost-binary elements are opaque to
+// mpmux, so they contribute no columns.
+class FieldSource {
+ public:
+  static constexpr std::uint64_t kSchemaBlock = 1u << 16;
+
+  explicit FieldSource(const Session& session) : file_(session.elements_file()) {
+    const ElementSet set = ElementSet::open(file_);
+    const ElementSetInfo& info = set.info();
+    if (info.encoding != Encoding::json) {
+      kind_ = Kind::opaque;
+    } else if (!info.columns.empty()) {
+      kind_ = Kind::table;
+      read_table(file_, 0, 0, schema_);
+    } else {
+      kind_ = Kind::json;
+      set_.emplace(ElementSet::open(file_));
+      json_schema(info.count);
+    }
+    rename_collisions(schema_);
+  }
+
+  const Fields& schema() const { return schema_; }
+
+  // Rows [first, first + count), indexed from 0, named as in the schema.
+  Fields block(std::uint64_t first, std::uint64_t count) const {
+    Fields f;
+    if (kind_ == Kind::table)
+      read_table(file_, first, count, f);
+    else if (kind_ == Kind::json)
+      read_json_fields(elements(first, count), f, &schema_);
+    f.names = schema_.names;
+    return f;
+  }
+
+ private:
+  enum class Kind { opaque, table, json };
+  stdfs::path file_;
+  Kind kind_ = Kind::opaque;
+  Fields schema_;
+  std::optional<ElementSet> set_;
+
+  ElementBuffer elements(std::uint64_t first, std::uint64_t count) const {
+    std::vector<std::uint64_t> indices(count);
+    for (std::uint64_t k = 0; k < count; ++k) indices[k] = first + k;
+    return set_->read_subset(indices);
+  }
+
+  // A column is int64 when it is int64 in every block and present in all of them (a block
+  // lacking it has rows without it), float64 when no block makes it text, else text.
+  void json_schema(std::uint64_t total) {
+    std::unordered_map<std::string, std::size_t> column_of;
+    for (std::uint64_t first = 0; first < total; first += kSchemaBlock) {
+      Fields b;
+      read_json_fields(elements(first, std::min(kSchemaBlock, total - first)), b);
+      std::vector<bool> seen(schema_.keys.size(), false);
+      for (std::size_t c = 0; c < b.keys.size(); ++c) {
+        auto [it, fresh] = column_of.emplace(b.keys[c], schema_.keys.size());
+        if (fresh) {
+          // Rows before this block lack the key.
+          const ColumnType t = first > 0 ? wider(b.types[c], ColumnType::float64) : b.types[c];
+          schema_.add_column(b.keys[c], t, 0);
+        } else {
+          schema_.types[it->second] = wider(schema_.types[it->second], b.types[c]);
+          seen[it->second] = true;
+        }
+      }
+      for (std::size_t c = 0; c < seen.size(); ++c)
+        if (!seen[c]) schema_.types[c] = wider(schema_.types[c], ColumnType::float64);
+    }
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // Text
@@ -399,17 +441,22 @@ const char* status_name(ElementStatus s) {
 
 double seconds(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
 
+// What an export reads, block by block: the element's fields and the fold of the journals. Both
+// are read (the fold's first pass) before any output, so a bad journal leaves no trace.
 struct Export {
-  Fields fields;
-  std::vector<ElementResult> rows;
-};
+  explicit Export(const Session& session) : fields(session), fold(session) {}
+  FieldSource fields;
+  ResultFold fold;
 
-Export load(const Session& session) {
-  Export e;
-  e.fields = read_fields(session);
-  e.rows = read_results(session);
-  return e;
-}
+  // Calls each(fields, first, rows) for consecutive blocks; fields rows count from `first`.
+  template <class Each>
+  void for_each_block(Each&& each) const {
+    fold.for_each_block([&](std::uint64_t first, const std::vector<ElementResult>& rows) {
+      const Fields f = fields.block(first, rows.size());
+      each(f, first, rows);
+    });
+  }
+};
 
 // Receives the export in pieces of about a MiB.
 using Sink = std::function<void(std::string_view)>;
@@ -438,24 +485,14 @@ void append_csv_text(std::string& out, std::string_view s) {
     append_csv(out, clean_text(s, true));
 }
 
-void write_csv(const Export& e, const Sink& sink) {
-  const Fields& f = e.fields;
-  std::string out = "index";
-  for (const std::string& name : f.names) {
-    out.push_back(',');
-    append_csv_text(out, name);
-  }
-  for (const char* name : kResultColumns) {
-    out.push_back(',');
-    out.append(name);
-  }
-  out.push_back('\n');
-  IsoTime iso;
-  for (const ElementResult& row : e.rows) {
+// One block of rows; `f` holds the fields of rows[0..], element `first` onwards.
+void write_csv_rows(const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows,
+                    IsoTime& iso, std::string& out, const Sink& sink) {
+  for (const ElementResult& row : rows) {
     append_int(out, static_cast<std::int64_t>(row.index));
     for (std::size_t c = 0; c < f.names.size(); ++c) {
       out.push_back(',');
-      const std::size_t r = row.index;
+      const std::size_t r = row.index - first;
       if (f.is_missing(c, r)) continue;  // empty
       if (f.types[c] == ColumnType::int64)
         append_int(out, f.ints[c][r]);
@@ -498,6 +535,23 @@ void write_csv(const Export& e, const Sink& sink) {
       out.clear();
     }
   }
+}
+
+void write_csv(const Export& e, const Sink& sink) {
+  std::string out = "index";
+  for (const std::string& name : e.fields.schema().names) {
+    out.push_back(',');
+    append_csv_text(out, name);
+  }
+  for (const char* name : kResultColumns) {
+    out.push_back(',');
+    out.append(name);
+  }
+  out.push_back('\n');
+  IsoTime iso;
+  e.for_each_block([&](const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows) {
+    write_csv_rows(f, first, rows, iso, out, sink);
+  });
   sink(out);
 }
 
@@ -553,23 +607,16 @@ void append_json_double(std::string& out, double v) {
     out.append("null");
 }
 
-void write_jsonl(const Export& e, const Sink& sink) {
-  const Fields& f = e.fields;
-  // Keys are escaped once; each starts with the separator that precedes it.
-  std::vector<std::string> keys;
-  for (const std::string& name : f.names) {
-    std::string k = ",";
-    append_json_text(k, name);
-    keys.push_back(k + ":");
-  }
-  std::string out;
-  IsoTime iso;
-  for (const ElementResult& row : e.rows) {
+// One block of rows; `f` holds the fields of rows[0..], element `first` onwards.
+void write_jsonl_rows(const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows,
+                      const std::vector<std::string>& keys, IsoTime& iso, std::string& out,
+                      const Sink& sink) {
+  for (const ElementResult& row : rows) {
     out.append("{\"index\":");
     append_int(out, static_cast<std::int64_t>(row.index));
     for (std::size_t c = 0; c < f.names.size(); ++c) {
       out.append(keys[c]);
-      const std::size_t r = row.index;
+      const std::size_t r = row.index - first;
       if (!f.from_table()) {
         // The element's own JSON value, exactly (nested values stay JSON).
         const Json& o = f.objects[r];
@@ -623,6 +670,21 @@ void write_jsonl(const Export& e, const Sink& sink) {
       out.clear();
     }
   }
+}
+
+void write_jsonl(const Export& e, const Sink& sink) {
+  // Keys are escaped once; each starts with the separator that precedes it.
+  std::vector<std::string> keys;
+  for (const std::string& name : e.fields.schema().names) {
+    std::string k = ",";
+    append_json_text(k, name);
+    keys.push_back(k + ":");
+  }
+  std::string out;
+  IsoTime iso;
+  e.for_each_block([&](const Fields& f, std::uint64_t first, const std::vector<ElementResult>& rows) {
+    write_jsonl_rows(f, first, rows, keys, iso, out, sink);
+  });
   sink(out);
 }
 
@@ -694,15 +756,10 @@ void put(unsigned char* row, std::size_t offset, T value) {
 }
 
 void write_h5_contents(hid_t file, const Session& session, const Export& e, const std::string& where) {
-  const Fields& f = e.fields;
+  const Fields& schema = e.fields.schema();
   // The result column is text when every result is UTF-8 without NUL (C strings in HDF5), else
   // a variable-length sequence of bytes, so a binary result is never cut or altered.
-  bool text_results = true;
-  for (const ElementResult& row : e.rows)
-    if (row.outcome && !is_clean(row.outcome->result, false)) {
-      text_results = false;
-      break;
-    }
+  const bool text_results = !e.fold.any_binary_result();
 
   h5::Id str = h5::string_type(where);
   h5::Id boolean = bool_type(where);
@@ -711,13 +768,13 @@ void write_h5_contents(hid_t file, const Session& session, const Export& e, cons
   RowType type(where);
   const std::size_t o_index = type.add("index", H5T_NATIVE_UINT64, H5T_STD_U64LE);
   std::vector<std::size_t> o_fields;
-  for (std::size_t c = 0; c < f.names.size(); ++c) {
-    if (f.types[c] == ColumnType::int64)
-      o_fields.push_back(type.add(f.names[c], H5T_NATIVE_INT64, H5T_STD_I64LE));
-    else if (f.types[c] == ColumnType::float64)
-      o_fields.push_back(type.add(f.names[c], H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE));
+  for (std::size_t c = 0; c < schema.names.size(); ++c) {
+    if (schema.types[c] == ColumnType::int64)
+      o_fields.push_back(type.add(schema.names[c], H5T_NATIVE_INT64, H5T_STD_I64LE));
+    else if (schema.types[c] == ColumnType::float64)
+      o_fields.push_back(type.add(schema.names[c], H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE));
     else
-      o_fields.push_back(type.add(f.names[c], str.get(), str.get()));
+      o_fields.push_back(type.add(schema.names[c], str.get(), str.get()));
   }
   const std::size_t o_status = type.add("status", status.get(), status.get());
   const std::size_t o_attempts = type.add("attempts", H5T_NATIVE_UINT32, H5T_STD_U32LE);
@@ -737,7 +794,7 @@ void write_h5_contents(hid_t file, const Session& session, const Export& e, cons
   h5::Id mem_type = type.build(false);
   h5::Id file_type = type.build(true);
 
-  const hsize_t nrows = e.rows.size();
+  const hsize_t nrows = e.fold.total();
   const hsize_t dims[1] = {nrows};
   h5::Id file_space(h5::check(H5Screate_simple(1, dims, nullptr), where, "create /results dataspace"));
   h5::Id dataset(h5::check(
@@ -754,74 +811,75 @@ void write_h5_contents(hid_t file, const Session& session, const Export& e, cons
     if (is_clean(s, false)) return s.c_str();
     return scratch.emplace_back(clean_text(s, false)).c_str();
   };
-  for (hsize_t first = 0; first < nrows; first += kBatchRows) {
-    const hsize_t count = std::min<hsize_t>(kBatchRows, nrows - first);
-    buffer.assign(row_size * count, 0);
-    scratch.clear();
-    for (hsize_t k = 0; k < count; ++k) {
-      const ElementResult& r = e.rows[first + k];
-      unsigned char* row = buffer.data() + k * row_size;
-      put(row, o_index, std::uint64_t{r.index});
-      for (std::size_t c = 0; c < f.names.size(); ++c) {
-        if (f.types[c] == ColumnType::int64)
-          put(row, o_fields[c], f.ints[c][r.index]);
-        else if (f.types[c] == ColumnType::float64)
-          put(row, o_fields[c], f.floats[c][r.index]);
-        else
-          put(row, o_fields[c], c_text(f.texts[c][r.index]));
-      }
-      const char* name = status_name(r.status);
-      std::memcpy(row + o_status, name, std::strlen(name));
-      put(row, o_attempts, std::uint32_t{r.attempts});
-      if (const auto& o = r.outcome) {
-        put(row, o_host, c_text(o->host));
-        put(row, o_rank, static_cast<std::int32_t>(o->worker));
-        put(row, o_pid, std::int64_t{o->pid});
-        put(row, o_start, seconds(o->t_start));
-        put(row, o_end, seconds(o->t_end));
-        put(row, o_duration, seconds(o->t_end - o->t_start));
-        put(row, o_exit, o->exit_code);
-        put(row, o_signal, o->signal);
-        put(row, o_timed_out, static_cast<std::int8_t>((o->flags & Outcome::kTimedOut) != 0));
-        if (text_results) {
-          put(row, o_result, o->result.c_str());
-        } else {
-          put(row, o_result, hvl_t{o->result.size(), const_cast<char*>(o->result.data())});
-        }
-        put(row, o_truncated, static_cast<std::int8_t>((o->flags & Outcome::kResultTruncated) != 0));
-        const std::string_view tail = without_cut_character(o->stderr_tail);
-        put(row, o_stderr,
-            c_text(tail.size() == o->stderr_tail.size() ? o->stderr_tail : scratch.emplace_back(tail)));
-      } else {
-        // Never attempted: no worker, no times, no exit status.
-        put(row, o_host, static_cast<const char*>(kEmpty));
-        put(row, o_rank, std::int32_t{-1});
-        put(row, o_pid, std::int64_t{-1});
-        put(row, o_start, nan);
-        put(row, o_end, nan);
-        put(row, o_duration, nan);
-        put(row, o_exit, std::int32_t{-1});
-        if (text_results)
-          put(row, o_result, static_cast<const char*>(kEmpty));
-        else
-          put(row, o_result, hvl_t{0, nullptr});
-        put(row, o_stderr, static_cast<const char*>(kEmpty));
-      }
-    }
-    const hsize_t start[1] = {first}, n[1] = {count};
-    h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr), where,
-              "select rows of /results");
-    h5::Id mem_space(h5::check(H5Screate_simple(1, n, nullptr), where, "create memory dataspace"));
-    h5::check(H5Dwrite(dataset.get(), mem_type.get(), mem_space.get(), file_space.get(), H5P_DEFAULT,
-                       buffer.data()),
-              where, "write /results");
-  }
-
   std::uint64_t done = 0, failed = 0;
-  for (const ElementResult& r : e.rows) {
-    done += r.status == ElementStatus::done;
-    failed += r.status == ElementStatus::failed;
-  }
+  e.for_each_block([&](const Fields& f, std::uint64_t block_first, const std::vector<ElementResult>& rows) {
+    for (hsize_t offset = 0; offset < rows.size(); offset += kBatchRows) {
+      const hsize_t first = block_first + offset;
+      const hsize_t count = std::min<hsize_t>(kBatchRows, rows.size() - offset);
+      buffer.assign(row_size * count, 0);
+      scratch.clear();
+      for (hsize_t k = 0; k < count; ++k) {
+        const ElementResult& r = rows[offset + k];
+        done += r.status == ElementStatus::done;
+        failed += r.status == ElementStatus::failed;
+        unsigned char* row = buffer.data() + k * row_size;
+        put(row, o_index, std::uint64_t{r.index});
+        const std::size_t fr = offset + k;
+        for (std::size_t c = 0; c < f.names.size(); ++c) {
+          if (f.types[c] == ColumnType::int64)
+            put(row, o_fields[c], f.ints[c][fr]);
+          else if (f.types[c] == ColumnType::float64)
+            put(row, o_fields[c], f.floats[c][fr]);
+          else
+            put(row, o_fields[c], c_text(f.texts[c][fr]));
+        }
+        const char* name = status_name(r.status);
+        std::memcpy(row + o_status, name, std::strlen(name));
+        put(row, o_attempts, std::uint32_t{r.attempts});
+        if (const auto& o = r.outcome) {
+          put(row, o_host, c_text(o->host));
+          put(row, o_rank, static_cast<std::int32_t>(o->worker));
+          put(row, o_pid, std::int64_t{o->pid});
+          put(row, o_start, seconds(o->t_start));
+          put(row, o_end, seconds(o->t_end));
+          put(row, o_duration, seconds(o->t_end - o->t_start));
+          put(row, o_exit, o->exit_code);
+          put(row, o_signal, o->signal);
+          put(row, o_timed_out, static_cast<std::int8_t>((o->flags & Outcome::kTimedOut) != 0));
+          if (text_results) {
+            put(row, o_result, o->result.c_str());
+          } else {
+            put(row, o_result, hvl_t{o->result.size(), const_cast<char*>(o->result.data())});
+          }
+          put(row, o_truncated, static_cast<std::int8_t>((o->flags & Outcome::kResultTruncated) != 0));
+          const std::string_view tail = without_cut_character(o->stderr_tail);
+          put(row, o_stderr,
+              c_text(tail.size() == o->stderr_tail.size() ? o->stderr_tail : scratch.emplace_back(tail)));
+        } else {
+          // Never attempted: no worker, no times, no exit status.
+          put(row, o_host, static_cast<const char*>(kEmpty));
+          put(row, o_rank, std::int32_t{-1});
+          put(row, o_pid, std::int64_t{-1});
+          put(row, o_start, nan);
+          put(row, o_end, nan);
+          put(row, o_duration, nan);
+          put(row, o_exit, std::int32_t{-1});
+          if (text_results)
+            put(row, o_result, static_cast<const char*>(kEmpty));
+          else
+            put(row, o_result, hvl_t{0, nullptr});
+          put(row, o_stderr, static_cast<const char*>(kEmpty));
+        }
+      }
+      const hsize_t start[1] = {first}, n[1] = {count};
+      h5::check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr), where,
+                "select rows of /results");
+      h5::Id mem_space(h5::check(H5Screate_simple(1, n, nullptr), where, "create memory dataspace"));
+      h5::check(H5Dwrite(dataset.get(), mem_type.get(), mem_space.get(), file_space.get(), H5P_DEFAULT,
+                         buffer.data()),
+                where, "write /results");
+    }
+  });
   const hid_t d = dataset.get();
   h5::write_attribute(d, "format", std::string(kFormat), where);
   h5::write_attribute(d, "format_version", kFormatVersion, where);
@@ -901,7 +959,7 @@ void commit_temp(const stdfs::path& tmp, const stdfs::path& target) {
 }  // namespace
 
 void write_results_csv(const Session& session, std::ostream& out) {
-  const Export e = load(session);
+  const Export e(session);
   write_csv(e, [&](std::string_view chunk) {
     if (!out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())))
       throw StoreError("writing CSV results of session " + session.id().session + " failed");
@@ -910,7 +968,7 @@ void write_results_csv(const Session& session, std::ostream& out) {
 }
 
 void write_results_jsonl(const Session& session, std::ostream& out) {
-  const Export e = load(session);
+  const Export e(session);
   write_jsonl(e, [&](std::string_view chunk) {
     if (!out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())))
       throw StoreError("writing JSON Lines results of session " + session.id().session + " failed");
@@ -920,7 +978,7 @@ void write_results_jsonl(const Session& session, std::ostream& out) {
 
 stdfs::path write_results_h5(const Session& session, const stdfs::path& file) {
   const stdfs::path target = file.empty() ? results_file(session) : file;
-  const Export e = load(session);  // read before anything is created: a bad journal leaves no trace
+  const Export e(session);  // read before anything is created: a bad journal leaves no trace
   posix::Fd fd;
   const stdfs::path tmp = create_temp(target, fd);
   fd.reset();
@@ -946,7 +1004,7 @@ void write_results_file(const Session& session, ResultsFormat format, const stdf
     write_results_h5(session, file);
     return;
   }
-  const Export e = load(session);
+  const Export e(session);
   posix::Fd fd;
   const stdfs::path tmp = create_temp(file, fd);
   try {
