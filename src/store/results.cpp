@@ -14,7 +14,6 @@
 #include <deque>
 #include <functional>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -22,6 +21,7 @@
 
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
+#include "store/field_text.hpp"
 #include "store/fs.hpp"
 #include "store/h5.hpp"
 #include "store/utf8.hpp"
@@ -105,8 +105,6 @@ stdfs::path results_file(const Session& session) { return session.dir() / "resul
 
 namespace {
 
-using Json = nlohmann::ordered_json;
-
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
 bool is_clean(std::string_view s, bool allow_nul) {
@@ -156,12 +154,12 @@ struct Fields {
   std::vector<std::vector<std::int64_t>> ints;  // [column][row], for int64 columns
   std::vector<std::vector<double>> floats;      // for float64 columns
   std::vector<std::vector<std::string>> texts;  // for string columns
-  // JSON elements without a table: each element's object (JSON Lines shows its values as
-  // they are) and which cells it lacks (empty in CSV; NaN or "" in HDF5).
-  std::vector<Json> objects;
+  // JSON elements without a table: each element's value as written ([column][row]; JSON Lines
+  // shows it as it is) and which cells it lacks (empty in CSV; NaN or "" in HDF5).
+  std::vector<std::vector<std::string>> raw;
   std::vector<std::vector<bool>> missing;
 
-  bool from_table() const { return objects.empty(); }
+  bool from_table() const { return raw.empty(); }
   bool is_missing(std::size_t c, std::size_t r) const { return !missing.empty() && missing[c][r]; }
   void add_column(std::string key, ColumnType type, std::size_t rows) {
     names.push_back(key);
@@ -172,13 +170,6 @@ struct Fields {
     texts.emplace_back(type == ColumnType::string ? rows : 0);
   }
 };
-
-bool fits_int64(const Json& v) {
-  if (v.is_boolean()) return true;
-  if (!v.is_number_integer()) return false;
-  return !v.is_number_unsigned() ||
-         v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-}
 
 void read_table(const stdfs::path& file, std::uint64_t rows, Fields& f) {
   static_assert(sizeof(std::int64_t) == 8 && sizeof(double) == 8 && sizeof(const char*) == 8,
@@ -246,59 +237,55 @@ void read_table(const stdfs::path& file, std::uint64_t rows, Fields& f) {
   }
 }
 
-// JSON elements without a table: the union of their keys in first-seen order, typed by what
-// the values hold: int64 when every element has an integer (booleans count as 0 and 1),
-// float64 when the values present are numbers, else text (strings as they are, other values as
-// compact JSON).
+// JSON elements without a table: the union of their keys in first-seen order, typed on each
+// value's text by the rule of the typed table (store/input.cpp): int64 when every element has
+// the key and every value prints back as written as an int64, float64 when the values present
+// all print back as written as float64, else text (a string's characters, any other value as
+// written). So every export shows each value's text as the input had it.
 void read_json_fields(const ElementBuffer& all, Fields& f) {
   const std::size_t rows = all.size();
-  f.objects.reserve(rows);
   std::unordered_map<std::string, std::size_t> column_of;
   std::vector<std::string> keys;
   std::vector<std::uint64_t> present;
-  std::vector<bool> all_int, all_number;
+  std::vector<bool> all_int, all_float;
+  std::vector<field_text::JsonMember> members;
   for (std::size_t r = 0; r < rows; ++r) {
-    Json o = Json::parse(all.at(r), nullptr, false);
-    if (!o.is_object()) o = Json::object();  // not from the CLI: contributes no fields
-    for (const auto& item : o.items()) {
-      auto [it, fresh] = column_of.emplace(item.key(), keys.size());
+    // An element that is not an object (not from the CLI) contributes no fields.
+    if (!field_text::json_members(all.at(r), members)) continue;
+    for (const auto& m : members) {
+      auto [it, fresh] = column_of.emplace(m.key, keys.size());
       if (fresh) {
-        keys.push_back(item.key());
+        keys.push_back(m.key);
         present.push_back(0);
         all_int.push_back(true);
-        all_number.push_back(true);
+        all_float.push_back(true);
+        f.raw.emplace_back(rows);
+        f.missing.emplace_back(rows, true);
       }
       const std::size_t c = it->second;
+      if (!f.missing[c][r]) continue;  // a repeated key: the first one counts
       ++present[c];
-      all_int[c] = all_int[c] && fits_int64(item.value());
-      all_number[c] = all_number[c] && (item.value().is_number() || item.value().is_boolean());
+      all_int[c] = all_int[c] && field_text::exact_int64(m.value).has_value();
+      all_float[c] = all_float[c] && field_text::exact_float64(m.value).has_value();
+      f.raw[c][r] = m.value;
+      f.missing[c][r] = false;
     }
-    f.objects.push_back(std::move(o));
   }
   for (std::size_t c = 0; c < keys.size(); ++c) {
     f.add_column(keys[c],
                  all_int[c] && present[c] == rows ? ColumnType::int64
-                 : all_number[c]                  ? ColumnType::float64
+                 : all_float[c]                   ? ColumnType::float64
                                                   : ColumnType::string,
                  rows);
-    f.missing.emplace_back(rows, false);
-  }
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t c = 0; c < keys.size(); ++c) {
-      auto it = f.objects[r].find(keys[c]);
-      if (it == f.objects[r].end()) {
-        f.missing[c][r] = true;
-        if (f.types[c] == ColumnType::float64) f.floats[c][r] = std::numeric_limits<double>::quiet_NaN();
-        continue;
-      }
-      const Json& v = *it;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::string& v = f.raw[c][r];
       if (f.types[c] == ColumnType::int64)
-        f.ints[c][r] = v.is_boolean() ? std::int64_t{v.get<bool>()} : v.get<std::int64_t>();
+        f.ints[c][r] = *field_text::exact_int64(v);
       else if (f.types[c] == ColumnType::float64)
-        f.floats[c][r] = v.is_boolean() ? double(v.get<bool>()) : v.get<double>();
-      else
-        f.texts[c][r] =
-            v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, Json::error_handler_t::replace);
+        f.floats[c][r] =
+            f.missing[c][r] ? std::numeric_limits<double>::quiet_NaN() : *field_text::exact_float64(v);
+      else if (!f.missing[c][r])
+        f.texts[c][r] = field_text::value_text(v);
     }
   }
 }
@@ -345,20 +332,10 @@ std::string_view without_cut_character(std::string_view tail) {
   return tail.substr(k);
 }
 
-void append_int(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-// Shortest text that reads back as the same double, always recognisable as a float ("2.0").
-void append_double(std::string& out, double v) {
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  std::string_view text(buf, static_cast<std::size_t>(r.ptr - buf));
-  out.append(text);
-  if (text.find_first_of(".eE") == std::string_view::npos && std::isfinite(v)) out.append(".0");
-}
+// The formatters that decided, at import, which columns are typed: a typed cell prints as the
+// text it was read from.
+void append_int(std::string& out, std::int64_t v) { field_text::append_int64(out, v); }
+void append_double(std::string& out, double v) { field_text::append_float64(out, v); }
 
 // ISO 8601 UTC with microseconds; strftime runs once per distinct second.
 class IsoTime {
@@ -504,46 +481,11 @@ void write_csv(const Export& e, const Sink& sink) {
 // ---------------------------------------------------------------------------------------------
 // JSON Lines
 
-// Appends `s` (valid UTF-8) as a JSON string.
-void append_json_escaped(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
 void append_json_text(std::string& out, std::string_view s) {
   if (is_clean(s, true))
-    append_json_escaped(out, s);
+    field_text::append_json_string(out, s);
   else
-    append_json_escaped(out, clean_text(s, true));
+    field_text::append_json_string(out, clean_text(s, true));
 }
 
 void append_json_double(std::string& out, double v) {
@@ -571,10 +513,12 @@ void write_jsonl(const Export& e, const Sink& sink) {
       out.append(keys[c]);
       const std::size_t r = row.index;
       if (!f.from_table()) {
-        // The element's own JSON value, exactly (nested values stay JSON).
-        const Json& o = f.objects[r];
-        auto it = o.find(f.keys[c]);
-        out.append(it == o.end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace));
+        // The element's own JSON value, as written (nested values stay JSON).
+        const std::string& v = f.raw[c][r];
+        if (f.missing[c][r])
+          out.append("null");
+        else
+          out.append(is_clean(v, true) ? v : clean_text(v, true));
       } else if (f.types[c] == ColumnType::int64) {
         append_int(out, f.ints[c][r]);
       } else if (f.types[c] == ColumnType::float64) {
