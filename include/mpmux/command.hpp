@@ -14,9 +14,11 @@ namespace mpmux {
 /// An argv template such as `./sim --alpha {alpha} --out 'run {#}.txt'`. Without a shell the
 /// text is split into words as a POSIX shell would (quotes and backslashes; no expansions) and
 /// each placeholder is replaced inside its word, so a value never splits into several words.
-/// With a shell the placeholders are replaced by single-quoted values and the text is run by
-/// /bin/sh -c. `{name}` is a field of the element's JSON object, `{#}` the element index,
-/// `{{` and `}}` are literal braces.
+/// With a shell each placeholder becomes one inert shell word (single-quoted only when the value
+/// holds a character other than letters, digits and -_.+/,:@%, or is empty) and the text is run
+/// by /bin/sh -c. `{name}` is a field of the element's JSON object, rendered as written in the
+/// input (a string's characters, a number's text such as 1.10); name is any text without braces
+/// ({alpha (deg)}). `{#}` is the element index, `{{` and `}}` are literal braces.
 class MPMUX_EXPORT CommandTemplate {
  public:
   /// Throws UsageError naming --exec for unbalanced quotes or braces and empty placeholders.

@@ -54,22 +54,41 @@ struct MPMUX_EXPORT ParsedElements {
   std::optional<Table> table;  // set when the input was tabular
 };
 
+/// The character encoding of an input file; its text is converted to UTF-8 on import.
+enum class TextEncoding { utf8, latin1 };
+/// "utf-8" (or "utf8") and "latin-1" (or "latin1", "iso-8859-1"), any case; throws UsageError
+/// "--encoding 'x': unknown encoding (expected utf-8 or latin-1)" for anything else.
+MPMUX_EXPORT TextEncoding text_encoding_from_string(std::string_view name);
+
 /// Input readers. Each throws UsageError with a one-line message naming the file and line
-/// ("grid.csv:7: 2 fields, the header has 3") for: an empty input, a missing header,
-/// a ragged row, bytes that are not UTF-8 (or NUL bytes), an invalid JSON line, a line that is
-/// not an object. Elements are compact JSON objects (encoding json); a UTF-8 BOM is skipped.
+/// ("grid.csv:7: 2 fields, the header has 3") for: an empty input, a ragged row, bytes that are
+/// not UTF-8 (naming the byte and its column, suggesting --encoding latin-1) or NUL bytes, an
+/// invalid JSON line, a line that is not an object. Elements are compact JSON objects (encoding
+/// json); a UTF-8 BOM is skipped.
+///
+/// Fields are text: every cell reaches a template, a plugin and the exports exactly as written.
 /// CSV follows RFC 4180 (quoted fields, doubled quotes, CRLF or LF, newlines inside quotes);
-/// blank lines are skipped; the header names must be identifiers ([A-Za-z_][A-Za-z0-9_]*),
-/// unique. A column is int64 when every cell is an integer, float64 when every cell is a finite
-/// number, else string (so a column holding "inf", "nan" or an empty cell is a string column).
-MPMUX_EXPORT ParsedElements read_csv(const std::filesystem::path& file);
-/// JSON Lines: one object per non-blank line, stored re-dumped compactly in its key order. A
+/// blank lines are skipped; the first row is the header, whose names may be any non-empty,
+/// unique text ("alpha (deg)", "2theta"). In the element, a cell that is a JSON number literal
+/// is that number as written (1.10, -0, 1e3), any other cell a JSON string ("007", "+1", "").
+/// The table's column is int64 when every cell's text is exactly the decimal text of its value,
+/// float64 when every cell's text is exactly the shortest round-trip text of its value with ".0"
+/// for a whole number ("2.5", "2.0", "1e+20"), else string; so a typed column prints back as
+/// written.
+MPMUX_EXPORT ParsedElements read_csv(const std::filesystem::path& file,
+                                     TextEncoding encoding = TextEncoding::utf8);
+/// JSON Lines: one object per non-blank line, stored as written less the spaces between tokens
+/// (numbers and string escapes keep their text); a key given twice in a line is an error. A
 /// table is kept when every line is a flat object with the same keys in the same order and
-/// scalar values (numbers, strings, booleans as int64), typed as for CSV.
-MPMUX_EXPORT ParsedElements read_jsonl(const std::filesystem::path& file);
+/// scalar values (numbers, strings, booleans), typed as for CSV on each value's text (a
+/// string's characters, a number or boolean as written); a column holding a string or a
+/// boolean is a string column.
+MPMUX_EXPORT ParsedElements read_jsonl(const std::filesystem::path& file,
+                                       TextEncoding encoding = TextEncoding::utf8);
 /// --grid NAME=v1,v2,... NAME=start:stop[:step] ...: the cartesian product in row-major order
 /// (the last parameter varies fastest). start:stop:step excludes stop, as Python's range; float
-/// values are start + k*step. Values are typed per parameter as CSV columns.
+/// values are start + k*step. Values are typed per parameter as CSV columns; NAME is any
+/// non-empty text before the first '='.
 MPMUX_EXPORT ParsedElements make_grid(const std::vector<std::string>& specs);
 /// --range N: elements {"i": 0} ... {"i": N-1}.
 MPMUX_EXPORT ParsedElements make_range(std::uint64_t n);

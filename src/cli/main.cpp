@@ -54,12 +54,17 @@ std::filesystem::path mux_dir_of(const std::string& arg) {
 }
 
 int cmd_new(const std::filesystem::path& root, const std::string& from, const std::string& format,
-            const std::vector<std::string>& grid, std::uint64_t range, bool range_given,
-            const std::string& tag) {
+            const std::string& encoding_name, const std::vector<std::string>& grid, std::uint64_t range,
+            bool range_given, const std::string& tag) {
   const int sources = !from.empty() + !grid.empty() + range_given;
   if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
+  const TextEncoding encoding = text_encoding_from_string(encoding_name);
+  if (from.empty() && encoding != TextEncoding::utf8)
+    throw UsageError("--encoding '" + encoding_name + "': only a --from file has an encoding");
   ParsedElements parsed;
   if (!from.empty() && format.empty() && h5_dataset_of(from)) {
+    if (encoding != TextEncoding::utf8)
+      throw UsageError("--encoding '" + encoding_name + "': an HDF5 dataset's strings are UTF-8 already");
     parsed = read_h5(*h5_dataset_of(from));
   } else if (!from.empty()) {
     std::string kind = format;
@@ -73,7 +78,7 @@ int cmd_new(const std::filesystem::path& root, const std::string& from, const st
         throw UsageError("--from '" + from +
                          "': cannot tell the format from the name; give --format csv|jsonl");
     }
-    parsed = kind == "csv" ? read_csv(from) : read_jsonl(from);
+    parsed = kind == "csv" ? read_csv(from, encoding) : read_jsonl(from, encoding);
   } else if (!grid.empty()) {
     parsed = make_grid(grid);
   } else {
@@ -292,7 +297,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(MPMUX_VERSION_STRING));
 
-  std::string root, from, format, tag;
+  std::string root, from, format, tag, encoding = "utf-8";
   std::vector<std::string> grid;
   std::uint64_t range = 0;
   auto* new_cmd = app.add_subcommand("new", "Store an element set; prints the mux directory");
@@ -300,6 +305,8 @@ int main(int argc, char** argv) {
   new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file, or FILE.h5:/DATASET");
   new_cmd->add_option("--format", format, "Format of --from when its name does not tell")
       ->check(CLI::IsMember({"csv", "jsonl"}));
+  new_cmd->add_option("--encoding", encoding, "Character encoding of --from: utf-8 or latin-1, converted to UTF-8")
+      ->capture_default_str();
   new_cmd->add_option("--grid", grid, "NAME=v1,v2,... or NAME=start:stop[:step]; the cartesian product");
   auto* range_opt = new_cmd->add_option("--range", range, "Elements {\"i\": 0} ... {\"i\": N-1}");
   new_cmd->add_option("--tag", tag, "Suffix of the mux directory's name");
@@ -386,7 +393,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*new_cmd) return cmd_new(root, from, format, grid, range, range_opt->count() > 0, tag);
+    if (*new_cmd) return cmd_new(root, from, format, encoding, grid, range, range_opt->count() > 0, tag);
     if (*session_cmd) {
       std::cout << Session::create(mux_dir_of(dir)).id().str() << '\n';
       return 0;

@@ -11,9 +11,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "mpmux/error.hpp"
+#include "store/field_text.hpp"
 #include "store/fs.hpp"
 
 namespace mpmux {
@@ -24,8 +24,15 @@ namespace {
   throw UsageError("--exec '" + std::string(text) + "': " + why);
 }
 
-// Single-quotes a value for /bin/sh: 'it'\''s' is the word it's.
-std::string shell_quote(std::string_view value) {
+// A value as one inert /bin/sh word: as it is when every character is one the shell never treats
+// specially (as GNU parallel does, so `$(({i} % 50))` works), else single-quoted: 'it'\''s' is
+// the word it's. Non-ASCII bytes are quoted too: what a shell makes of them depends on its locale.
+std::string shell_word(std::string_view value) {
+  const bool plain = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::strchr("-_.+/,:@%", c) != nullptr;
+  });
+  if (plain) return std::string(value);
   std::string out = "'";
   for (char c : value) {
     if (c == '\'')
@@ -35,11 +42,6 @@ std::string shell_quote(std::string_view value) {
   }
   out += '\'';
   return out;
-}
-
-std::string field_text(const nlohmann::json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  return value.dump();
 }
 
 // Starts a task: stdin from /dev/null, stdout and stderr to the pipes, a process group of its
@@ -123,12 +125,10 @@ CommandTemplate CommandTemplate::parse(std::string_view text, bool shell) {
       if (close == std::string_view::npos) bad_template(text, "unbalanced '{'");
       std::string name(text.substr(i + 1, close - i - 1));
       if (name.empty()) bad_template(text, "empty placeholder {}");
-      bool ok = name == "#" || std::all_of(name.begin(), name.end(), [](char ch) {
-                  return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
-                });
-      if (!ok) bad_template(text, "bad placeholder {" + name + "}");
-      // A value is single-quoted for the shell; inside the user's own quotes that quoting would
-      // be taken literally and the value expanded.
+      // Any column name is a placeholder as written ({alpha (deg)}); only braces end it.
+      if (name.find('{') != std::string::npos) bad_template(text, "unbalanced '{'");
+      // A value is quoted for the shell when it needs it; inside the user's own quotes that
+      // quoting would be taken literally and the value expanded.
       if (shell && quote != plain)
         bad_template(text, "with --shell, leave {" + name + "} unquoted: values are quoted for you");
       word.push_back({true, name});
@@ -170,8 +170,7 @@ CommandTemplate CommandTemplate::parse(std::string_view text, bool shell) {
       case dbl:
         if (c == '"') {
           quote = plain;
-        } else if (c == '\\' && i + 1 < text.size() &&
-                   std::strchr("\\\"$`", text[i + 1]) != nullptr) {
+        } else if (c == '\\' && i + 1 < text.size() && std::strchr("\\\"$`", text[i + 1]) != nullptr) {
           literal(text[++i]);
         } else {
           literal(c);
@@ -206,28 +205,29 @@ void CommandTemplate::check_fields(const std::vector<std::string>& available) co
     if (std::find(available.begin(), available.end(), f) != available.end()) continue;
     std::string list;
     for (const auto& a : available) list += (list.empty() ? "" : ", ") + a;
-    throw UsageError("--exec: unknown placeholder {" + f + "} (the elements' fields are: " +
-                     (list.empty() ? "none" : list) + ")");
+    throw UsageError("--exec: unknown placeholder {" + f +
+                     "} (the elements' fields are: " + (list.empty() ? "none" : list) + ")");
   }
 }
 
 std::vector<std::string> CommandTemplate::render(std::uint64_t index, std::string_view element_json) const {
-  nlohmann::json element;
-  if (!fields_.empty()) {
-    element = nlohmann::json::parse(element_json, nullptr, false);
-    if (!element.is_object()) throw UsageError("element " + std::to_string(index) + " is not a JSON object");
-  }
+  std::vector<field_text::JsonMember> members;
+  if (!fields_.empty() && !field_text::json_members(element_json, members))
+    throw UsageError("element " + std::to_string(index) + " is not a JSON object");
+  // A field's text as written in the input: a string's characters, a number's digits (1.10).
   auto value = [&](const std::string& name) -> std::string {
     if (name == "#") return std::to_string(index);
-    auto it = element.find(name);
-    if (it == element.end())
+    const auto it =
+        std::find_if(members.begin(), members.end(), [&](const auto& m) { return m.key == name; });
+    if (it == members.end())
       throw UsageError("element " + std::to_string(index) + " has no field '" + name + "'");
-    return field_text(*it);
+    return field_text::value_text(it->value);
   };
   std::vector<std::string> argv;
   if (shell_) {
     std::string script;
-    for (const auto& piece : words_.front()) script += piece.placeholder ? shell_quote(value(piece.text)) : piece.text;
+    for (const auto& piece : words_.front())
+      script += piece.placeholder ? shell_word(value(piece.text)) : piece.text;
     return {"/bin/sh", "-c", script};
   }
   argv.reserve(words_.size());

@@ -1,10 +1,11 @@
 // Input readers: CSV, JSON Lines, --grid and --range, each producing JSON elements and a table.
 //
-// Typing rule shared by CSV cells and --grid values: a column is int64 when every cell is a
-// whole int64 (an optional '+' or '-' and digits), float64 when every cell is a finite number
-// (decimal or exponent form, "inf"/"nan" excluded), else string. Non-finite values cannot be
-// JSON numbers, so a column holding "inf" or "nan" stays a string column and its elements carry
-// the text; an empty cell also makes its column a string column.
+// Fields are text: a cell reaches templates, plugins and exports exactly as written. The typed
+// table follows one rule, shared by CSV cells, JSON Lines values and --grid values: a column is
+// int64 when every cell's text is exactly what field_text::append_int64 prints for its value,
+// float64 when every cell's text is exactly what field_text::append_float64 prints (finite values
+// only), else string. So "007", "+1", "-0", "1.10", "1e3", "NaN", "" or a "3" among floats make
+// a string column, and printing a typed column gives back the text it was read from.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,7 +15,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -25,6 +25,7 @@
 
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
+#include "store/field_text.hpp"
 #include "store/utf8.hpp"
 
 namespace mpmux {
@@ -74,22 +75,40 @@ std::string hex_byte(unsigned char c) {
   return std::string("0x") + digits[c >> 4] + digits[c & 15];
 }
 
+// 1-based column, in bytes, of `offset` in its line.
+std::size_t column_of(std::string_view text, std::size_t offset) {
+  const std::size_t newline = text.rfind('\n', offset == 0 ? 0 : offset - 1);
+  return newline == std::string_view::npos || offset == 0 ? offset + 1 : offset - newline;
+}
+
 // Rejects bytes that are not UTF-8, and NUL bytes (table strings are C strings in HDF5).
 void check_text(std::string_view text, std::size_t base, const std::string& where, std::string_view all) {
   const std::size_t bad = utf8::first_invalid(text);
   const std::size_t nul = text.find('\0');
   if (bad != std::string_view::npos && (nul == std::string_view::npos || bad < nul))
     throw UsageError(where + ":" + std::to_string(line_of(all, base + bad)) + ": invalid UTF-8 (byte " +
-                     hex_byte(static_cast<unsigned char>(text[bad])) + ")");
+                     hex_byte(static_cast<unsigned char>(text[bad])) + " at column " +
+                     std::to_string(column_of(all, base + bad)) +
+                     "); if the file is Latin-1, add --encoding latin-1");
   if (nul != std::string_view::npos)
     throw UsageError(where + ":" + std::to_string(line_of(all, base + nul)) + ": NUL byte");
 }
 
-bool is_identifier(std::string_view s) {
-  if (s.empty()) return false;
-  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
-  if (!alpha(s[0])) return false;
-  return std::all_of(s.begin() + 1, s.end(), [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
+// The file's text as UTF-8: Latin-1 maps each byte to the code point of the same value.
+std::string to_utf8(std::string content, TextEncoding encoding) {
+  if (encoding == TextEncoding::utf8) return content;
+  std::string out;
+  out.reserve(content.size() + content.size() / 8);
+  for (const char ch : content) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x80) {
+      out += ch;
+    } else {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+  }
+  return out;
 }
 
 // A leading '+' is accepted as in strtod; from_chars would refuse it.
@@ -134,85 +153,34 @@ bool convert_all(const std::vector<std::string>& texts, Parse parse, std::vector
 
 // Types a column of texts by the rule at the top of this file and converts it.
 ColumnType type_cells(std::vector<std::string>& texts, std::vector<Cell>& cells) {
-  if (convert_all(texts, parse_int, cells)) return ColumnType::int64;
-  if (convert_all(texts, parse_number, cells)) return ColumnType::float64;
+  if (convert_all(texts, field_text::exact_int64, cells)) return ColumnType::int64;
+  if (convert_all(texts, field_text::exact_float64, cells)) return ColumnType::float64;
   cells.clear();
   for (auto& t : texts) cells.emplace_back(std::move(t));
   return ColumnType::string;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  std::size_t run = 0;  // start of the pending run of bytes that need no escape
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += "\\u00" + hex_byte(c).substr(2);
-        break;
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
-}
-
-void append_json_number(std::string& out, std::int64_t v) {
-  char buf[24];
-  const auto res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, res.ptr);
-}
-
-void append_json_number(std::string& out, double v) {
-  char buf[32];
-  const auto res = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
-  out.append(buf, res.ptr);
-  // Keep a float a float for the reader: 2.0 is written "2.0", not "2".
-  if (std::find_if(buf, res.ptr, [](char c) { return c == '.' || c == 'e'; }) == res.ptr) out += ".0";
-}
-
 // Row r of `table` as a compact JSON object; written by hand because it runs once per element.
+// A typed cell prints as the text it was read from (see top); a text cell that is a JSON number
+// literal is written as that number, any other as a string.
 void append_row_json(const Table& table, std::size_t r, std::string& out) {
   out += '{';
   const auto& row = table.rows[r];
   for (std::size_t c = 0; c < row.size(); ++c) {
     if (c) out += ',';
-    append_json_string(out, table.names[c]);
+    field_text::append_json_string(out, table.names[c]);
     out += ':';
     if (const auto* i = std::get_if<std::int64_t>(&row[c])) {
-      append_json_number(out, *i);
+      field_text::append_int64(out, *i);
     } else if (const auto* d = std::get_if<double>(&row[c])) {
       // A non-finite value has no JSON number form; readers never produce one (see top).
       if (std::isfinite(*d)) {
-        append_json_number(out, *d);
+        field_text::append_float64(out, *d);
       } else {
         out += "null";
       }
     } else {
-      append_json_string(out, std::get<std::string>(row[c]));
+      field_text::append_json_cell(out, std::get<std::string>(row[c]));
     }
   }
   out += '}';
@@ -252,9 +220,17 @@ std::string Table::row_json(std::size_t r) const {
 
 // ---------------------------------------------------------------------------------------------- CSV
 
-ParsedElements read_csv(const std::filesystem::path& file) {
+TextEncoding text_encoding_from_string(std::string_view name) {
+  std::string lower;
+  for (const char c : name) lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  if (lower == "utf-8" || lower == "utf8") return TextEncoding::utf8;
+  if (lower == "latin-1" || lower == "latin1" || lower == "iso-8859-1") return TextEncoding::latin1;
+  throw UsageError("--encoding '" + std::string(name) + "': unknown encoding (expected utf-8 or latin-1)");
+}
+
+ParsedElements read_csv(const std::filesystem::path& file, TextEncoding encoding) {
   const std::string where = file.string();
-  const std::string content = read_whole_file(file);
+  const std::string content = to_utf8(read_whole_file(file), encoding);
   const std::string_view all(content);
   const std::size_t bom = utf8::bom_length(all);
   const std::string_view text = all.substr(bom);
@@ -328,11 +304,14 @@ ParsedElements read_csv(const std::filesystem::path& file) {
 
     const std::size_t count = cells.size() - first;
     if (!have_header) {
+      // Any name is a column name (spaces, parentheses, a leading digit): templates take it as
+      // written. Only an empty or repeated one cannot name a column.
       std::unordered_set<std::string> seen;
-      for (auto& name : cells) {
-        if (!is_identifier(name))
-          throw error(record_line, "header expected: '" + name + "' is not a column name");
-        if (!seen.insert(name).second) throw error(record_line, "duplicate column name '" + name + "'");
+      for (std::size_t c = 0; c < cells.size(); ++c) {
+        if (cells[c].empty())
+          throw error(record_line, "column " + std::to_string(c + 1) + " of the header has no name");
+        if (!seen.insert(cells[c]).second)
+          throw error(record_line, "duplicate column name '" + cells[c] + "'");
       }
       names = std::move(cells);
       cells.clear();
@@ -388,32 +367,21 @@ bool is_blank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-bool table_scalar(const ordered_json& v) {
-  if (v.is_string()) return v.get_ref<const std::string&>().find('\0') == std::string::npos;
-  return v.is_number() || v.is_boolean();
+// A value the table can hold: a string without NUL, a number or a boolean.
+bool table_scalar(std::string_view raw, std::string_view text) {
+  if (raw.front() == '"') return text.find('\0') == std::string_view::npos;
+  return raw.front() == '-' || (raw.front() >= '0' && raw.front() <= '9') || raw == "true" || raw == "false";
 }
 
-bool fits_int64(const ordered_json& v) {
-  if (v.is_number_unsigned())
-    return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-  return v.is_boolean() || v.is_number_integer();
-}
-
-std::int64_t as_int64(const ordered_json& v) {
-  if (v.is_boolean()) return v.get<bool>() ? 1 : 0;
-  return v.get<std::int64_t>();
-}
-
-double as_double(const ordered_json& v) {
-  if (v.is_boolean()) return v.get<bool>() ? 1.0 : 0.0;
-  return v.get<double>();
+bool is_number(std::string_view raw) {
+  return raw.front() == '-' || (raw.front() >= '0' && raw.front() <= '9');
 }
 
 }  // namespace
 
-ParsedElements read_jsonl(const std::filesystem::path& file) {
+ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encoding) {
   const std::string where = file.string();
-  const std::string content = read_whole_file(file);
+  const std::string content = to_utf8(read_whole_file(file), encoding);
   const std::string_view all(content);
   const std::size_t bom = utf8::bom_length(all);
   const std::string_view text = all.substr(bom);
@@ -422,9 +390,13 @@ ParsedElements read_jsonl(const std::filesystem::path& file) {
   ParsedElements parsed;
   parsed.encoding = Encoding::json;
   // The table: kept while every object is flat with the keys of the first one, in its order.
+  // Cells hold each value's text: a string's characters, a number or boolean as written.
   bool tabular = true;
   std::vector<std::string> keys;
-  std::vector<std::vector<ordered_json>> columns;
+  std::vector<std::vector<std::string>> texts;
+  std::vector<std::vector<bool>> numbers;
+  std::vector<field_text::JsonMember> members;
+  std::unordered_set<std::string_view> seen;
 
   std::size_t pos = 0, line = 0;
   while (pos < text.size()) {
@@ -435,60 +407,60 @@ ParsedElements read_jsonl(const std::filesystem::path& file) {
     pos = end + 1;
     if (is_blank(row)) continue;
 
-    ordered_json value;
-    try {
-      value = ordered_json::parse(row.begin(), row.end());
-    } catch (const ordered_json::exception& e) {
-      throw UsageError(where + ":" + std::to_string(line) + ": invalid JSON: " + short_reason(e.what()));
+    const std::string at = where + ":" + std::to_string(line) + ": ";
+    if (!ordered_json::accept(row.begin(), row.end())) {
+      try {
+        [[maybe_unused]] const auto only_for_the_reason = ordered_json::parse(row.begin(), row.end());
+      } catch (const ordered_json::exception& e) {
+        throw UsageError(at + "invalid JSON: " + short_reason(e.what()));
+      }
     }
-    if (!value.is_object()) throw UsageError(where + ":" + std::to_string(line) + ": not a JSON object");
-    parsed.elements.push(value.dump());
+    if (!field_text::json_members(row, members)) throw UsageError(at + "not a JSON object");
+    seen.clear();
+    for (const auto& m : members)
+      if (!seen.insert(m.key).second) throw UsageError(at + "duplicate key '" + m.key + "'");
+    // Stored as written, less the spaces: numbers keep their text (1.10 stays 1.10).
+    parsed.elements.push(field_text::compact_json(row));
 
     if (!tabular) continue;
     if (parsed.elements.size() == 1) {
-      for (auto it = value.begin(); it != value.end(); ++it) keys.push_back(it.key());
+      for (const auto& m : members) keys.push_back(m.key);
       tabular = !keys.empty() && std::none_of(keys.begin(), keys.end(), [](const std::string& k) {
         return k.empty() || k.find('\0') != std::string::npos;
       });
-      columns.resize(keys.size());
+      texts.resize(keys.size());
+      numbers.resize(keys.size());
     }
-    if (tabular && value.size() != keys.size()) tabular = false;
-    std::size_t c = 0;
-    for (auto it = value.begin(); tabular && it != value.end(); ++it, ++c) {
-      if (it.key() != keys[c] || !table_scalar(it.value())) {
+    if (tabular && members.size() != keys.size()) tabular = false;
+    for (std::size_t c = 0; tabular && c < members.size(); ++c) {
+      std::string cell = field_text::value_text(members[c].value);
+      if (members[c].key != keys[c] || !table_scalar(members[c].value, cell)) {
         tabular = false;
       } else {
-        columns[c].push_back(std::move(it.value()));
+        texts[c].push_back(std::move(cell));
+        numbers[c].push_back(is_number(members[c].value));
       }
     }
-    if (!tabular) columns = {};
+    if (!tabular) texts = {};
   }
   if (parsed.elements.size() == 0) throw UsageError(where + ": no rows");
   if (!tabular) return parsed;
 
-  // Typed as CSV: int64 when all are integers (or booleans), float64 when all are numbers,
-  // else string, where a number or boolean is written as its JSON text.
+  // Typed as CSV, on each value's text; a string holding digits ("7") stays a string.
   const std::size_t nrows = parsed.elements.size();
   Table table;
   table.names = std::move(keys);
-  std::vector<std::vector<Cell>> cells(columns.size());
-  for (std::size_t c = 0; c < columns.size(); ++c) {
-    auto& column = columns[c];
-    auto& out = cells[c];
-    out.reserve(nrows);
-    if (std::all_of(column.begin(), column.end(), fits_int64)) {
-      table.types.push_back(ColumnType::int64);
-      for (const auto& v : column) out.emplace_back(as_int64(v));
-    } else if (std::all_of(column.begin(), column.end(),
-                           [](const ordered_json& v) { return v.is_number() || v.is_boolean(); })) {
-      table.types.push_back(ColumnType::float64);
-      for (const auto& v : column) out.emplace_back(as_double(v));
+  std::vector<std::vector<Cell>> cells(texts.size());
+  for (std::size_t c = 0; c < texts.size(); ++c) {
+    const bool all_numbers = std::all_of(numbers[c].begin(), numbers[c].end(), [](bool b) { return b; });
+    if (all_numbers) {
+      table.types.push_back(type_cells(texts[c], cells[c]));
     } else {
       table.types.push_back(ColumnType::string);
-      for (auto& v : column)
-        out.emplace_back(v.is_string() ? std::move(v.get_ref<std::string&>()) : v.dump());
+      cells[c].reserve(nrows);
+      for (auto& t : texts[c]) cells[c].emplace_back(std::move(t));
     }
-    column = {};
+    texts[c] = {};
   }
   rows_from_columns(table, cells, nrows);
   parsed.table = std::move(table);
@@ -512,10 +484,6 @@ Parameter parse_grid_spec(const std::string& spec) {
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw malformed;
   Parameter p;
   p.name = spec.substr(0, eq);
-  if (!is_identifier(p.name))
-    throw UsageError(quoted + ": '" + p.name +
-                     "' is not a parameter name (letters, digits and _, not starting "
-                     "with a digit)");
   const std::string_view value = std::string_view(spec).substr(eq + 1);
 
   std::vector<std::string> parts;

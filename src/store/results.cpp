@@ -14,7 +14,6 @@
 #include <deque>
 #include <functional>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -23,6 +22,7 @@
 
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
+#include "store/field_text.hpp"
 #include "store/fs.hpp"
 #include "store/h5.hpp"
 #include "store/results_fold.hpp"
@@ -70,8 +70,6 @@ stdfs::path results_file(const Session& session) { return session.dir() / "resul
 // The element's own fields
 
 namespace {
-
-using Json = nlohmann::ordered_json;
 
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
@@ -122,12 +120,12 @@ struct Fields {
   std::vector<std::vector<std::int64_t>> ints;  // [column][row], for int64 columns
   std::vector<std::vector<double>> floats;      // for float64 columns
   std::vector<std::vector<std::string>> texts;  // for string columns
-  // JSON elements without a table: each element's object (JSON Lines shows its values as
-  // they are) and which cells it lacks (empty in CSV; NaN or "" in HDF5).
-  std::vector<Json> objects;
+  // JSON elements without a table: each element's value as written ([column][row]; JSON Lines
+  // shows it as it is) and which cells it lacks (empty in CSV; NaN or "" in HDF5).
+  std::vector<std::vector<std::string>> raw;
   std::vector<std::vector<bool>> missing;
 
-  bool from_table() const { return objects.empty(); }
+  bool from_table() const { return raw.empty(); }
   bool is_missing(std::size_t c, std::size_t r) const { return !missing.empty() && missing[c][r]; }
   void add_column(std::string key, ColumnType type, std::size_t rows) {
     names.push_back(key);
@@ -138,13 +136,6 @@ struct Fields {
     texts.emplace_back(type == ColumnType::string ? rows : 0);
   }
 };
-
-bool fits_int64(const Json& v) {
-  if (v.is_boolean()) return true;
-  if (!v.is_number_integer()) return false;
-  return !v.is_number_unsigned() ||
-         v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-}
 
 // Rows [first, first + rows) of /elements/table; with rows 0, only the columns.
 void read_table(const stdfs::path& file, std::uint64_t first, std::uint64_t rows, Fields& f) {
@@ -217,61 +208,76 @@ void read_table(const stdfs::path& file, std::uint64_t first, std::uint64_t rows
   }
 }
 
-// JSON elements without a table: the union of their keys in first-seen order, typed by what
-// the values hold: int64 when every element has an integer (booleans count as 0 and 1),
-// float64 when the values present are numbers, else text (strings as they are, other values as
-// compact JSON). With a `schema`, its columns and types are taken instead (a block of a larger set).
+// JSON elements without a table: the union of their keys in first-seen order, typed on each
+// value's text by the rule of the typed table (store/input.cpp): int64 when every element has
+// the key and every value prints back as written as an int64, float64 when the values present
+// all print back as written as float64, else text (a string's characters, any other value as
+// written). So every export shows each value's text as the input had it.
+// With a `schema` (a block of a larger set), its columns and types are taken instead.
 void read_json_fields(const ElementBuffer& all, Fields& f, const Fields* schema = nullptr) {
   const std::size_t rows = all.size();
-  f.objects.reserve(rows);
   std::unordered_map<std::string, std::size_t> column_of;
   std::vector<std::string> keys;
   std::vector<std::uint64_t> present;
-  std::vector<bool> all_int, all_number;
+  std::vector<bool> all_int, all_float;
+  std::vector<field_text::JsonMember> members;
   for (std::size_t r = 0; r < rows; ++r) {
-    Json o = Json::parse(all.at(r), nullptr, false);
-    if (!o.is_object()) o = Json::object();  // not from the CLI: contributes no fields
-    for (const auto& item : o.items()) {
-      auto [it, fresh] = column_of.emplace(item.key(), keys.size());
+    // An element that is not an object (not from the CLI) contributes no fields.
+    if (!field_text::json_members(all.at(r), members)) continue;
+    for (const auto& m : members) {
+      auto [it, fresh] = column_of.emplace(m.key, keys.size());
       if (fresh) {
-        keys.push_back(item.key());
+        keys.push_back(m.key);
         present.push_back(0);
         all_int.push_back(true);
-        all_number.push_back(true);
+        all_float.push_back(true);
+        f.raw.emplace_back(rows);
+        f.missing.emplace_back(rows, true);
       }
       const std::size_t c = it->second;
+      if (!f.missing[c][r]) continue;  // a repeated key: the first one counts
       ++present[c];
-      all_int[c] = all_int[c] && fits_int64(item.value());
-      all_number[c] = all_number[c] && (item.value().is_number() || item.value().is_boolean());
+      all_int[c] = all_int[c] && field_text::exact_int64(m.value).has_value();
+      all_float[c] = all_float[c] && field_text::exact_float64(m.value).has_value();
+      f.raw[c][r] = m.value;
+      f.missing[c][r] = false;
     }
-    f.objects.push_back(std::move(o));
   }
-  if (schema) keys = schema->keys;
-  for (std::size_t c = 0; c < keys.size(); ++c) {
-    f.add_column(keys[c],
-                 schema                             ? schema->types[c]
-                 : all_int[c] && present[c] == rows ? ColumnType::int64
-                 : all_number[c]                    ? ColumnType::float64
-                                                    : ColumnType::string,
-                 rows);
-    f.missing.emplace_back(rows, false);
-  }
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t c = 0; c < keys.size(); ++c) {
-      auto it = f.objects[r].find(keys[c]);
-      if (it == f.objects[r].end()) {
-        f.missing[c][r] = true;
-        if (f.types[c] == ColumnType::float64) f.floats[c][r] = std::numeric_limits<double>::quiet_NaN();
-        continue;
+  std::vector<ColumnType> types(keys.size());
+  for (std::size_t c = 0; c < keys.size(); ++c)
+    types[c] = all_int[c] && present[c] == rows ? ColumnType::int64
+               : all_float[c]                   ? ColumnType::float64
+                                                : ColumnType::string;
+  if (schema) {
+    // The schema's columns in its order; a key this block lacks is missing in every row.
+    std::vector<std::vector<std::string>> raw;
+    std::vector<std::vector<bool>> missing;
+    for (const std::string& key : schema->keys) {
+      auto it = column_of.find(key);
+      if (it == column_of.end()) {
+        raw.emplace_back(rows);
+        missing.emplace_back(rows, true);
+      } else {
+        raw.push_back(std::move(f.raw[it->second]));
+        missing.push_back(std::move(f.missing[it->second]));
       }
-      const Json& v = *it;
+    }
+    f.raw = std::move(raw);
+    f.missing = std::move(missing);
+    keys = schema->keys;
+    types = schema->types;
+  }
+  for (std::size_t c = 0; c < keys.size(); ++c) {
+    f.add_column(keys[c], types[c], rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::string& v = f.raw[c][r];
       if (f.types[c] == ColumnType::int64)
-        f.ints[c][r] = v.is_boolean() ? std::int64_t{v.get<bool>()} : v.get<std::int64_t>();
+        f.ints[c][r] = *field_text::exact_int64(v);
       else if (f.types[c] == ColumnType::float64)
-        f.floats[c][r] = v.is_boolean() ? double(v.get<bool>()) : v.get<double>();
-      else
-        f.texts[c][r] =
-            v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, Json::error_handler_t::replace);
+        f.floats[c][r] =
+            f.missing[c][r] ? std::numeric_limits<double>::quiet_NaN() : *field_text::exact_float64(v);
+      else if (!f.missing[c][r])
+        f.texts[c][r] = field_text::value_text(v);
     }
   }
 }
@@ -294,11 +300,11 @@ void rename_collisions(Fields& f) {
 }
 
 // The narrower of two column types (int64 < float64 < string in what they can hold).
-ColumnType wider(ColumnType a, ColumnType b) {
-  if (a == ColumnType::string || b == ColumnType::string) return ColumnType::string;
-  if (a == ColumnType::float64 || b == ColumnType::float64) return ColumnType::float64;
-  return ColumnType::int64;
-}
+// A column's type over two blocks: a value prints back as written in one type only, so two
+// different types make text.
+ColumnType joined(ColumnType a, ColumnType b) { return a == b ? a : ColumnType::string; }
+// A column's type when some rows lack it: an int64 column has a value in every row.
+ColumnType with_missing(ColumnType t) { return t == ColumnType::int64 ? ColumnType::string : t; }
 
 // The element's fields block by block, so an export never holds all of them: the columns and
 // their types are fixed for the whole set first (for JSON elements without a table by a pass
@@ -351,8 +357,9 @@ class FieldSource {
     return set_->read_subset(indices);
   }
 
-  // A column is int64 when it is int64 in every block and present in all of them (a block
-  // lacking it has rows without it), float64 when no block makes it text, else text.
+  // A column keeps a numeric type only when every block gives it that type (int64 also needs
+  // the column in every row: a block lacking it has rows without it); otherwise it is text, as
+  // read_json_fields would type it over the whole set.
   void json_schema(std::uint64_t total) {
     std::unordered_map<std::string, std::size_t> column_of;
     for (std::uint64_t first = 0; first < total; first += kSchemaBlock) {
@@ -363,15 +370,15 @@ class FieldSource {
         auto [it, fresh] = column_of.emplace(b.keys[c], schema_.keys.size());
         if (fresh) {
           // Rows before this block lack the key.
-          const ColumnType t = first > 0 ? wider(b.types[c], ColumnType::float64) : b.types[c];
+          const ColumnType t = first > 0 ? with_missing(b.types[c]) : b.types[c];
           schema_.add_column(b.keys[c], t, 0);
         } else {
-          schema_.types[it->second] = wider(schema_.types[it->second], b.types[c]);
+          schema_.types[it->second] = joined(schema_.types[it->second], b.types[c]);
           seen[it->second] = true;
         }
       }
       for (std::size_t c = 0; c < seen.size(); ++c)
-        if (!seen[c]) schema_.types[c] = wider(schema_.types[c], ColumnType::float64);
+        if (!seen[c]) schema_.types[c] = with_missing(schema_.types[c]);
     }
   }
 };
@@ -387,20 +394,10 @@ std::string_view without_cut_character(std::string_view tail) {
   return tail.substr(k);
 }
 
-void append_int(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-// Shortest text that reads back as the same double, always recognisable as a float ("2.0").
-void append_double(std::string& out, double v) {
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  std::string_view text(buf, static_cast<std::size_t>(r.ptr - buf));
-  out.append(text);
-  if (text.find_first_of(".eE") == std::string_view::npos && std::isfinite(v)) out.append(".0");
-}
+// The formatters that decided, at import, which columns are typed: a typed cell prints as the
+// text it was read from.
+void append_int(std::string& out, std::int64_t v) { field_text::append_int64(out, v); }
+void append_double(std::string& out, double v) { field_text::append_float64(out, v); }
 
 // ISO 8601 UTC with microseconds; strftime runs once per distinct second.
 class IsoTime {
@@ -558,46 +555,11 @@ void write_csv(const Export& e, const Sink& sink) {
 // ---------------------------------------------------------------------------------------------
 // JSON Lines
 
-// Appends `s` (valid UTF-8) as a JSON string.
-void append_json_escaped(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  out.push_back('"');
-}
-
 void append_json_text(std::string& out, std::string_view s) {
   if (is_clean(s, true))
-    append_json_escaped(out, s);
+    field_text::append_json_string(out, s);
   else
-    append_json_escaped(out, clean_text(s, true));
+    field_text::append_json_string(out, clean_text(s, true));
 }
 
 void append_json_double(std::string& out, double v) {
@@ -618,10 +580,12 @@ void write_jsonl_rows(const Fields& f, std::uint64_t first, const std::vector<El
       out.append(keys[c]);
       const std::size_t r = row.index - first;
       if (!f.from_table()) {
-        // The element's own JSON value, exactly (nested values stay JSON).
-        const Json& o = f.objects[r];
-        auto it = o.find(f.keys[c]);
-        out.append(it == o.end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace));
+        // The element's own JSON value, as written (nested values stay JSON).
+        const std::string& v = f.raw[c][r];
+        if (f.missing[c][r])
+          out.append("null");
+        else
+          out.append(is_clean(v, true) ? v : clean_text(v, true));
       } else if (f.types[c] == ColumnType::int64) {
         append_int(out, f.ints[c][r]);
       } else if (f.types[c] == ColumnType::float64) {

@@ -17,23 +17,36 @@ class BadInput(TempDirTest):
     def assertNothingStoredChanged(self):
         self.assertEqual(tree(self.root), self.before)
 
-    def new_from(self, name, content, mode="w"):
+    def new_from(self, name, content, mode="w", *more):
         path = self.write(name, content, mode)
-        return path, mpmux("new", self.root, "--from", path)
+        return path, mpmux("new", self.root, "--from", path, *more)
 
     def test_ragged_csv(self):
         path, p = self.new_from("ragged.csv", "a,b,c\n1,2,3\n4,5\n")
         self.assertUsageError(p, "ragged.csv:3")
         self.assertNothingStoredChanged()
 
-    def test_csv_without_header(self):
-        path, p = self.new_from("nohead.csv", "0.1,2,3\n0.2,3,4\n")
-        self.assertUsageError(p, "nohead.csv:1", "header")
+    def test_csv_header_with_an_empty_or_repeated_name(self):
+        # Any other header is a header (2theta, alpha (deg)), so a file without one is read with
+        # its first row as the names; it is refused here only when those repeat or are empty.
+        path, p = self.new_from("nohead.csv", "0.1,2,2\n0.2,3,4\n")
+        self.assertUsageError(p, "nohead.csv:1", "duplicate column name '2'")
+        self.assertNothingStoredChanged()
+        path, p = self.new_from("empty.csv", "a,,c\n1,2,3\n")
+        self.assertUsageError(p, "empty.csv:1", "column 2 of the header has no name")
         self.assertNothingStoredChanged()
 
     def test_non_utf8_bytes(self):
         path, p = self.new_from("latin1.csv", b"name,x\nok,1\ncaf\xe9,2\n", "wb")
-        self.assertUsageError(p, "latin1.csv:3", "UTF-8")
+        self.assertUsageError(p, "latin1.csv:3", "invalid UTF-8 (byte 0xe9 at column 4)", "--encoding latin-1")
+        self.assertNothingStoredChanged()
+
+    def test_an_unknown_encoding(self):
+        path, p = self.new_from("latin1.csv", b"name,x\ncaf\xe9,2\n", "wb", "--encoding", "cp1252")
+        self.assertUsageError(p, "--encoding 'cp1252': unknown encoding (expected utf-8 or latin-1)")
+        self.assertNothingStoredChanged()
+        p = mpmux("new", self.root, "--range", "3", "--encoding", "latin-1")
+        self.assertUsageError(p, "--encoding 'latin-1': only a --from file has an encoding")
         self.assertNothingStoredChanged()
 
     def test_invalid_json_line_names_its_line(self):

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "mpmux/command.hpp"
 #include "mpmux/error.hpp"
 
@@ -16,7 +18,8 @@ using Argv = std::vector<std::string>;
 
 TEST(CommandTemplate, FillsFieldsAndIndexInsideWords) {
   auto t = CommandTemplate::parse("./sim --alpha {alpha} --out run{#}-{seed}.txt", false);
-  EXPECT_EQ(t.render(7, R"({"alpha":0.5,"seed":3})"), (Argv{"./sim", "--alpha", "0.5", "--out", "run7-3.txt"}));
+  EXPECT_EQ(t.render(7, R"({"alpha":0.5,"seed":3})"),
+            (Argv{"./sim", "--alpha", "0.5", "--out", "run7-3.txt"}));
   EXPECT_EQ(t.fields(), (Argv{"alpha", "seed"}));
 }
 
@@ -37,7 +40,74 @@ TEST(CommandTemplate, DoubledBracesAreLiteral) {
 
 TEST(CommandTemplate, ShellModeQuotesValues) {
   auto t = CommandTemplate::parse("echo {v} > /dev/null", true);
-  EXPECT_EQ(t.render(0, R"({"v":"it's $HOME"})"), (Argv{"/bin/sh", "-c", "echo 'it'\\''s $HOME' > /dev/null"}));
+  EXPECT_EQ(t.render(0, R"({"v":"it's $HOME"})"),
+            (Argv{"/bin/sh", "-c", "echo 'it'\\''s $HOME' > /dev/null"}));
+}
+
+TEST(CommandTemplate, FieldsRenderAsWrittenInTheElement) {
+  auto t = CommandTemplate::parse("echo {v} {z} {n} {e} {s} {o} {b}", false);
+  EXPECT_EQ(
+      t.render(
+          0,
+          R"({"v":1.10, "z":"007","n":-0,"e":1e3,"s":"a\"\u00e9\ud83d\ude00\n","o":{"a": [1.50]},"b":true})"),
+      (Argv{"echo", "1.10", "007", "-0", "1e3", "a\"\xC3\xA9\xF0\x9F\x98\x80\n", "{\"a\": [1.50]}", "true"}));
+}
+
+TEST(CommandTemplate, PlaceholdersNameAnyColumnAsWritten) {
+  for (bool shell : {false, true}) {
+    auto t = CommandTemplate::parse("echo {Contact Phone Number}x {alpha (deg)} {2theta} {#}", shell);
+    EXPECT_EQ(t.fields(), (Argv{"Contact Phone Number", "alpha (deg)", "2theta"}));
+    const auto argv = t.render(4, R"j({"2theta":30,"alpha (deg)":"-5","Contact Phone Number":"+41 22"})j");
+    const Argv expected =
+        shell ? Argv{"/bin/sh", "-c", "echo '+41 22'x -5 30 4"} : Argv{"echo", "+41 22x", "-5", "30", "4"};
+    EXPECT_EQ(argv, expected);
+  }
+}
+
+TEST(CommandTemplate, ShellModeQuotesAValueOnlyWhenTheShellWouldChangeIt) {
+  auto t = CommandTemplate::parse("f {v}", true);
+  auto script = [&](const std::string& element) { return t.render(0, element)[2]; };
+  EXPECT_EQ(script(R"({"v":7})"), "f 7");
+  EXPECT_EQ(script(R"({"v":"-a_b.c+d/e,f:g@h%i"})"), "f -a_b.c+d/e,f:g@h%i");
+  EXPECT_EQ(script(R"({"v":""})"), "f ''");
+  EXPECT_EQ(script(R"({"v":"~"})"), "f '~'");
+  EXPECT_EQ(script(R"({"v":"a=b"})"), "f 'a=b'");
+  EXPECT_EQ(script(R"({"v":"\u00e9"})"), "f '\xC3\xA9'");
+}
+
+// Every value reaches the command as one word, unchanged, under dash (/bin/sh) and bash.
+TEST(CommandTemplate, ShellModeValuesArriveAsOneInertWordInDashAndBash) {
+  const std::vector<std::string> values = {
+      "a b; rm -rf ~", "",          "it's", "\"q\"", "x\ny", "*",    "~",   "~/x", "$HOME",
+      "`id`",          "$(id)",     "a\\b", "\t",    "#c",   "!x",   "a=b", "-n",  "\xC3\xA9",
+      "{x}",           "a|b&c>d<e", "7",    "1.10",  "007",  " pad "};
+  auto t = CommandTemplate::parse("printf '[%s]' {v} && printf '(%s)' {v}{v}", true);
+  for (const char* shell : {"/bin/sh", "bash"}) {
+    for (const auto& v : values) {
+      std::string element = "{\"v\":";
+      for (char c : std::string(nlohmann::json(v).dump())) element += c;
+      element += "}";
+      auto argv = t.render(0, element);
+      argv[0] = shell;
+      Outcome o;
+      mpmux::run_command(argv, o);
+      EXPECT_EQ(o.result, "[" + v + "](" + v + v + ")") << shell << " " << argv[2];
+      EXPECT_EQ(o.exit_code, 0) << shell << " " << argv[2] << o.stderr_tail;
+    }
+  }
+}
+
+TEST(CommandTemplate, ShellModeArithmeticOnAValueWorks) {
+  auto t = CommandTemplate::parse("test $(({i} % 50)) -ne 7", true);
+  for (const char* shell : {"/bin/sh", "bash"}) {
+    for (int i : {7, 8, 57}) {
+      auto argv = t.render(0, "{\"i\":" + std::to_string(i) + "}");
+      argv[0] = shell;
+      Outcome o;
+      mpmux::run_command(argv, o);
+      EXPECT_EQ(o.exit_code, i % 50 == 7 ? 1 : 0) << shell << " " << i << " " << o.stderr_tail;
+    }
+  }
 }
 
 TEST(CommandTemplate, UnknownPlaceholderIsNamed) {
@@ -53,7 +123,8 @@ TEST(CommandTemplate, UnknownPlaceholderIsNamed) {
 }
 
 TEST(CommandTemplate, MalformedTemplatesAreUsageErrors) {
-  for (const char* bad : {"echo {x", "echo x}", "echo {}", "echo 'open", "echo {a b}", "", "   ", "echo \\"}) {
+  for (const char* bad :
+       {"echo {x", "echo x}", "echo {}", "echo {a{b}", "echo 'open", "", "   ", "echo \\"}) {
     EXPECT_THROW(CommandTemplate::parse(bad, false), mpmux::UsageError) << bad;
   }
 }
@@ -83,7 +154,8 @@ TEST(RunCommand, SuccessIsDone) {
 
 TEST(RunCommand, LongStdoutIsCutAndFlagged) {
   Outcome o;
-  mpmux::run_command({"/bin/sh", "-c", "head -c 3000000 /dev/zero"}, o, {.max_stdout = 1 << 20, .stderr_tail = 4096});
+  mpmux::run_command({"/bin/sh", "-c", "head -c 3000000 /dev/zero"}, o,
+                     {.max_stdout = 1 << 20, .stderr_tail = 4096});
   EXPECT_EQ(o.result.size(), 1u << 20);
   EXPECT_TRUE(o.flags & Outcome::kResultTruncated);
   EXPECT_EQ(o.exit_code, 0);

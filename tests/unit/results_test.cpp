@@ -33,8 +33,8 @@ namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
-using mpmux::test::TempDir;
 using mpmux::test::in_child;
+using mpmux::test::TempDir;
 using Json = nlohmann::ordered_json;  // keeps the key order of each line
 
 std::vector<std::string> names_in(const stdfs::path& dir) {
@@ -527,6 +527,39 @@ TEST(ResultsJsonl, JsonElementsWithoutATableGiveTheUnionOfTheirKeys) {
   EXPECT_EQ(csv[3][3], "2.5");
 }
 
+// Exports show each field's text as the input had it, from the table (CSV) or from the JSON.
+TEST(ResultsCsv, FieldsShowTheTextOfTheInput) {
+  TempDir tmp;
+  const auto input =
+      tmp.write("awkward.csv", "id,version,price,code,f\n007,1.10,2.50,+1,2.0\n010,2.0,3,1e3,-0.0\n");
+  ParsedElements p = read_csv(input);
+  Session s = Session::create(create_mux(tmp.path() / "mux", p, ""));
+  const auto csv = parse_csv(csv_of(s));
+  EXPECT_EQ(std::vector<std::string>(csv[1].begin() + 1, csv[1].begin() + 6),
+            (std::vector<std::string>{"007", "1.10", "2.50", "+1", "2.0"}));
+  EXPECT_EQ(std::vector<std::string>(csv[2].begin() + 1, csv[2].begin() + 6),
+            (std::vector<std::string>{"010", "2.0", "3", "1e3", "-0.0"}));
+  std::ostringstream out;
+  write_results_jsonl(s, out);
+  EXPECT_NE(out.str().find(R"({"index":0,"id":"007","version":"1.10","price":"2.50","code":"+1","f":2.0,)"),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find(R"({"index":1,"id":"010","version":"2.0","price":"3","code":"1e3","f":-0.0,)"),
+            std::string::npos)
+      << out.str();
+}
+
+TEST(ResultsJsonl, JsonElementsKeepTheirNumbersAsWritten) {
+  TempDir tmp;
+  Session s = json_session(tmp, {R"({"v":1.10,"z":-0,"e":1e3,"o":{"x": 2.50}})"});
+  std::ostringstream out;
+  write_results_jsonl(s, out);
+  EXPECT_EQ(out.str().rfind(R"({"index":0,"v":1.10,"z":-0,"e":1e3,"o":{"x": 2.50},)", 0), 0u) << out.str();
+  const auto csv = parse_csv(csv_of(s));
+  EXPECT_EQ(std::vector<std::string>(csv[1].begin() + 1, csv[1].begin() + 5),
+            (std::vector<std::string>{"1.10", "-0", "1e3", R"({"x": 2.50})"}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // HDF5
 
@@ -628,22 +661,26 @@ TEST(ResultsH5, BinaryResultsAreStoredAsExactBytes) {
   EXPECT_EQ(h5::read_string_attribute(ds.get(), "result_encoding", "t"), "bytes");
 }
 
-TEST(ResultsH5, JsonFieldsWithoutATableAreTypedByTheirValues) {
+TEST(ResultsH5, JsonFieldsWithoutATableAreTypedByTheirValuesText) {
   TempDir tmp;
-  Session s = json_session(tmp, {R"({"n":1,"f":1,"s":"a","o":true})", R"({"n":2,"f":2.5,"s":3,"o":false})",
-                                 R"({"n":3,"o":true})"});
+  Session s = json_session(tmp, {R"({"n":1,"f":1.0,"s":"a","o":true,"m":1,"t":1.10})",
+                                 R"({"n":2,"f":2.5,"s":3,"o":false,"m":2.5,"t":-0})", R"({"n":3,"o":true})"});
   const stdfs::path file = write_results_h5(s);
   EXPECT_EQ(h5_type_of(file, "n"), "i64");
   EXPECT_EQ(h5_type_of(file, "f"), "f64");
   EXPECT_EQ(h5_type_of(file, "s"), "vlen-str");
-  EXPECT_EQ(h5_type_of(file, "o"), "i64");
+  EXPECT_EQ(h5_type_of(file, "o"), "vlen-str");
+  EXPECT_EQ(h5_type_of(file, "m"), "vlen-str");  // 1 would print back as 1.0
+  EXPECT_EQ(h5_type_of(file, "t"), "vlen-str");
   EXPECT_EQ(h5_column<std::int64_t>(file, "n", H5T_NATIVE_INT64), (std::vector<std::int64_t>{1, 2, 3}));
   const auto f = h5_column<double>(file, "f", H5T_NATIVE_DOUBLE);
   EXPECT_EQ(f[0], 1.0);
   EXPECT_EQ(f[1], 2.5);
   EXPECT_TRUE(std::isnan(f[2]));
   EXPECT_EQ(h5_strings(file, "s"), (std::vector<std::string>{"a", "3", ""}));
-  EXPECT_EQ(h5_column<std::int64_t>(file, "o", H5T_NATIVE_INT64), (std::vector<std::int64_t>{1, 0, 1}));
+  EXPECT_EQ(h5_strings(file, "o"), (std::vector<std::string>{"true", "false", "true"}));
+  EXPECT_EQ(h5_strings(file, "m"), (std::vector<std::string>{"1", "2.5", ""}));
+  EXPECT_EQ(h5_strings(file, "t"), (std::vector<std::string>{"1.10", "-0", ""}));
 }
 
 TEST(ResultsH5, RowsBeyondOneWriteBatchAreAllWritten) {

@@ -2,8 +2,10 @@
 
 usage: check_element_table.py FILE.csv ELEMENTS.h5 TAG
 Exit 0 when /elements/table, /elements/data + offsets and the attributes match; else 1 with the
-differences on stdout. Typing follows mpmux: int64 when every cell is an integer, float64 when
-every cell is a finite number, else string.
+differences on stdout. Typing follows mpmux: a column is int64 when every cell is exactly the
+decimal text of its value, float64 when every cell is exactly the text mpmux prints for its value
+(C++ std::to_chars' shortest form, plus ".0" for a whole number), else string. Every element holds
+each cell's text as written: a JSON number literal as that number, any other cell as a string.
 """
 import csv
 import json
@@ -14,14 +16,53 @@ import sys
 import h5py
 import numpy as np
 
-INT = re.compile(r"[+-]?[0-9]+\Z")
-NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
+JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z")
+
+
+def float_text(x):
+    """The text mpmux prints for the finite double x: std::to_chars' shortest round-trip form (the
+    shorter of fixed and scientific, fixed on a tie), with ".0" when it has no '.' or 'e'."""
+    sign = "-" if math.copysign(1.0, x) < 0 else ""
+    digits = repr(abs(x))  # Python's repr has the same shortest digits
+    m = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:e([+-]\d+))?", digits)
+    whole, frac, e = m.group(1), m.group(2) or "", int(m.group(3) or 0)
+    all_digits = (whole + frac).lstrip("0")
+    point = len(whole) + e - (len(whole + frac) - len((whole + frac).lstrip("0")))
+    all_digits = all_digits.rstrip("0") or "0"
+    if all_digits == "0":
+        return sign + "0.0"
+    # value = 0.<all_digits> * 10**point
+    if point <= 0:
+        fixed = "0." + "0" * -point + all_digits
+    elif point >= len(all_digits):
+        fixed = all_digits + "0" * (point - len(all_digits))
+    else:
+        fixed = all_digits[:point] + "." + all_digits[point:]
+    sci_exp = point - 1
+    sci = all_digits[0] + ("." + all_digits[1:] if len(all_digits) > 1 else "")
+    sci += "e" + ("-" if sci_exp < 0 else "+") + f"{abs(sci_exp):02d}"
+    text = fixed if len(fixed) <= len(sci) else sci
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return sign + text
+
+
+def exact_int(c):
+    return re.fullmatch(r"-?[0-9]+", c) is not None and -2**63 <= int(c) < 2**63 and str(int(c)) == c
+
+
+def exact_float(c):
+    try:
+        x = float(c)
+    except ValueError:
+        return False
+    return math.isfinite(x) and float_text(x) == c
 
 
 def typed_columns(cells):
-    if all(INT.match(c) and -2**63 <= int(c) < 2**63 for c in cells):
+    if all(exact_int(c) for c in cells):
         return "int64", [int(c) for c in cells]
-    if all(NUMBER.match(c) and math.isfinite(float(c)) for c in cells):
+    if all(exact_float(c) for c in cells):
         return "float64", [float(c) for c in cells]
     return "string", list(cells)
 
@@ -73,10 +114,17 @@ def main():
             problems.append(f"offsets {offsets} do not fit {len(data)} bytes")
         else:
             for r in range(len(body)):
-                element = json.loads(data[offsets[r]:offsets[r + 1]].decode("utf-8"))
-                if list(element) != names or element != expected_rows[r] or any(
-                        type(element[n]) is not type(expected_rows[r][n]) for n in names):
-                    problems.append(f"element {r}: {element!r}, expected {expected_rows[r]!r}")
+                raw = data[offsets[r]:offsets[r + 1]].decode("utf-8")
+                element = json.loads(raw)
+                texts = json.loads(raw, parse_float=str, parse_int=str)
+                if list(element) != names:
+                    problems.append(f"element {r}: keys {list(element)}, expected {names}")
+                    continue
+                for c, n in enumerate(names):
+                    cell = body[r][c]
+                    want_type = str if not JSON_NUMBER.match(cell) else (int if "." not in cell and "e" not in cell.lower() else float)
+                    if texts[n] != cell or type(element[n]) is not want_type:
+                        problems.append(f"element {r} {n}: {raw!r} does not hold {cell!r} as a {want_type.__name__}")
 
     for p in problems:
         print(p)
