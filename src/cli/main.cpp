@@ -305,7 +305,7 @@ int main(int argc, char** argv) {
   new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file, or FILE.h5:/DATASET");
   new_cmd->add_option("--format", format, "Format of --from when its name does not tell")
       ->check(CLI::IsMember({"csv", "jsonl"}));
-  new_cmd->add_option("--encoding", encoding, "Character encoding of --from: utf-8 or latin-1, converted to UTF-8")
+  new_cmd->add_option("--encoding", encoding, "Encoding of --from: utf-8 or latin-1 (converted to UTF-8)")
       ->capture_default_str();
   new_cmd->add_option("--grid", grid, "NAME=v1,v2,... or NAME=start:stop[:step]; the cartesian product");
   auto* range_opt = new_cmd->add_option("--range", range, "Elements {\"i\": 0} ... {\"i\": N-1}");

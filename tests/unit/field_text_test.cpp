@@ -36,7 +36,8 @@ TEST(FieldText, ATextIsTypedOnlyWhenItsValuePrintsBackAsIt) {
     EXPECT_FALSE(exact_int64(text).has_value()) << text;
   for (const char* text : {"2.0", "-0.0", "0.5", "1e+15", "1e-07", "0.30000000000000004"})
     EXPECT_TRUE(exact_float64(text).has_value()) << text;
-  for (const char* text : {"1.10", "2.50", "3", "1e3", "1E+15", "+1.5", "NaN", "nan", "inf", ".5", "", "1e+400"})
+  for (const char* text :
+       {"1.10", "2.50", "3", "1e3", "1E+15", "+1.5", "NaN", "nan", "inf", ".5", "", "1e+400"})
     EXPECT_FALSE(exact_float64(text).has_value()) << text;
   EXPECT_TRUE(std::signbit(*exact_float64("-0.0")));
 }
@@ -71,14 +72,16 @@ TEST(FieldText, MembersKeepEachValuesTextAsWritten) {
 }
 
 TEST(FieldText, StringEscapesAreUndoneIncludingSurrogatePairs) {
-  EXPECT_EQ(value_text(R"("\u00e9\ud83d\ude00 \/ \\ \b\f\n\r\t")"), "\xC3\xA9\xF0\x9F\x98\x80 / \\ \b\f\n\r\t");
+  EXPECT_EQ(value_text(R"("\u00e9\ud83d\ude00 \/ \\ \b\f\n\r\t")"),
+            "\xC3\xA9\xF0\x9F\x98\x80 / \\ \b\f\n\r\t");
   EXPECT_EQ(value_text(R"("\ud800x")"), "\xEF\xBF\xBDx");  // a lone surrogate
   EXPECT_EQ(value_text("-0"), "-0");
   EXPECT_EQ(value_text("[1.50, 2]"), "[1.50, 2]");
 }
 
 TEST(FieldText, CompactingRemovesOnlySpacesOutsideStrings) {
-  EXPECT_EQ(compact_json("{ \"a b\" : [ 1.10 , -0 ],\r\n \"c\":\"x \\\" y\" }"), R"({"a b":[1.10,-0],"c":"x \" y"})");
+  EXPECT_EQ(compact_json("{ \"a b\" : [ 1.10 , -0 ],\r\n \"c\":\"x \\\" y\" }"),
+            R"({"a b":[1.10,-0],"c":"x \" y"})");
 }
 
 }  // namespace
