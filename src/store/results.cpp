@@ -316,8 +316,8 @@ class FieldSource {
   static constexpr std::uint64_t kSchemaBlock = 1u << 16;
 
   explicit FieldSource(const Session& session) : file_(session.elements_file()) {
-    const ElementSet set = ElementSet::open(file_);
-    const ElementSetInfo& info = set.info();
+    ElementSet set = ElementSet::open(file_);
+    const ElementSetInfo info = set.info();
     if (info.encoding != Encoding::json) {
       kind_ = Kind::opaque;
     } else if (!info.columns.empty()) {
@@ -325,7 +325,7 @@ class FieldSource {
       read_table(file_, 0, 0, schema_);
     } else {
       kind_ = Kind::json;
-      set_.emplace(ElementSet::open(file_));
+      set_.emplace(std::move(set));
       json_schema(info.count);
     }
     rename_collisions(schema_);
