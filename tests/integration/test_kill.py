@@ -1,16 +1,20 @@
 """No task outlives its rank: a job killed with SIGKILL (mpirun's process group, or one rank alone,
 as the OOM killer would) leaves no task process running, also under --procs, and a grandchild
-started as docs/guide.md says ("Killed jobs") dies with its task.
+started as docs/guide.md says ("No task outlives its rank") dies with its task. And the kill
+window: killed and re-run, a job runs again only elements that ended within the commit interval
+before a kill (kill_window.py).
 
 Tasks are a copy of sleep under a name unique to the test, so /proc tells them apart from every
 other process on the machine."""
 import os
+import random
 import shutil
 import signal
 import subprocess
 import time
 import unittest
 
+import kill_window
 from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, mpmux
 from test_crash import _processes, become_subreaper, descendants, reap_orphans
 
@@ -128,6 +132,25 @@ class KillTest(TempDirTest):
         os.killpg(self.job.pid, signal.SIGKILL)
         self.job.wait()
         self.assert_gone_after(ranks, marker)
+
+    def test_a_killed_job_reruns_only_elements_that_ended_within_the_commit_interval(self):
+        n, kills = 60, 5
+        _, mux_id = self.new_session("--range", str(n))
+        seed = int(os.environ.get("MPMUX_KILL_SEED", random.SystemRandom().randrange(1 << 32)))
+        print(f"\nkill window: seed {seed} (MPMUX_KILL_SEED={seed} repeats it)", flush=True)
+        figures = kill_window.kill_and_rerun(MPMUX, self.tmp, mux_id, n, 0.2, kills, seed,
+                                             window_s=0.2, moment=(0.8, 2.5))
+        self.assertGreaterEqual(figures["kills"], 1)
+        self.assertEqual(mpmux("done", mux_id).returncode, 0)
+        self.assertEqual(sorted(figures["ended"]), list(range(n)))
+        for k, kill in enumerate(figures["per_kill"]):
+            # The promise, per kill: an element that ended and is not journaled ended inside the
+            # last commit interval (0.2 s, the longest the journal waits).
+            self.assertLessEqual(kill["unjournaled"], kill["in_window"], f"kill {k + 1}")
+        # No task outlived its rank to end after the kill, so those are the only extra executions
+        # that ran to the end; the tasks in flight were killed with their ranks.
+        self.assertEqual(figures["orphan_ends"], 0)
+        self.assertLessEqual(figures["extra_ends"], sum(len(k["unjournaled"]) for k in figures["per_kill"]))
 
 
 if __name__ == "__main__":
