@@ -114,7 +114,9 @@ Id create_file(const std::filesystem::path& file) {
   const int fd = posix::open_file_noexcept(file, O_WRONLY | O_CREAT | O_EXCL, posix::kFileMode);
   if (fd < 0) throw StoreError(where + ": create HDF5 file: " + posix::error_text(-fd));
   ::close(fd);
-  return Id(check(H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), where, "create HDF5 file"));
+  const hid_t id = H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  if (id < 0) ::unlink(file.c_str());  // ours, empty: not left behind
+  return Id(check(id, where, "create HDF5 file"));
 }
 
 Id open_file_read(const std::filesystem::path& file) {
