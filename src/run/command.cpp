@@ -62,11 +62,11 @@ pid_t spawn_task(char* const* args, int out_fd, int err_fd) {
   const pid_t pid = ::vfork();
   if (pid == 0) {
     // Only async-signal-safe calls from here to exec: no allocation, no locks.
-    // The parent may have died before prctl ran: then nobody would kill us.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
-      child_errno = ESRCH;
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+      child_errno = errno;
       ::_exit(127);
     }
+    if (::getppid() != parent) ::_exit(127);  // the rank died before prctl ran: nobody waits for us
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) {
