@@ -72,8 +72,8 @@ def wait_for(predicate, timeout, what):
 def kill_and_rerun(mpmux_bin, workdir, mux_id, n_elements, seconds, kills, seed, np=3, window_s=0.2,
                    moment=(1.0, 4.0), out=sys.stdout):
     """Runs the loop; returns a dict of figures and, per kill, the sets the bound is about:
-    'unjournaled' (ended before the kill, not done after it) and 'in_window' (ended within
-    window_s before the kill), 'in_flight' (started, not ended at the kill)."""
+    'unjournaled' (ended before the killed ranks were gone, not done after it), 'in_window'
+    (ended after window_s before the kill signal), 'in_flight' (started, not ended)."""
     script = os.path.join(workdir, "kill-window-task.sh")
     with open(script, "w") as f:
         f.write(TASK)
@@ -107,11 +107,14 @@ def kill_and_rerun(mpmux_bin, workdir, mux_id, n_elements, seconds, kills, seed,
         # The next run starts once the killed ranks are gone, as a user's re-run would.
         wait_for(lambda: not (ranks & {p for p, (_, s) in _processes().items() if s not in ("Z", "X")}),
                  60, "the killed ranks gone")
-        runs.append((t_run, t_kill))
+        # Tasks may end between the signal and their rank's death; none can after it (the
+        # kernel sends the death signal before the rank becomes a zombie).
+        t_gone = time.time_ns()
+        runs.append((t_run, t_gone))
         done = set(done_records(mux_id))
         starts, ends = read_log(log)
-        ended = {i: end for i, start, end in ends if t_run <= start and end <= t_kill}
-        started = {i for i, start in starts if t_run <= start <= t_kill}
+        ended = {i: end for i, start, end in ends if t_run <= start and end <= t_gone}
+        started = {i for i, start in starts if t_run <= start <= t_gone}
         unjournaled = {i for i in ended if i not in done}
         in_window = {i for i, end in ended.items() if end > t_kill - window_s * 1e9}
         in_flight = started - set(ended)
@@ -131,8 +134,8 @@ def kill_and_rerun(mpmux_bin, workdir, mux_id, n_elements, seconds, kills, seed,
         end_counts[i] = end_counts.get(i, 0) + 1
     for i, _ in starts:
         start_counts[i] = start_counts.get(i, 0) + 1
-    # Executions that ended after their run was killed: orphans that outlived their rank.
-    orphan_ends = sum(1 for i, start, end in ends for t_run, t_kill in runs if t_run <= start <= t_kill < end)
+    # Executions that ended after their ranks were gone: orphans that outlived their rank.
+    orphan_ends = sum(1 for i, start, end in ends for t_run, t_gone in runs if t_run <= start <= t_gone < end)
     return {
         "kills": len(runs),
         "per_kill": per_kill,
