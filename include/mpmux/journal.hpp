@@ -126,10 +126,10 @@ class MPMUX_EXPORT JournalWriter {
   std::string buffer_;
   std::uint64_t records_ = 0;
   std::uint64_t syncs_ = 0;
-  std::int64_t last_sync_ns_ = 0;   // of the last fdatasync (or flush)
-  std::int64_t last_write_ns_ = 0;  // of the last write
-  std::int64_t interval_ns_ = 0;    // the longest commit interval
-  std::int64_t fdatasync_ns_ = 0;   // what the last fdatasync took
+  std::int64_t last_sync_ns_ = 0;             // of the last fdatasync (or flush)
+  std::int64_t last_write_ns_ = 0;            // of the last write
+  std::int64_t interval_ns_ = 0;              // the longest commit interval
+  std::int64_t fdatasync_ns_ = 0;             // what the last fdatasync took
   std::array<std::int64_t, 64> durations_{};  // of the last records appended, a ring
   std::uint64_t durations_seen_ = 0;
   bool unsynced_ = false;  // bytes written since the last fdatasync

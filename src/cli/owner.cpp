@@ -13,7 +13,8 @@ void check_owner(const std::filesystem::path& dir, bool allowed) {
   const auto owner = posix::foreign_owner(dir);
   if (!owner) return;
   throw UsageError("'" + dir.string() + "' belongs to " + posix::user_name(*owner) + ", not to " +
-                   posix::user_name(::geteuid()) + "; refusing to write there (--allow-foreign-owner to do it anyway)");
+                   posix::user_name(::geteuid()) +
+                   "; refusing to write there (--allow-foreign-owner to do it anyway)");
 }
 
 CLI::Option* add_allow_foreign_owner(CLI::App& cmd, bool& allowed) {
