@@ -1,6 +1,7 @@
 // The subcommands of the mpmux executable, each defined in a file of its own.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <functional>
 #include <string>
 
@@ -19,6 +20,12 @@ struct Command {
 
 /// Prints "mpmux: <message>" on stderr, once per job (rank 0 only under a launcher).
 void say_error(const std::string& message);
+
+/// Refuses, with a UsageError naming the directory and its owner, to write into a mux or session
+/// directory that belongs to another user, unless --allow-foreign-owner was given (`allowed`).
+void check_owner(const std::filesystem::path& dir, bool allowed);
+/// Adds --allow-foreign-owner to a command that writes into a mux directory.
+CLI::Option* add_allow_foreign_owner(CLI::App& cmd, bool& allowed);
 
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp

@@ -117,6 +117,7 @@ struct RunArgs {
   bool plugin_arg_given = false;
   int threads = 1;
   bool threads_given = false;
+  bool allow_foreign_owner = false;
 };
 
 // One task kind, and only the options that go with it.
@@ -206,6 +207,8 @@ int cmd_run(const RunArgs& args) {
   std::optional<CommandTemplate> command;
   if (!args.exec.empty()) command = CommandTemplate::parse(args.exec, args.shell);
   const MuxId id = MuxId::parse(args.mux_id);
+  check_owner(id.dir, args.allow_foreign_owner);
+  check_owner(id.dir / "sessions" / id.session, args.allow_foreign_owner);
   const double now = static_cast<double>(detail::unix_ns()) / 1e9;
   std::optional<double> deadline;
   if (!args.deadline.empty()) deadline = run::parse_deadline(args.deadline, now);
@@ -314,6 +317,8 @@ int main(int argc, char** argv) {
   std::string dir;
   auto* session_cmd = app.add_subcommand("session", "Create a read session; prints its mux id");
   session_cmd->add_option("MUX_DIR", dir, "A directory printed by `mpmux new`")->required();
+  bool allow_foreign_owner = false;
+  add_allow_foreign_owner(*session_cmd, allow_foreign_owner);
 
   RunArgs run_args;
   auto* run_cmd = app.add_subcommand("run", "Process the session's pending elements (under mpirun or srun)");
@@ -362,6 +367,7 @@ int main(int argc, char** argv) {
   run_cmd
       ->add_option("--estimate", run_args.estimate, "Runtime estimate in SECONDS before any element finished")
       ->check(CLI::NonNegativeNumber);
+  add_allow_foreign_owner(*run_cmd, run_args.allow_foreign_owner);
 
   const Command stat_cmd = add_stat_command(app);
   const Command results_cmd = add_results_command(app);
@@ -373,6 +379,7 @@ int main(int argc, char** argv) {
 
   auto* destroy_cmd = app.add_subcommand("destroy", "Remove a mux directory with all its sessions");
   destroy_cmd->add_option("MUX_DIR", dir, "A mux directory or a mux id")->required();
+  add_allow_foreign_owner(*destroy_cmd, allow_foreign_owner);
 
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
   if (argc > 1 && argv[1][0] != '-' &&
@@ -395,6 +402,7 @@ int main(int argc, char** argv) {
   try {
     if (*new_cmd) return cmd_new(root, from, format, encoding, grid, range, range_opt->count() > 0, tag);
     if (*session_cmd) {
+      check_owner(mux_dir_of(dir), allow_foreign_owner);
       std::cout << Session::create(mux_dir_of(dir)).id().str() << '\n';
       return 0;
     }
@@ -408,6 +416,7 @@ int main(int argc, char** argv) {
     if (*results_cmd.app) return results_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
     if (*destroy_cmd) {
+      check_owner(mux_dir_of(dir), allow_foreign_owner);
       destroy_mux(mux_dir_of(dir));
       return 0;
     }

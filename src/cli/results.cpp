@@ -33,9 +33,15 @@ void check_output(const stdfs::path& file) {
     throw UsageError(name + ": cannot write in '" + dir.string() + "': " + posix::error_text(errno));
 }
 
-int results_command(const std::string& mux_id, const std::string& format_name, const std::string& output) {
+int results_command(const std::string& mux_id, const std::string& format_name, const std::string& output,
+                    bool allow_foreign_owner) {
   const ResultsFormat format = results_format_from_string(format_name);
-  const Session session = Session::open(MuxId::parse(mux_id));
+  const MuxId id = MuxId::parse(mux_id);
+  if (format == ResultsFormat::h5 && output.empty()) {  // into the session's results.h5
+    check_owner(id.dir, allow_foreign_owner);
+    check_owner(id.dir / "sessions" / id.session, allow_foreign_owner);
+  }
+  const Session session = Session::open(id);
   if (!output.empty()) check_output(output);
   if (format == ResultsFormat::h5) {
     std::cout << stdfs::absolute(write_results_h5(session, output)).string() << '\n';
@@ -56,6 +62,7 @@ Command add_results_command(CLI::App& app) {
     std::string mux_id;
     std::string format = "csv";
     std::string output;
+    bool allow_foreign_owner = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -68,7 +75,10 @@ Command add_results_command(CLI::App& app) {
       ->check(CLI::IsMember({"csv", "jsonl", "h5"}))
       ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "Write to this file instead (replaced atomically)");
-  return {cmd, [args] { return results_command(args->mux_id, args->format, args->output); }};
+  add_allow_foreign_owner(*cmd, args->allow_foreign_owner);
+  return {cmd, [args] {
+            return results_command(args->mux_id, args->format, args->output, args->allow_foreign_owner);
+          }};
 }
 
 }  // namespace mpmux::cli

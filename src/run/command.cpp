@@ -2,8 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,7 +52,11 @@ std::string shell_word(std::string_view value) {
 // lets finish (a task that wants SIGUSR1 installs its own handler). Returns the pid or -errno.
 // posix_spawn cannot set a signal to "ignored" while the parent catches it, hence vfork, done
 // as posix_spawn does it: every signal blocked until the child's dispositions are safe.
+// The task dies with the thread that spawned it (PR_SET_PDEATHSIG): a rank killed with SIGKILL
+// or by the OOM killer leaves no task running an element the next run starts again. That thread
+// waits for the task in run_command, so a pool thread never ends while its task runs.
 pid_t spawn_task(char* const* args, int out_fd, int err_fd) {
+  const pid_t parent = ::getpid();
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -59,6 +64,11 @@ pid_t spawn_task(char* const* args, int out_fd, int err_fd) {
   const pid_t pid = ::vfork();
   if (pid == 0) {
     // Only async-signal-safe calls from here to exec: no allocation, no locks.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+      child_errno = errno;
+      ::_exit(127);
+    }
+    if (::getppid() != parent) ::_exit(127);  // the rank died before prctl ran: nobody waits for us
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) {
@@ -267,6 +277,23 @@ bool run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
     return true;
   }
   outcome.pid = static_cast<std::uint32_t>(pid);
+  // Reaped on every way out, also when reading its output throws (an allocation): this thread
+  // may end afterwards, and the task must not be left to die with it (PDEATHSIG) or to run on.
+  struct Reaper {
+    pid_t pid;
+    int status = 0;
+    bool reaped = false;
+    void reap() {
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      reaped = true;
+    }
+    ~Reaper() {
+      if (reaped) return;
+      ::kill(-pid, SIGKILL);
+      reap();
+    }
+  } task{pid};
 
   const std::int64_t timeout_at =
       limits.timeout_s > 0 ? outcome.t_start + static_cast<std::int64_t>(limits.timeout_s * 1e9) : 0;
@@ -313,9 +340,8 @@ bool run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
   }
   if (outcome.stderr_tail.size() > limits.stderr_tail)
     outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - limits.stderr_tail);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  task.reap();
+  const int status = task.status;
   outcome.t_end = posix::unix_time_ns();
   if (cancelled) return false;
   if (WIFEXITED(status)) {

@@ -356,7 +356,7 @@ void Run::State::write_status(bool final) {
   // Advisory: atomic so a reader never sees half a file, but not fsynced, and a failure to
   // write it costs nothing but a stale `running` count.
   try {
-    posix::write_file_atomic(status_file, j.dump() + "\n", 0644, /*durable=*/false);
+    posix::write_file_atomic(status_file, j.dump() + "\n", posix::kFileMode, /*durable=*/false);
   } catch (const StoreError&) {
   }
 }

@@ -1,6 +1,7 @@
 #include "store/fs.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -155,6 +156,21 @@ int rename_noreplace(const stdfs::path& from, const stdfs::path& to) noexcept {
   struct stat st {};
   if (::lstat(to.c_str(), &st) == 0) return EEXIST;
   return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+}
+
+std::optional<uid_t> foreign_owner(const stdfs::path& path) noexcept {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_uid == ::geteuid()) return std::nullopt;
+  return st.st_uid;
+}
+
+std::string user_name(uid_t uid) {
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  char buf[4096];
+  const std::string id = "uid " + std::to_string(uid);
+  if (::getpwuid_r(uid, &entry, buf, sizeof buf, &found) != 0 || found == nullptr) return id;
+  return std::string(found->pw_name) + " (" + id + ")";
 }
 
 std::string random_hex(std::size_t digits) {

@@ -8,10 +8,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace mpmux::posix {
+
+/// Modes of what mpmux creates: the umask applies, and write permission for others is never
+/// asked for, so nothing is world-writable even under umask 000. Group write follows the umask
+/// (a project directory shared under umask 002 stays writable by the group).
+constexpr mode_t kFileMode = 0664;
+constexpr mode_t kDirMode = 0775;
 
 /// strerror(err), thread-safe.
 std::string error_text(int err);
@@ -38,9 +45,9 @@ class Fd {
 };
 
 /// open(2) with O_CLOEXEC added, retried on EINTR. Throws StoreError "'<path>': cannot open: ...".
-Fd open_file(const std::filesystem::path& path, int flags, mode_t mode = 0644);
+Fd open_file(const std::filesystem::path& path, int flags, mode_t mode = kFileMode);
 /// open(2) with O_CLOEXEC added, retried on EINTR; returns -errno instead of throwing.
-int open_file_noexcept(const std::filesystem::path& path, int flags, mode_t mode = 0644) noexcept;
+int open_file_noexcept(const std::filesystem::path& path, int flags, mode_t mode = kFileMode) noexcept;
 
 /// Outcome of a whole read or write: bytes moved, and errno (0 when all went well).
 struct IoResult {
@@ -65,13 +72,19 @@ std::string read_file(const std::filesystem::path& file);
 /// a temporary file in the same directory is written, fsynced and renamed over `file`, and the
 /// directory is fsynced (unless `durable` is false: advisory files need the atomicity only).
 /// The temporary is removed on error.
-void write_file_atomic(const std::filesystem::path& file, std::string_view content, mode_t mode = 0644,
+void write_file_atomic(const std::filesystem::path& file, std::string_view content, mode_t mode = kFileMode,
                        bool durable = true);
 
 /// rename(2) that fails instead of replacing an existing target (renameat2 RENAME_NOREPLACE,
 /// falling back to rename(2) on file systems without it, which still refuses a non-empty
 /// directory). Returns 0 or errno; EEXIST/ENOTEMPTY mean the name is taken.
 int rename_noreplace(const std::filesystem::path& from, const std::filesystem::path& to) noexcept;
+
+/// The owner of `path` when that is not this process's effective user; nullopt when it is, or
+/// when `path` cannot be stat'ed (the caller's next step reports that).
+std::optional<uid_t> foreign_owner(const std::filesystem::path& path) noexcept;
+/// "name (uid N)", or "uid N" for a user without a name.
+std::string user_name(uid_t uid);
 
 /// `digits` lowercase hex digits from std::random_device.
 std::string random_hex(std::size_t digits);

@@ -1,8 +1,12 @@
 #include "store/h5.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <string>
 
 #include "mpmux/error.hpp"
+#include "store/fs.hpp"
 
 namespace mpmux::h5 {
 
@@ -105,7 +109,14 @@ Id file_access(std::string_view where) {
 Id create_file(const std::filesystem::path& file) {
   const std::string where = file.string();
   Id fapl = file_access(where);
-  return Id(check(H5Fcreate(file.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), where, "create HDF5 file"));
+  // Created exclusively here, with mpmux's mode: HDF5 would ask for 0666, world-writable under
+  // umask 000.
+  const int fd = posix::open_file_noexcept(file, O_WRONLY | O_CREAT | O_EXCL, posix::kFileMode);
+  if (fd < 0) throw StoreError(where + ": create HDF5 file: " + posix::error_text(-fd));
+  ::close(fd);
+  const hid_t id = H5Fcreate(file.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  if (id < 0) ::unlink(file.c_str());  // ours, empty: not left behind
+  return Id(check(id, where, "create HDF5 file"));
 }
 
 Id open_file_read(const std::filesystem::path& file) {

@@ -110,6 +110,11 @@ constexpr std::size_t kFixedBody = 1 + 8 + 4 + 4 + 8 + 8;         // type..t_end
 constexpr std::size_t kOutcomeFixed = 4 + 4 + 4 + 1 + 2 + 4 + 4;  // payload without strings
 constexpr std::size_t kMaxShortString = 0xFFFF;                   // host and session id have a u16 length
 constexpr std::size_t kWriteThreshold = 8u << 20;                 // sync() writes a buffer this large early
+// Group commit (see JournalWriter): how often sync() writes, and the bounds of the fdatasync interval.
+constexpr std::int64_t kWriteEveryNs = 1'000'000;
+constexpr std::int64_t kMinCommitNs = 10'000'000;
+constexpr std::int64_t kCommitPerDuration = 4;    // the interval is at most a quarter of the median task
+constexpr std::int64_t kCommitPerFdatasync = 10;  // and at least ten fdatasyncs long
 
 // Explicit little-endian stores and loads, so the format does not depend on the host.
 struct Put {
@@ -657,7 +662,7 @@ JournalWriter::JournalWriter(const stdfs::path& journal_dir, std::string_view se
   // The name is unique unless the same host and pid open two journals in one nanosecond.
   for (int tries = 0;; ++tries, ++created) {
     path_ = journal_dir / (prefix + std::to_string(created) + ".mjl");
-    fd_ = posix::open_file_noexcept(path_, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, 0644);
+    fd_ = posix::open_file_noexcept(path_, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, posix::kFileMode);
     if (fd_ >= 0) break;
     if (-fd_ != EEXIST || tries == 100)
       throw StoreError(journal_name(path_) + ": cannot create: " + posix::error_text(-fd_));
@@ -694,7 +699,25 @@ void JournalWriter::abandon() {
 void JournalWriter::append(const Outcome& outcome) {
   append_record(buffer_, outcome);
   ++records_;
+  note_duration(outcome.t_start, outcome.t_end);
 }
+
+void JournalWriter::note_duration(std::int64_t t_start, std::int64_t t_end) {
+  durations_[durations_seen_++ % durations_.size()] = std::max<std::int64_t>(0, t_end - t_start);
+}
+
+std::int64_t JournalWriter::commit_interval_ns() const {
+  if (durations_seen_ == 0) return interval_ns_;
+  const std::size_t n = std::min<std::size_t>(durations_seen_, durations_.size());
+  std::array<std::int64_t, 64> sorted;
+  std::copy_n(durations_.begin(), n, sorted.begin());
+  std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.begin() + n);
+  const std::int64_t median = sorted[n / 2];
+  const std::int64_t floor = std::max(kMinCommitNs, fsync_ ? kCommitPerFdatasync * fdatasync_ns_ : 0);
+  return std::min(interval_ns_, std::max(floor, median / kCommitPerDuration));
+}
+
+double JournalWriter::commit_interval() const { return static_cast<double>(commit_interval_ns()) / 1e9; }
 
 void JournalWriter::append_framed(std::string_view records, const std::function<void(const Taken&)>& each) {
   const auto* data = reinterpret_cast<const unsigned char*>(records.data());
@@ -712,6 +735,7 @@ void JournalWriter::append_framed(std::string_view records, const std::function<
       throw StoreError(journal_name(path_) + ": bad framed record at byte " + std::to_string(pos) + " of " +
                        std::to_string(records.size()) + " received: " + why);
     if (each) taken.push_back({f.type, f.index, f.attempt, payload.flags});
+    note_duration(f.t_start, f.t_end);
     pos += kFrameHead + f.length;
     ++count;
   }
@@ -724,22 +748,26 @@ std::int64_t JournalWriter::now() const { return clock_ ? clock_() : posix::mono
 
 void JournalWriter::set_clock(std::function<std::int64_t()> clock) {
   clock_ = std::move(clock);
-  last_sync_ns_ = now();
+  last_sync_ns_ = last_write_ns_ = now();
 }
 
 void JournalWriter::sync() {
   if (buffer_.empty() && !unsynced_) return;
-  if (now() - last_sync_ns_ >= interval_ns_)
-    flush();
-  else if (buffer_.size() >= kWriteThreshold)
+  const std::int64_t t = now();
+  // Written at once, the records survive a killed process; the fdatasync, which costs far more,
+  // waits for its interval (the median is worked out only when the shortest one has passed).
+  if (!buffer_.empty() && (t - last_write_ns_ >= kWriteEveryNs || buffer_.size() >= kWriteThreshold))
     write_buffer();
+  if (t - last_sync_ns_ >= kMinCommitNs && t - last_sync_ns_ >= commit_interval_ns()) flush();
 }
 
 void JournalWriter::flush() {
   write_buffer();
   if (unsynced_ && fsync_) {
+    const std::int64_t started = posix::monotonic_ns();
     if (::fdatasync(fd_) != 0)
       throw StoreError(journal_name(path_) + ": fdatasync failed: " + posix::error_text(errno));
+    fdatasync_ns_ = posix::monotonic_ns() - started;
     unsynced_ = false;
     ++syncs_;
   }
@@ -747,6 +775,7 @@ void JournalWriter::flush() {
 }
 
 void JournalWriter::write_buffer() {
+  last_write_ns_ = now();
   if (buffer_.empty()) return;
   posix::IoResult r = posix::write_all(fd_, buffer_.data(), buffer_.size());
   if (r.bytes > 0) unsynced_ = true;

@@ -903,7 +903,7 @@ stdfs::path create_temp(const stdfs::path& target, posix::Fd& fd) {
   remove_stale_temps(dir, target);
   const stdfs::path tmp =
       dir / (temp_prefix(target) + std::to_string(::getpid()) + "-" + posix::random_hex(8));
-  const int raw = posix::open_file_noexcept(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  const int raw = posix::open_file_noexcept(tmp, O_WRONLY | O_CREAT | O_EXCL, posix::kFileMode);
   if (raw < 0)
     throw StoreError("'" + target.string() + "': cannot write results: cannot create '" + tmp.string() +
                      "': " + posix::error_text(-raw));

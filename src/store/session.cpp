@@ -160,8 +160,11 @@ stdfs::path create_mux(const stdfs::path& root_arg, const ParsedElements& elemen
     for (stdfs::path p = root; !p.empty() && !stdfs::exists(p, ec) && p != p.parent_path();
          p = p.parent_path())
       made.push_back(p);
-    stdfs::create_directories(root, ec);
-    if (ec) throw UsageError(root_name(root) + ": cannot create: " + ec.message());
+    // mkdir with mpmux's mode, not create_directories (0777 less the umask: world-writable under 000).
+    for (auto p = made.rbegin(); p != made.rend(); ++p) {
+      if (::mkdir(p->c_str(), posix::kDirMode) != 0 && errno != EEXIST)
+        throw UsageError(root_name(root) + ": cannot create: " + posix::error_text(errno));
+    }
     // A new directory is only durable once the directory holding its entry is synced.
     for (const stdfs::path& p : made) posix::fsync_dir(p.parent_path());
   }
@@ -172,7 +175,7 @@ stdfs::path create_mux(const stdfs::path& root_arg, const ParsedElements& elemen
 
   const stdfs::path tmp =
       root / (".mpmux-tmp-" + name + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
-  if (::mkdir(tmp.c_str(), 0755) != 0) {
+  if (::mkdir(tmp.c_str(), posix::kDirMode) != 0) {
     int err = errno;
     if (err == EACCES || err == EPERM || err == EROFS)
       throw UsageError(root_name(root) + ": cannot write: " + posix::error_text(err));
@@ -239,7 +242,7 @@ Session Session::create(const stdfs::path& mux_dir_arg) {
   const std::uint64_t count = ElementSet::open(mux_dir / kElementsFile).size();
 
   const stdfs::path sessions = mux_dir / "sessions";
-  if (::mkdir(sessions.c_str(), 0755) == 0) {
+  if (::mkdir(sessions.c_str(), posix::kDirMode) == 0) {
     posix::fsync_dir(mux_dir);
   } else if (errno != EEXIST) {
     throw StoreError("'" + sessions.string() + "': cannot create: " + posix::error_text(errno));
@@ -252,7 +255,7 @@ Session Session::create(const stdfs::path& mux_dir_arg) {
     const std::string id = posix::format_utc(now_s, "%Y%m%dT%H%M%SZ") + "-" + posix::random_hex(4);
     const stdfs::path tmp =
         sessions / (".tmp-" + id + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
-    if (::mkdir(tmp.c_str(), 0755) != 0)
+    if (::mkdir(tmp.c_str(), posix::kDirMode) != 0)
       throw StoreError("'" + tmp.string() + "': cannot create: " + posix::error_text(errno));
     try {
       nlohmann::ordered_json meta = {{"format", kSessionFormat},
@@ -261,7 +264,7 @@ Session Session::create(const stdfs::path& mux_dir_arg) {
                                      {"created", posix::format_utc(now_s, "%Y-%m-%dT%H:%M:%SZ")},
                                      {"elements", count}};
       posix::write_file_atomic(tmp / kSessionFile, meta.dump(2) + "\n");
-      if (::mkdir((tmp / "journal").c_str(), 0755) != 0)
+      if (::mkdir((tmp / "journal").c_str(), posix::kDirMode) != 0)
         throw StoreError("'" + (tmp / "journal").string() + "': cannot create: " + posix::error_text(errno));
       posix::fsync_dir(tmp);
       int err = posix::rename_noreplace(tmp, sessions / id);

@@ -9,6 +9,7 @@
 
 #include "mpmux/command.hpp"
 #include "mpmux/error.hpp"
+#include "mpmux/thread_pool.hpp"
 
 namespace {
 
@@ -212,6 +213,25 @@ TEST(RunCommand, ACancelledCommandIsKilledAndNotToBeRecorded) {
   EXPECT_FALSE(mpmux::run_command({"sleep", "30"}, o, {}, [&] { return ++asked >= 3; }));
   EXPECT_GE(asked, 3);
   EXPECT_LT(o.t_end - o.t_start, 10'000'000'000);
+}
+
+TEST(RunCommand, PoolThreadsReplacedByWorkerLifespanKillNoRunningTask) {
+  // A task dies with the thread that spawned it (PDEATHSIG); run_command waits for it in that
+  // thread, so a thread ending after each task (lifespan 1) never takes a running one along.
+  mpmux::ThreadPool pool(mpmux::PoolOptions{.n_jobs = 2, .cpu_ids = {}, .worker_lifespan = 1});
+  std::vector<std::future<Outcome>> runs;
+  for (int k = 0; k < 6; ++k) {
+    runs.push_back(pool.apply_async([] {
+      Outcome o;
+      mpmux::run_command({"/bin/sh", "-c", "sleep 0.05; echo ok"}, o);
+      return o;
+    }));
+  }
+  for (auto& run : runs) {
+    const Outcome o = run.get();
+    EXPECT_EQ(o.type, mpmux::RecordType::done) << "signal " << o.signal;
+    EXPECT_EQ(o.result, "ok\n");
+  }
 }
 
 TEST(RunCommand, ACommandThatEndsIsNotCancelled) {

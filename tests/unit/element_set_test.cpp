@@ -170,7 +170,8 @@ TEST(ElementSet, WriteIntoAMissingDirectoryIsStoreErrorAndLeavesNothing) {
     ElementSet::write(file, make_range(2).elements, Encoding::json, "", nullptr);
     FAIL() << "no StoreError";
   } catch (const StoreError& e) {
-    EXPECT_THAT(e.what(), testing::StartsWith(file.string() + ": create HDF5 file: H5Fcreate"));
+    // Created by mpmux before HDF5 opens it (with a mode that is never world-writable).
+    EXPECT_EQ(e.what(), file.string() + ": create HDF5 file: No such file or directory");
   }
   EXPECT_FALSE(stdfs::exists(file));
 }

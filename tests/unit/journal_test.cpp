@@ -246,45 +246,83 @@ TEST(Journal, HeaderIsDurableWhenTheWriterIsConstructed) {
   EXPECT_EQ(j.valid_bytes, stdfs::file_size(w.path()));
 }
 
-TEST(Journal, AppendMakesNoSystemCallAndSyncCommitsAtMostOncePerInterval) {
+// An outcome of a task that ran `seconds`.
+Outcome done_after(std::uint64_t index, double seconds) {
+  Outcome o = done(index);
+  o.t_start = 1'000'000'000;
+  o.t_end = o.t_start + static_cast<std::int64_t>(seconds * 1e9);
+  return o;
+}
+
+TEST(Journal, AppendMakesNoSystemCallSyncWritesEachMillisecondAndCommitsOncePerInterval) {
   TempDir tmp;
   std::int64_t now = 0;
   JournalWriter w(tmp.path(), kSession, "node01", 42, 0.2);
   w.set_clock([&] { return now; });
   const auto header_size = stdfs::file_size(w.path());
 
-  w.append(done(0));
-  w.append(done(1));
+  w.append(done_after(0, 10));  // long tasks: the interval is the longest, 0.2 s
+  w.append(done_after(1, 10));
   EXPECT_GT(w.buffered_bytes(), 0u);
   EXPECT_EQ(stdfs::file_size(w.path()), header_size);
 
-  now = 199'999'999;  // just inside the interval: nothing is written or synced
+  now = 999'999;  // within a millisecond of the last write: nothing is written
+  w.sync();
+  EXPECT_EQ(stdfs::file_size(w.path()), header_size);
+  now = 1'000'000;  // written (a killed process loses nothing now), not synced
+  w.sync();
+  EXPECT_EQ(w.buffered_bytes(), 0u);
+  EXPECT_EQ(read_journal(w.path(), kSession).outcomes.size(), 2u);
+  EXPECT_EQ(w.syncs(), 1u);
+
+  now = 199'999'999;  // just inside the interval: no fdatasync
   w.sync();
   EXPECT_EQ(w.syncs(), 1u);
-  EXPECT_EQ(stdfs::file_size(w.path()), header_size);
-
   now = 200'000'000;
   w.sync();
   EXPECT_EQ(w.syncs(), 2u);
-  EXPECT_EQ(w.buffered_bytes(), 0u);
-  EXPECT_EQ(read_journal(w.path(), kSession).outcomes.size(), 2u);
 
   now = 900'000'000;  // the interval passed, but nothing new: no fdatasync
   w.sync();
   EXPECT_EQ(w.syncs(), 2u);
 
-  w.append(done(2));  // the interval is counted from the last fdatasync, long ago
+  w.append(done_after(2, 10));  // the interval is counted from the last fdatasync, long ago
   w.sync();
   EXPECT_EQ(w.syncs(), 3u);
-  w.append(done(3));
+  w.append(done_after(3, 10));
   now += 100'000'000;
   w.sync();
   EXPECT_EQ(w.syncs(), 3u);
+  EXPECT_EQ(w.buffered_bytes(), 0u);
   w.flush();  // flush does not wait for the interval
   EXPECT_EQ(w.syncs(), 4u);
   w.flush();
   EXPECT_EQ(w.syncs(), 4u);
   EXPECT_EQ(read_journal(w.path(), kSession).outcomes.size(), 4u);
+}
+
+TEST(Journal, TheCommitIntervalIsAQuarterOfTheMedianTaskWithinItsBounds) {
+  TempDir tmp;
+  JournalWriter w(tmp.path(), kSession, "node01", 42, 0.2);
+  w.set_fsync(false);  // no fdatasync: its cost sets no floor
+  EXPECT_DOUBLE_EQ(w.commit_interval(), 0.2) << "before any record: the longest";
+  for (int i = 0; i < 64; ++i) w.append(done_after(i, 0.2));
+  EXPECT_DOUBLE_EQ(w.commit_interval(), 0.05);
+  // The median, not the mean: a few long tasks among short ones do not lengthen it.
+  for (int i = 0; i < 20; ++i) w.append(done_after(i, 3600));
+  EXPECT_DOUBLE_EQ(w.commit_interval(), 0.05);
+  // Only the last 64 records count: long tasks now, the longest interval.
+  for (int i = 0; i < 64; ++i) w.append(done_after(i, 8));
+  EXPECT_DOUBLE_EQ(w.commit_interval(), 0.2);
+  // Tiny tasks: no shorter than 10 ms.
+  for (int i = 0; i < 64; ++i) w.append(done_after(i, 0.0001));
+  EXPECT_DOUBLE_EQ(w.commit_interval(), 0.01);
+  // Records framed on workers count the same way.
+  std::string frames;
+  for (int i = 0; i < 64; ++i) append_record(frames, done_after(i, 0.12));
+  w.append_framed(frames);
+  EXPECT_DOUBLE_EQ(w.commit_interval(), 0.03);
+  w.flush();
 }
 
 TEST(Journal, DestructorFlushesBufferedRecords) {
