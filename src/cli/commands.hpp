@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mpmux::cli {
 
@@ -19,6 +21,13 @@ struct Command {
 
 /// Prints "mpmux: <message>" on stderr, once per job (rank 0 only under a launcher).
 void say_error(const std::string& message);
+
+/// "counter sm, elements (remote) two-sided": how a run's claimer serves each window.
+inline std::string claim_paths_text(const std::vector<std::pair<std::string, std::string>>& paths) {
+  std::string text;
+  for (const auto& [window, path] : paths) text += (text.empty() ? "" : ", ") + window + " " + path;
+  return text;
+}
 
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp
