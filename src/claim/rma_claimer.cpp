@@ -595,7 +595,7 @@ bool RmaClaimer::State::take(std::uint64_t count, Claim& out) {
   count = std::min(count, total);
   if (by_message) return take_by_message(count, out);
   std::uint64_t first = 0;
-  if (message_claimers > 0) {
+  if (counter_by_message || message_claimers > 0) {
     // The root of a two-sided claimer answers the others before it takes for itself.
     serve_waiting();
     first = counter_op(count, MPI_SUM);
