@@ -27,9 +27,12 @@ echo "1/3 claim + read, chunk 1, 2 ranks, per path and transport" >&2
 claims=${CLAIMS:-100000}
 declare -A transport_args=([defaults]="" [osc-pt2pt]="--mca osc pt2pt,sm" [btl-tcp]="--mca btl self,tcp")
 for transport in defaults osc-pt2pt btl-tcp; do
+  # A round trip over TCP loopback costs hundreds of microseconds on a loaded 2-core machine.
+  n=$claims
+  [ "$transport" = btl-tcp ] && n=$((claims / 20))
   # shellcheck disable=SC2086  # the MCA arguments are words
   "${mpirun[@]}" -n 2 ${transport_args[$transport]} "$build/bench/claim/bench_claim" --reps "$reps" \
-    --claims "$claims" >"$work/claim-$transport.txt"
+    --claims "$n" >"$work/claim-$transport.txt"
   sed -n 's/^\([a-z_]*\)_path=\(.*\)/\1 \2/p' "$work/claim-$transport.txt" |
     while read -r contender path; do echo "  $transport $contender: $path" >&2; done
   grep -E '^[a-z_]+_us=' "$work/claim-$transport.txt" | while IFS='=' read -r key value; do
