@@ -1,12 +1,18 @@
-// Claim + read of one element, chunk 1: mpmux's RmaClaimer against a bare MPI_Fetch_and_op +
-// MPI_Get loop, measured in one run, taking turns. Prints a table and machine-readable lines
-// (bare_us=, claimer_us=, claimer_remote_us=, claimer_ratio=) with medians in microseconds.
+// Claim + read of one element, chunk 1, on each path, each against its bare loop through the same
+// MPI component, measured in one run, taking turns:
+//   claimer (node-shared memory)      vs bare        (MPI_Fetch_and_op + MPI_Get, MPI_Win_allocate)
+//   claimer_remote (MPI_Get)          vs bare_remote (the same windows as the claimer's remote path)
+//   claimer_two_sided (MPMUX_CLAIM)   vs bare_two_sided (ADLB-style request/reply to rank 0)
+// Prints a table, the path each claimer took, and machine-readable lines (<contender>_us=,
+// <contender>_path=, claimer_ratio=, claimer_remote_ratio=, claimer_two_sided_ratio=) with medians
+// in microseconds; nan where the MPI could not make a bare contender's windows.
 //
 //   mpirun -n 2 bench_claim [--claims N] [--reps R] [--bytes B] [--no-remote]
 #include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -84,7 +90,9 @@ std::string mpi_library() {
 struct Contender {
   std::string name;
   std::vector<double> us;  // per claim, one value per repetition
+  std::string path;        // the claimer's paths (claimer contenders)
   double median() const {
+    if (std::any_of(us.begin(), us.end(), [](double x) { return std::isnan(x); })) return std::nan("");
     auto v = us;
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
@@ -107,28 +115,38 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::vector<Contender> contenders = {{"bare", {}}, {"claimer", {}}};
-  if (o.remote) contenders.push_back({"claimer_remote", {}});
-  auto run = [&](std::size_t c) {
-    switch (c) {
-      case 0:
-        return claim_bench::bare_us(comm, o.claims, o.bytes);
-      case 1:
-        return claim_bench::claimer_us(comm, o.claims, o.bytes, false);
-      default:
-        return claim_bench::claimer_us(comm, o.claims, o.bytes, true);
-    }
+  using claim_bench::ClaimerPath;
+  std::vector<Contender> contenders = {{"bare", {}, ""}, {"claimer", {}, ""}};
+  if (o.remote) {
+    contenders.push_back({"bare_remote", {}, ""});
+    contenders.push_back({"claimer_remote", {}, ""});
+  }
+  contenders.push_back({"bare_two_sided", {}, ""});
+  contenders.push_back({"claimer_two_sided", {}, ""});
+  auto run = [&](Contender& c) {
+    if (c.name == "bare") return claim_bench::bare_us(comm, o.claims, o.bytes);
+    if (c.name == "bare_remote") return claim_bench::bare_remote_us(comm, o.claims, o.bytes);
+    if (c.name == "bare_two_sided") return claim_bench::bare_two_sided_us(comm, o.claims, o.bytes);
+    const auto path = c.name == "claimer"          ? ClaimerPath::node_shared
+                      : c.name == "claimer_remote" ? ClaimerPath::remote
+                                                   : ClaimerPath::two_sided;
+    return claim_bench::claimer_us(comm, o.claims, o.bytes, path, &c.path);
   };
   // One untimed warm-up round, then the contenders take turns in every repetition.
-  for (std::size_t c = 0; c < contenders.size(); ++c) run(c);
+  for (auto& c : contenders) run(c);
   bool wrong = false;
   for (int r = 0; r < o.reps; ++r) {
-    for (std::size_t c = 0; c < contenders.size(); ++c) {
+    for (auto& c : contenders) {
       const double us = run(c);
       wrong |= us < 0;
-      contenders[c].us.push_back(us);
+      c.us.push_back(us);
     }
   }
+  auto median_of = [&](const std::string& name) {
+    for (const auto& c : contenders)
+      if (c.name == name) return c.median();
+    return std::nan("");
+  };
 
   if (rank == 0) {
     char host[256] = {};
@@ -137,16 +155,25 @@ int main(int argc, char** argv) {
                 o.reps, static_cast<unsigned long long>(o.claims));
     std::printf("machine: %s, %s, %ld cpus, %s\n\n", host, cpu_model().c_str(), sysconf(_SC_NPROCESSORS_ONLN),
                 mpi_library().c_str());
-    std::printf("%-16s %10s %10s %10s %8s\n", "contender", "median_us", "min_us", "max_us", "ratio");
-    const double base = contenders[0].median();
+    std::printf("%-18s %10s %10s %10s %8s  %s\n", "contender", "median_us", "min_us", "max_us", "ratio",
+                "path");
     for (const auto& c : contenders) {
       const auto [lo, hi] = std::minmax_element(c.us.begin(), c.us.end());
-      std::printf("%-16s %10.3f %10.3f %10.3f %8.2f\n", c.name.c_str(), c.median(), *lo, *hi,
-                  c.median() / base);
+      // Each claimer against the bare loop of its own path.
+      const std::string base = c.name.rfind("claimer", 0) == 0 ? "bare" + c.name.substr(7) : c.name;
+      std::printf("%-18s %10.3f %10.3f %10.3f %8.2f  %s\n", c.name.c_str(), c.median(), *lo, *hi,
+                  c.median() / median_of(base), c.path.c_str());
     }
     std::printf("\n");
-    for (const auto& c : contenders) std::printf("%s_us=%.4f\n", c.name.c_str(), c.median());
-    std::printf("claimer_ratio=%.3f\n", contenders[1].median() / base);
+    for (const auto& c : contenders) {
+      std::printf("%s_us=%.4f\n", c.name.c_str(), c.median());
+      if (!c.path.empty()) std::printf("%s_path=%s\n", c.name.c_str(), c.path.c_str());
+    }
+    std::printf("claimer_ratio=%.3f\n", median_of("claimer") / median_of("bare"));
+    if (o.remote)
+      std::printf("claimer_remote_ratio=%.3f\n", median_of("claimer_remote") / median_of("bare_remote"));
+    std::printf("claimer_two_sided_ratio=%.3f\n",
+                median_of("claimer_two_sided") / median_of("bare_two_sided"));
     if (wrong) std::printf("error: a contender read wrong elements\n");
   }
   MPI_Finalize();

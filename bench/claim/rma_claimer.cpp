@@ -1,4 +1,5 @@
-// mpmux's claimer with chunk 1: one MPI_Fetch_and_op + MPI_Win_flush and a read of the element.
+// mpmux's claimer with chunk 1: one MPI_Fetch_and_op + MPI_Win_flush and a read of the element,
+// or one request and reply on the two-sided path.
 #include "mpmux/rma_claimer.hpp"
 
 #include <cstdlib>
@@ -10,7 +11,8 @@
 
 namespace claim_bench {
 
-double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, bool remote) {
+double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, ClaimerPath path,
+                  std::string* paths) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   std::vector<std::uint64_t> pending;
@@ -24,9 +26,15 @@ double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes
       elements.push(element);
     }
   }
-  if (remote && rank == 1) setenv("MPMUX_RMA_NO_SHARED", "1", 1);
+  if (path == ClaimerPath::remote && rank == 1) setenv("MPMUX_RMA_NO_SHARED", "1", 1);
+  if (path == ClaimerPath::two_sided) setenv("MPMUX_CLAIM", "two-sided", 1);
   mpmux::RmaClaimer claimer(comm, 0, std::move(pending), std::move(elements), mpmux::ChunkPolicy{1, 1}, 1);
   unsetenv("MPMUX_RMA_NO_SHARED");
+  unsetenv("MPMUX_CLAIM");
+  if (paths != nullptr) {
+    paths->clear();
+    for (const auto& p : claimer.paths()) *paths += (paths->empty() ? "" : ", ") + p.window + " " + p.path;
+  }
   MPI_Barrier(comm);
 
   double us = 0;
@@ -38,8 +46,9 @@ double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes
     us = (MPI_Wtime() - start) / static_cast<double>(claims) * 1e6;
     if (taken != claims) us = -1;  // a wrong read shows as a negative time
   }
-  // The root waits in MPI_Barrier: the claimer never needs it to answer (see bare.cpp).
-  MPI_Barrier(comm);
+  // The others wait in release(): a barrier on the one-sided paths (the claimer never needs the
+  // root to answer, see bare.cpp), the root's blocking service on the two-sided one.
+  claimer.release();
   return from_rank1(comm, us);
 }
 

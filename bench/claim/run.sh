@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # bench/claim/run.sh [BUILD_DIR]: the numbers of the claim layer, each against its contender,
 # measured in this one run on this machine:
-#   1. claim + read of one element, chunk 1, 2 ranks, against a bare MPI_Fetch_and_op + MPI_Get loop;
+#   1. claim + read of one element, chunk 1, 2 ranks, on each path against its bare loop through
+#      the same MPI component (node-shared memory and MPI_Get against MPI_Fetch_and_op + MPI_Get,
+#      the two-sided service against an ADLB-style request/reply loop), under three transports:
+#      Open MPI's defaults, --mca osc pt2pt,sm, and --mca btl self,tcp (where the remote path
+#      falls back to two-sided);
 #   2. elements/s of a Multiplexer<T> loop with an empty body (outcomes journaled), 2 ranks,
 #      against mpi4py.futures MPIPoolExecutor.map(identity, chunksize=1), 2 ranks;
 #   3. wall time per element of `mpmux run --exec true` with 2 workers (mpirun -n 3: rank 0
@@ -19,15 +23,25 @@ work=$(mktemp -d /tmp/mpmux-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 samples=$work/samples.tsv
 
-echo "1/3 claim + read, chunk 1, 2 ranks" >&2
-"${mpirun[@]}" -n 2 "$build/bench/claim/bench_claim" --reps "$reps" >"$work/claim.txt"
-grep -E '^(bare|claimer)_us=' "$work/claim.txt" | while IFS='=' read -r key value; do
-  case $key in
-    bare_us) printf 'bare MPI_Fetch_and_op + MPI_Get (baseline)\tus/claim\t%s\n' "$value" ;;
-    claimer_us) printf 'RmaClaimer claim + read\tus/claim\t%s\n' "$value" ;;
-  esac
-done >>"$samples"
-
+echo "1/3 claim + read, chunk 1, 2 ranks, per path and transport" >&2
+claims=${CLAIMS:-100000}
+declare -A transport_args=([defaults]="" [osc-pt2pt]="--mca osc pt2pt,sm" [btl-tcp]="--mca btl self,tcp")
+for transport in defaults osc-pt2pt btl-tcp; do
+  # A round trip over TCP loopback costs hundreds of microseconds on a loaded 2-core machine.
+  n=$claims
+  [ "$transport" = btl-tcp ] && n=$((claims / 20))
+  # shellcheck disable=SC2086  # the MCA arguments are words
+  "${mpirun[@]}" -n 2 ${transport_args[$transport]} "$build/bench/claim/bench_claim" --reps "$reps" \
+    --claims "$n" >"$work/claim-$transport.txt"
+  sed -n 's/^\([a-z_]*\)_path=\(.*\)/\1 \2/p' "$work/claim-$transport.txt" |
+    while read -r contender path; do echo "  $transport $contender: $path" >&2; done
+  grep -E '^[a-z_]+_us=' "$work/claim-$transport.txt" | while IFS='=' read -r key value; do
+    [ "$value" = nan ] && continue  # the MPI could not make that bare contender's windows
+    contender=${key%_us}
+    path=$(sed -n "s/^${contender}_path=//p" "$work/claim-$transport.txt")
+    printf '%s: %s%s\tus/claim\t%s\n' "$transport" "$contender" "${path:+ ($path)}" "$value"
+  done >>"$samples"
+done
 echo "2/3 elements/s, empty task, 2 ranks, $n_elements elements" >&2
 "${mpirun[@]}" -n 2 "$build/bench/claim/bench_multiplexer" "$n_elements" "$reps" "$work" |
   sed -n 's/^multiplexer_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
@@ -54,6 +68,13 @@ done
 
 /usr/bin/python3 "$here/table.py" <"$samples"
 median() { grep -F "$1" "$samples" | cut -f3 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-awk -v a="$(median 'RmaClaimer')" -v b="$(median 'bare MPI')" 'BEGIN { printf "claim_vs_bare_ratio=%.2f\n", a / b }'
+for transport in defaults osc-pt2pt btl-tcp; do
+  for path in "" _remote _two_sided; do
+    a=$(median "$transport: claimer$path ")
+    b=$(median "$transport: bare$path"$'\t')
+    [ -n "$b" ] && [ "$b" != 0 ] && awk -v a="$a" -v b="$b" -v k="claim${path}_vs_bare_ratio_${transport//-/_}" \
+      'BEGIN { printf "%s=%.2f\n", k, a / b }'
+  done
+done
 awk -v a="$(median 'Multiplexer')" -v b="$(median 'mpi4py')" 'BEGIN { printf "elements_per_s_vs_mpi4py_ratio=%.1f\n", a / b }'
 awk -v a="$(median 'mpmux run')" -v b="$(median 'GNU parallel')" 'BEGIN { printf "exec_vs_gnu_parallel_ratio=%.3f\n", a / b }'

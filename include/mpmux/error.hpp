@@ -32,4 +32,11 @@ class MPMUX_EXPORT ClaimError : public Error {
   using Error::Error;
 };
 
+/// An MPI call of a run failed (duplicating its communicator, a broadcast); the message names
+/// the call and the rank.
+class MPMUX_EXPORT MpiError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace mpmux

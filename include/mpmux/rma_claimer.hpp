@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -26,6 +27,19 @@ struct MPMUX_EXPORT Claim {
   std::size_t size() const { return indices.size(); }
 };
 
+/// How one window of a claimer is served.
+struct MPMUX_EXPORT WindowPath {
+  /// "counter", "elements (node-shared)", "elements (remote)", or "elements" when the counter
+  /// is two-sided (the replies then carry the elements too).
+  std::string window;
+  /// The MPI component serving it when the MPI names it ("sm", "rdma", "ucx", "pt2pt"), else
+  /// the call that made it ("MPI_Win_allocate"); "two-sided" when the root answers requests.
+  std::string path;
+  /// The call that made the window, and what failed before it ("MPI_Win_create on window ...
+  /// failed: MPI_ERR_WIN: invalid window").
+  std::string detail;
+};
+
 /// The root rank holds a counter window (one uint64; MPI_Win_allocate, or MPI_Win_allocate_shared
 /// when the whole communicator is on one node) and one region: a table of n+1 entries (position
 /// k: the element index pending[k] and the offset of its bytes into data) and data (the elements'
@@ -40,8 +54,20 @@ struct MPMUX_EXPORT Claim {
 /// the communicator. The root holds the element bytes once (the buffers passed in are released
 /// after being copied into the window); a worker holds only what it claimed.
 ///
-/// Environment: MPMUX_RMA_NO_SHARED=1 on a rank, read by the constructor, makes that rank read
-/// through MPI_Get even when it shares the root's node (tests and benchmarks of the remote path).
+/// Each window is made the first way that works, agreed by all its ranks (creation is collective):
+/// the counter by MPI_Win_allocate_shared (one node only), MPI_Win_allocate, MPI_Win_create, then
+/// MPI_Win_create_dynamic; the remote region by MPI_Win_create, then MPI_Win_create_dynamic. When
+/// none works (Open MPI's osc/rdma over btl/tcp, with osc/pt2pt excluded as in Debian), the window
+/// falls back to a two-sided claim service on the root: a rank sends a small request and gets the
+/// chunk's indices and bytes in one reply. The root must then answer: it does in claim(), serve()
+/// and release(). paths() says which way each window went.
+///
+/// Environment, read by the constructor on every rank:
+/// - MPMUX_RMA_NO_SHARED=1 makes that rank read through MPI_Get even when it shares the root's
+///   node (tests and benchmarks of the remote path).
+/// - MPMUX_CLAIM=two-sided (on any rank) makes every window two-sided; MPMUX_CLAIM=one-sided makes
+///   a window that has no one-sided way an error (ClaimError naming the window, the transport and
+///   the settings that would help) instead of a fallback; auto (or unset) is the default.
 ///
 /// One thread at a time may call a claimer (MPI_THREAD_FUNNELED).
 ///
@@ -82,6 +108,18 @@ class MPMUX_EXPORT RmaClaimer {
   std::uint64_t total() const;
   /// True when this rank reads elements straight from the root node's shared memory (no MPI_Get).
   bool reads_shared_memory() const;
+  /// True when some rank claims through the root's two-sided service (the root must answer).
+  bool serves_requests() const;
+  /// How each window is served. The same on every rank of the root's node; the root's view is
+  /// the job's.
+  const std::vector<WindowPath>& paths() const;
+
+  /// Root: answers every claim request that has arrived (two-sided path), without blocking.
+  /// Returns how many it answered; 0 at once on other ranks and when nobody claims by message.
+  std::size_t serve();
+  /// Collective: this rank is done claiming (later claims fail); returns once every rank called
+  /// it, the root answering requests until then. The destructor calls it when nobody did.
+  void release();
 
  private:
   struct State;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mpmux/element_set.hpp"
 #include "mpmux/export.hpp"
@@ -120,6 +121,10 @@ class MPMUX_EXPORT Run {
 
   const MuxId& id() const;
   const std::string& host() const;
+  /// How the current pass's claimer serves each window (RmaClaimer::paths): sm, rdma, ucx,
+  /// pt2pt or two-sided; empty for a run of one rank. Also in the session's run.json while the
+  /// run lasts.
+  std::vector<WindowPath> claim_paths() const;
 
  private:
   struct State;

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "mpmux/element_set.hpp"
 #include "mpmux/export.hpp"
@@ -38,6 +40,8 @@ MPMUX_EXPORT void destroy_mux(const std::filesystem::path& dir);
 /// Counts of a session. pending = total - done - failed - running.
 struct MPMUX_EXPORT Stat {
   std::uint64_t total = 0, done = 0, failed = 0, running = 0, pending = 0;
+  /// While a run is live: how its claimer serves each window, {window, path} ("counter", "sm").
+  std::vector<std::pair<std::string, std::string>> claim_paths;
 };
 
 /// One read session: DIR/sessions/<id>/ with session.json (immutable), journal/ and results.h5.

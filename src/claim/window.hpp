@@ -42,36 +42,82 @@ class Window {
 
   Window() = default;
 
+  /// How a window is made. Each flavour may be served by another MPI component (Open MPI:
+  /// osc/sm takes shared windows, and MPI_Win_allocate ones when all ranks share a node).
+  enum class Creation { allocate_shared, allocate, create, dynamic };
+
+  /// "MPI_Win_allocate_shared" etc.
+  static const char* call_name(Creation how) {
+    switch (how) {
+      case Creation::allocate_shared:
+        return "MPI_Win_allocate_shared";
+      case Creation::allocate:
+        return "MPI_Win_allocate";
+      case Creation::create:
+        return "MPI_Win_create";
+      case Creation::dynamic:
+        return "MPI_Win_create_dynamic";
+    }
+    return "?";
+  }
+
+  /// A window made `how`; `rc` gets the MPI error code: creation is collective and may fail on one
+  /// flavour and succeed on the next, so the caller agrees with the other ranks before going on.
+  /// `memory` is the caller's memory for create and dynamic (attached; kept alive by the caller);
+  /// allocate and allocate_shared allocate `bytes` themselves.
+  static Window try_make(Creation how, MPI_Comm comm, void* memory, MPI_Aint bytes, int disp_unit,
+                         MPI_Info info, std::string name, int& rc) {
+    Window w(comm, std::move(name));
+    w.how_ = how;
+    void* base = memory;
+    switch (how) {
+      case Creation::allocate_shared:
+        rc = MPI_Win_allocate_shared(bytes, disp_unit, info, comm, &base, &w.win_);
+        break;
+      case Creation::allocate:
+        rc = MPI_Win_allocate(bytes, disp_unit, info, comm, &base, &w.win_);
+        break;
+      case Creation::create:
+        rc = MPI_Win_create(memory, bytes, disp_unit, info, comm, &w.win_);
+        break;
+      case Creation::dynamic:
+        rc = MPI_Win_create_dynamic(info, comm, &w.win_);
+        if (rc == MPI_SUCCESS && bytes > 0) {
+          rc = MPI_Win_attach(w.win_, memory, bytes);
+          if (rc == MPI_SUCCESS) w.attached_ = memory;
+        }
+        break;
+    }
+    // A dynamic window whose attach failed exists on every rank and is freed by the destructor.
+    if (rc != MPI_SUCCESS && how != Creation::dynamic) w.win_ = MPI_WIN_NULL;
+    if (rc == MPI_SUCCESS) {
+      w.base_ = base;
+      w.learn_component();
+      rc = MPI_Win_set_errhandler(w.win_, MPI_ERRORS_RETURN);
+    }
+    return w;
+  }
+
   /// MPI_Win_allocate: `bytes` of this rank's memory, exposed to all ranks of `comm`.
   static Window allocate(MPI_Comm comm, MPI_Aint bytes, int disp_unit, std::string name) {
-    Window w(comm, std::move(name));
-    void* base = nullptr;
-    w.check_creation(MPI_Win_allocate(bytes, disp_unit, MPI_INFO_NULL, comm, &base, &w.win_),
-                     "MPI_Win_allocate", bytes);
-    w.base_ = base;
-    w.set_errors_return();
-    return w;
+    return made(Creation::allocate, comm, nullptr, bytes, disp_unit, std::move(name));
   }
 
   /// MPI_Win_allocate_shared: `comm` must share memory (MPI_COMM_TYPE_SHARED).
   static Window allocate_shared(MPI_Comm comm, MPI_Aint bytes, int disp_unit, std::string name) {
-    Window w(comm, std::move(name));
-    void* base = nullptr;
-    w.check_creation(MPI_Win_allocate_shared(bytes, disp_unit, MPI_INFO_NULL, comm, &base, &w.win_),
-                     "MPI_Win_allocate_shared", bytes);
-    w.base_ = base;
-    w.set_errors_return();
-    return w;
+    return made(Creation::allocate_shared, comm, nullptr, bytes, disp_unit, std::move(name));
   }
 
   /// MPI_Win_create over memory the caller owns and keeps alive longer than the window.
   static Window create(void* base, MPI_Aint bytes, int disp_unit, MPI_Comm comm, std::string name) {
-    Window w(comm, std::move(name));
-    w.check_creation(MPI_Win_create(base, bytes, disp_unit, MPI_INFO_NULL, comm, &w.win_), "MPI_Win_create",
-                     bytes);
-    w.base_ = base;
-    w.set_errors_return();
-    return w;
+    return made(Creation::create, comm, base, bytes, disp_unit, std::move(name));
+  }
+
+  /// Throws the ClaimError of a failed creation: "MPI_Win_create on window 'x' at rank 0 of 4 of
+  /// 1020816 bytes failed: MPI_ERR_WIN: invalid window".
+  std::string creation_failure(Creation how, MPI_Aint bytes, int rc) const {
+    return where(call_name(how), -1) + " of " + std::to_string(bytes) +
+           " bytes failed: " + mpi_error_text(rc);
   }
 
   Window(Window&& other) noexcept { swap(other); }
@@ -90,6 +136,10 @@ class Window {
       int rc = MPI_Win_unlock_all(win_);
       if (rc != MPI_SUCCESS) log_failure("MPI_Win_unlock_all", rc);
     }
+    if (attached_ != nullptr) {
+      int rc = MPI_Win_detach(win_, attached_);
+      if (rc != MPI_SUCCESS) log_failure("MPI_Win_detach", rc);
+    }
     int rc = MPI_Win_free(&win_);
     if (rc != MPI_SUCCESS) log_failure("MPI_Win_free", rc);
   }
@@ -98,6 +148,12 @@ class Window {
   MPI_Win handle() const { return win_; }
   void* base() const { return base_; }
   const std::string& name() const { return name_; }
+  Creation creation() const { return how_; }
+  /// The MPI component serving the window as far as the MPI says: Open MPI's osc components
+  /// name their windows "<component> window <id>" (rdma, pt2pt, ucx), and osc/sm, which names
+  /// none, serves every shared window and reports the "blocking_fence" info key. Empty when the
+  /// MPI does not say.
+  const std::string& component() const { return component_; }
 
   /// Opens one passive epoch on every target for the window's lifetime (closed by the destructor).
   void lock_all(int assertion = MPI_MODE_NOCHECK) {
@@ -153,6 +209,33 @@ class Window {
     std::swap(rank_, other.rank_);
     std::swap(size_, other.size_);
     std::swap(locked_, other.locked_);
+    std::swap(attached_, other.attached_);
+    std::swap(how_, other.how_);
+    std::swap(component_, other.component_);
+  }
+
+  void learn_component() {
+    char text[MPI_MAX_OBJECT_NAME] = {};
+    int length = 0;
+    if (MPI_Win_get_name(win_, text, &length) == MPI_SUCCESS && length > 0) {
+      const std::string window_name(text, static_cast<std::size_t>(length));
+      const auto space = window_name.find(' ');
+      if (space != std::string::npos && window_name.compare(space, 8, " window ") == 0) {
+        component_ = window_name.substr(0, space);
+        return;
+      }
+    }
+    if (how_ == Creation::allocate_shared) {
+      component_ = "sm";
+      return;
+    }
+    MPI_Info info = MPI_INFO_NULL;
+    if (MPI_Win_get_info(win_, &info) != MPI_SUCCESS || info == MPI_INFO_NULL) return;
+    char value[16] = {};
+    int flag = 0;
+    MPI_Info_get(info, "blocking_fence", sizeof value - 1, value, &flag);
+    if (flag) component_ = "sm";
+    MPI_Info_free(&info);
   }
 
   void set_errors_return() {
@@ -172,12 +255,12 @@ class Window {
 
   // Creation errors are raised through the communicator's error handler, so they only reach us
   // when the caller's communicator returns errors (RmaClaimer's private duplicate does).
-  void check_creation(int rc, const char* call, MPI_Aint bytes) {
-    if (rc != MPI_SUCCESS) {
-      win_ = MPI_WIN_NULL;
-      throw ClaimError(where(call, -1) + " of " + std::to_string(bytes) +
-                       " bytes failed: " + mpi_error_text(rc));
-    }
+  static Window made(Creation how, MPI_Comm comm, void* memory, MPI_Aint bytes, int disp_unit,
+                     std::string name) {
+    int rc = MPI_SUCCESS;
+    Window w = try_make(how, comm, memory, bytes, disp_unit, MPI_INFO_NULL, std::move(name), rc);
+    if (rc != MPI_SUCCESS) throw ClaimError(w.creation_failure(how, bytes, rc));
+    return w;
   }
 
   void log_failure(const char* call, int rc) const {
@@ -190,6 +273,9 @@ class Window {
   int rank_ = -1;
   int size_ = 0;
   bool locked_ = false;
+  void* attached_ = nullptr;  // dynamic windows: the memory to detach before the free
+  Creation how_ = Creation::allocate;
+  std::string component_;
 };
 
 }  // namespace mpmux::claim

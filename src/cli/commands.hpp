@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mpmux::cli {
 
@@ -26,6 +28,13 @@ void say_error(const std::string& message);
 void check_owner(const std::filesystem::path& dir, bool allowed);
 /// Adds --allow-foreign-owner to a command that writes into a mux directory.
 CLI::Option* add_allow_foreign_owner(CLI::App& cmd, bool& allowed);
+
+/// "counter sm, elements (remote) two-sided": how a run's claimer serves each window.
+inline std::string claim_paths_text(const std::vector<std::pair<std::string, std::string>>& paths) {
+  std::string text;
+  for (const auto& [window, path] : paths) text += (text.empty() ? "" : ", ") + window + " " + path;
+  return text;
+}
 
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp

@@ -242,6 +242,16 @@ int cmd_run(const RunArgs& args) {
   std::unique_ptr<PluginTasks> plugin_tasks;
   if (!args.plugin.empty()) plugin_tasks = start_plugin(args, options.root_works);
   Run run(id, MPI_COMM_WORLD, options);
+  if (run.is_root() && options.progress && !run.claim_paths().empty()) {
+    // Once, at the start: which way each window of the claimer went, and why when it fell back.
+    std::vector<std::pair<std::string, std::string>> paths;
+    std::string why;
+    for (const WindowPath& p : run.claim_paths()) {
+      paths.emplace_back(p.window, p.path);
+      if (p.path == "two-sided" && why.empty()) why = " (" + p.detail + ")";
+    }
+    std::fprintf(stderr, "mpmux: claim paths: %s%s\n", claim_paths_text(paths).c_str(), why.c_str());
+  }
   RunSummary summary;
   try {
     const CommandLimits limits{.timeout_s = args.timeout};

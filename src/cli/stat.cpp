@@ -109,13 +109,18 @@ int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {
   const Session session = Session::open(MuxId::parse(mux_id));
   const Stat st = session_stat(session);
   if (json) {
-    std::cout << nlohmann::ordered_json{{"total", st.total},
-                                        {"done", st.done},
-                                        {"failed", st.failed},
-                                        {"running", st.running},
-                                        {"pending", st.pending}}
-                     .dump()
-              << '\n';
+    nlohmann::ordered_json j{{"total", st.total},
+                             {"done", st.done},
+                             {"failed", st.failed},
+                             {"running", st.running},
+                             {"pending", st.pending}};
+    // Only while a run is live: how its claimer serves each window.
+    if (!st.claim_paths.empty()) {
+      nlohmann::ordered_json paths = nlohmann::ordered_json::object();
+      for (const auto& [window, path] : st.claim_paths) paths[window] = path;
+      j["claim_paths"] = std::move(paths);
+    }
+    std::cout << j.dump() << '\n';
     return 0;
   }
   std::printf("mux id   %s\n", session.id().str().c_str());
@@ -124,6 +129,7 @@ int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {
   std::printf("failed   %llu\n", static_cast<unsigned long long>(st.failed));
   std::printf("running  %llu\n", static_cast<unsigned long long>(st.running));
   std::printf("pending  %llu\n", static_cast<unsigned long long>(st.pending));
+  if (!st.claim_paths.empty()) std::printf("claims   %s\n", claim_paths_text(st.claim_paths).c_str());
   // Outcomes are loaded only when something failed: the counts alone stay cheap.
   if (st.failed > 0) print_failures(session, all, verbose);
   return 0;

@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "claim/window.hpp"
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
 #include "run/progress.hpp"
@@ -59,6 +60,14 @@ std::string hostname() {
 }
 
 enum class Failure : int { none = 0, usage = 1, store = 2, other = 3 };
+
+// The run's communicator returns errors; a failed call becomes an MpiError naming it.
+void check_mpi(int rc, const char* call, int rank) {
+  if (rc != MPI_SUCCESS) {
+    throw MpiError(std::string("run: ") + call + " at rank " + std::to_string(rank) +
+                   " failed: " + claim::mpi_error_text(rc));
+  }
+}
 
 double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
 
@@ -231,7 +240,7 @@ bool Run::State::next_pass() {
     }
     header[1] = stop_since ? 1 : 0;
   }
-  MPI_Bcast(header, 2, MPI_UINT64_T, options.root, comm);
+  check_mpi(MPI_Bcast(header, 2, MPI_UINT64_T, options.root, comm), "MPI_Bcast", rank);
   if (header[1] && !stop_since) stop("stopped on another rank");
   if (header[0] == 0) return false;
   std::vector<std::uint64_t> tags;
@@ -293,7 +302,8 @@ void Run::State::journal_records(std::string_view records) {
 }
 
 bool Run::State::poll() {
-  bool got = false;
+  // Two-sided claims first: a worker waits for each answer, an outcome waits for nothing.
+  bool got = claimer && claimer->serve() > 0;
   while (auto status = bcomm->iprobe(bmpi::any_source, bmpi::any_tag)) {
     got = true;
     const int n = status->count<char>().value_or(0);
@@ -353,6 +363,11 @@ void Run::State::write_status(bool final) {
                       {"pid", pid},
                       {"updated", static_cast<std::int64_t>(unix_seconds())},
                       {"running", std::min(running, claimed)}};
+  if (claimer && size > 1) {
+    nlohmann::json paths = nlohmann::json::array();
+    for (const WindowPath& p : claimer->paths()) paths.push_back({{"window", p.window}, {"path", p.path}});
+    j["claim_paths"] = std::move(paths);
+  }
   // Advisory: atomic so a reader never sees half a file, but not fsynced, and a failure to
   // write it costs nothing but a stale `running` count.
   try {
@@ -376,10 +391,13 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   if (s.options.stop_on_signals) run::install_stop_handlers();
   s.signals_seen = s.options.stop_on_signals ? 0 : run::stop_signals();
   // A communicator of our own, so our messages never match the application's receives.
-  MPI_Comm_dup(comm, &s.comm);
+  int caller_rank = -1;
+  MPI_Comm_rank(comm, &caller_rank);
+  check_mpi(MPI_Comm_dup(comm, &s.comm), "MPI_Comm_dup", caller_rank);
+  check_mpi(MPI_Comm_set_errhandler(s.comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler", caller_rank);
   s.bcomm.emplace(s.comm, bmpi::comm_attach);
-  MPI_Comm_rank(s.comm, &s.rank);
-  MPI_Comm_size(s.comm, &s.size);
+  check_mpi(MPI_Comm_rank(s.comm, &s.rank), "MPI_Comm_rank", caller_rank);
+  check_mpi(MPI_Comm_size(s.comm, &s.size), "MPI_Comm_size", caller_rank);
   if (s.options.root < 0 || s.options.root >= s.size)
     throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
   s.works = s.size == 1 || !s.is_root() || s.options.root_works;
@@ -413,10 +431,11 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
     }
   }
   int code = static_cast<int>(failure);
-  MPI_Bcast(&code, 1, MPI_INT, s.options.root, s.comm);
+  check_mpi(MPI_Bcast(&code, 1, MPI_INT, s.options.root, s.comm), "MPI_Bcast", s.rank);
   if (code != 0) {
     boost::mpi::broadcast(*s.bcomm, message, s.options.root);
     s.bcomm.reset();
+    // The error to report is the root's; a failure to free the duplicate would only hide it.
     MPI_Comm_free(&s.comm);
     if (!s.is_root()) message = "rank " + std::to_string(s.options.root) + ": " + message;
     if (code == static_cast<int>(Failure::usage)) throw UsageError(message);
@@ -439,6 +458,11 @@ Run::~Run() {
 }
 
 bool Run::works() const { return state_->works; }
+std::vector<WindowPath> Run::claim_paths() const {
+  // A run of one rank claims from its own memory: no path to speak of.
+  if (state_->size == 1 || !state_->claimer) return {};
+  return state_->claimer->paths();
+}
 bool Run::is_root() const { return state_->is_root(); }
 const MuxId& Run::id() const { return state_->id; }
 const std::string& Run::host() const { return state_->host; }
@@ -447,6 +471,8 @@ bool Run::must_cancel() {
   auto& s = *state_;
   // Called while a task runs: what finished before it must not wait for it to end.
   if (!s.is_root() && !s.outbox.empty() && Clock::now() - s.last_send >= kOutboxAge) s.send_outbox();
+  // A root that works while others claim through it answers them between its own elements.
+  if (s.is_root() && s.claimer) s.claimer->serve();
   return s.cancel_now();
 }
 
@@ -566,11 +592,11 @@ RunSummary Run::finish() {
   }
   s.summary.seconds = std::chrono::duration<double>(Clock::now() - s.started).count();
   std::uint64_t stopped = s.summary.stopped ? 1 : 0;
-  MPI_Bcast(&stopped, 1, MPI_UINT64_T, s.options.root, s.comm);
+  check_mpi(MPI_Bcast(&stopped, 1, MPI_UINT64_T, s.options.root, s.comm), "MPI_Bcast", s.rank);
   s.summary.stopped = s.summary.stopped || stopped;
   s.claimer.reset();  // collective: frees the windows
   s.bcomm.reset();
-  MPI_Comm_free(&s.comm);
+  check_mpi(MPI_Comm_free(&s.comm), "MPI_Comm_free", s.rank);
   return s.summary;
 }
 
@@ -585,8 +611,16 @@ Stat session_stat(const Session& session) {
   if (in) {
     const auto j = nlohmann::json::parse(in, nullptr, false);
     // A status file not rewritten for 30 s belongs to a run that died.
-    if (j.is_object() && j.value("updated", std::int64_t{0}) >= static_cast<std::int64_t>(unix_seconds()) - 30)
+    if (j.is_object() && j.value("updated", std::int64_t{0}) >= static_cast<std::int64_t>(unix_seconds()) - 30) {
       st.running = std::min<std::uint64_t>(open, j.value("running", std::uint64_t{0}));
+      if (const auto paths = j.find("claim_paths"); paths != j.end() && paths->is_array()) {
+        for (const auto& p : *paths) {
+          if (p.is_object() && p.contains("window") && p["window"].is_string() && p.contains("path") &&
+              p["path"].is_string())
+            st.claim_paths.emplace_back(p["window"].get<std::string>(), p["path"].get<std::string>());
+        }
+      }
+    }
   }
   st.pending = open - st.running;
   return st;

@@ -21,6 +21,7 @@ namespace {
 
 constexpr std::uint64_t kCount = 10000;
 constexpr const char* kNoShared = "MPMUX_RMA_NO_SHARED";
+constexpr const char* kClaim = "MPMUX_CLAIM";
 
 int rank_of(MPI_Comm comm) {
   int rank = 0;
@@ -133,18 +134,36 @@ std::string compare_sets(std::vector<std::uint64_t> claimed, std::vector<std::ui
   return problems;
 }
 
-// Runs every claimer test twice: ranks on the root's node reading the shared memory directly, and
-// every non-root rank forced onto the MPI_Get path.
-class RmaClaimer : public ::testing::TestWithParam<bool> {
+// Runs every claimer test three ways: ranks on the root's node reading the shared memory directly,
+// every non-root rank forced onto the MPI_Get path, and every window forced onto the root's
+// two-sided service. The ways the environment leaves open (ctest runs this file under several
+// transports) decide the rest.
+enum class Way { node_shared, forced_remote, two_sided };
+
+class RmaClaimer : public ::testing::TestWithParam<Way> {
  protected:
   void SetUp() override {
-    if (GetParam()) {
+    saved_claim_ = std::getenv(kClaim) ? std::getenv(kClaim) : "";
+    if (GetParam() == Way::forced_remote) {
       setenv(kNoShared, "1", 1);
     } else {
       unsetenv(kNoShared);
     }
+    if (GetParam() == Way::two_sided) setenv(kClaim, "two-sided", 1);
   }
-  void TearDown() override { unsetenv(kNoShared); }
+  void TearDown() override {
+    unsetenv(kNoShared);
+    if (saved_claim_.empty()) {
+      unsetenv(kClaim);
+    } else {
+      setenv(kClaim, saved_claim_.c_str(), 1);
+    }
+  }
+  // True when this run claims through the root's service: asked for here or by the environment.
+  bool two_sided() const { return GetParam() == Way::two_sided || saved_claim_ == "two-sided"; }
+
+ private:
+  std::string saved_claim_;
 };
 
 TEST_P(RmaClaimer, EveryPendingElementIsClaimedOnceWhenAllRanksClaim) {
@@ -154,12 +173,19 @@ TEST_P(RmaClaimer, EveryPendingElementIsClaimedOnceWhenAllRanksClaim) {
   mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {}, size);
   EXPECT_EQ(claimer.total(), kCount);
   // All ranks share one node here; the root always reads its own memory.
-  EXPECT_EQ(claimer.reads_shared_memory(), rank_of(comm) == 0 || !GetParam());
+  EXPECT_EQ(claimer.reads_shared_memory(),
+            rank_of(comm) == 0 || (GetParam() == Way::node_shared && !two_sided()));
+  if (two_sided()) {
+    EXPECT_TRUE(claimer.serves_requests());
+    EXPECT_EQ(claimer.paths().front().path, "two-sided");
+  }
 
   const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
   EXPECT_EQ(o.wrong_elements, 0u);
-  MPI_Barrier(comm);
-  EXPECT_GE(claimer.claimed(), kCount);
+  claimer.release();  // the root answers the others' last requests
+  if (rank_of(comm) == 0) {
+    EXPECT_GE(claimer.claimed(), kCount);
+  }
   const auto all = gather(comm, 0, o.indices);
   if (rank_of(comm) == 0) {
     EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
@@ -177,6 +203,7 @@ TEST_P(RmaClaimer, NonZeroRootThatDoesNotClaimServesTheOtherRanks) {
     Outcome o;
     if (rank_of(comm) != root) o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
     EXPECT_EQ(o.wrong_elements, 0u);
+    claimer.release();
     const auto all = gather(comm, root, o.indices);
     if (rank_of(comm) == root) {
       EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
@@ -225,6 +252,7 @@ TEST_P(RmaClaimer, GuidedChunksShrinkWithinMinAndMaxWhenAllRanksClaim) {
     chunk_last.push_back(claim.indices.back());
     o.indices.insert(o.indices.end(), claim.indices.begin(), claim.indices.end());
   }
+  claimer.release();
   for (std::size_t i = 0; i < o.chunk_sizes.size(); ++i) {
     EXPECT_LE(o.chunk_sizes[i], policy.max);
     // Only the chunk that reaches the end may be cut below min.
@@ -254,6 +282,7 @@ TEST_P(RmaClaimer, ClaimNTakesExactlyTheCountUntilTheTail) {
   EXPECT_EQ(o.wrong_elements, 0u);
   mpmux::Claim unused;
   EXPECT_THROW(claimer.claim_n(0, unused), mpmux::ClaimError);
+  claimer.release();
   const auto all_sizes = gather(comm, 0, o.chunk_sizes);
   const auto all = gather(comm, 0, o.indices);
   if (rank_of(comm) == 0) {
@@ -273,6 +302,7 @@ TEST_P(RmaClaimer, OnlyThePendingSubsetIsHandedOut) {
 
   const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
   EXPECT_EQ(o.wrong_elements, 0u);
+  claimer.release();
   const auto all = gather(comm, 0, o.indices);
   if (rank_of(comm) == 0) {
     EXPECT_EQ(compare_sets(all, odd), "");
@@ -288,8 +318,10 @@ TEST_P(RmaClaimer, EmptyPendingSetClaimsNothing) {
   EXPECT_FALSE(claimer.claim(claim));
   EXPECT_TRUE(claim.indices.empty());
   EXPECT_FALSE(claimer.claim_n(5, claim));
-  MPI_Barrier(comm);
-  EXPECT_EQ(claimer.claimed(), 0u) << "nobody touches the counter when there is nothing to claim";
+  claimer.release();
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(claimer.claimed(), 0u) << "nobody touches the counter when there is nothing to claim";
+  }
 }
 
 TEST_P(RmaClaimer, OneEmptyElementIsHandedOutOnce) {
@@ -301,6 +333,7 @@ TEST_P(RmaClaimer, OneEmptyElementIsHandedOutOnce) {
   mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {}, size_of(comm));
   const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
   EXPECT_EQ(o.wrong_elements, 0u);
+  claimer.release();
   const auto all = gather(comm, 0, o.indices);
   if (rank_of(comm) == 0) {
     EXPECT_EQ(all, std::vector<std::uint64_t>{7});
@@ -318,13 +351,14 @@ TEST_P(RmaClaimer, SplitCommunicatorsRunIndependentClaimers) {
   {
     // The forced-remote path creates an osc/rdma window, which Open MPI 4.1 cannot set up on two
     // disjoint communicators at once (open-mpi/ompi#9492): there the halves take turns.
-    const bool take_turns = GetParam();
+    const bool take_turns = GetParam() == Way::forced_remote;
     if (take_turns && world_rank % 2 == 1) MPI_Barrier(MPI_COMM_WORLD);
     mpmux::RmaClaimer claimer(half, root, std::move(in.pending), std::move(in.elements), {1, 50},
                               size_of(half));
     if (take_turns && world_rank % 2 == 0) MPI_Barrier(MPI_COMM_WORLD);
     const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
     EXPECT_EQ(o.wrong_elements, 0u);
+    claimer.release();
     const auto all = gather(half, root, o.indices);
     if (rank_of(half) == root) {
       EXPECT_EQ(compare_sets(all, indices), "");
@@ -333,24 +367,113 @@ TEST_P(RmaClaimer, SplitCommunicatorsRunIndependentClaimers) {
   MPI_Comm_free(&half);
 }
 
-INSTANTIATE_TEST_SUITE_P(ReadPath, RmaClaimer, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "ForcedRemote" : "NodeShared";
+INSTANTIATE_TEST_SUITE_P(ReadPath, RmaClaimer,
+                         ::testing::Values(Way::node_shared, Way::forced_remote, Way::two_sided),
+                         [](const ::testing::TestParamInfo<Way>& info) {
+                           switch (info.param) {
+                             case Way::node_shared:
+                               return "NodeShared";
+                             case Way::forced_remote:
+                               return "ForcedRemote";
+                             default:
+                               return "TwoSided";
+                           }
                          });
 
 TEST(RmaClaimerPaths, RanksReadingLocallyAndRemotelyShareOneCounter) {
   MPI_Comm comm = MPI_COMM_WORLD;
-  if (rank_of(comm) % 2 == 1) setenv(kNoShared, "1", 1);
+  if (rank_of(comm) % 2 == 1) {
+    setenv(kNoShared, "1", 1);
+  } else {
+    unsetenv(kNoShared);  // also where the transport matrix set it for the whole job
+  }
   auto in = input_for(comm, 0, range(0, kCount));
   mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {1, 16}, size_of(comm));
   unsetenv(kNoShared);
-  EXPECT_EQ(claimer.reads_shared_memory(), rank_of(comm) % 2 == 0);
+  const char* claim_env = std::getenv(kClaim);
+  if (!claim_env || std::string(claim_env) != "two-sided") {
+    EXPECT_EQ(claimer.reads_shared_memory(), rank_of(comm) % 2 == 0);
+  }
   const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
   EXPECT_EQ(o.wrong_elements, 0u);
+  claimer.release();
   const auto all = gather(comm, 0, o.indices);
   if (rank_of(comm) == 0) {
     EXPECT_EQ(compare_sets(all, range(0, kCount)), "");
   }
+}
+
+// What ctest's transport matrix set for this run (OMPI_MCA_* variables), "" when unset.
+std::string environment(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Under btl/tcp alone, Debian's Open MPI (osc/pt2pt excluded) has no one-sided way to a window
+// made by MPI_Win_create: osc/rdma needs a btl with RDMA.
+bool remote_windows_impossible() {
+  return environment("OMPI_MCA_btl") == "self,tcp" && environment("OMPI_MCA_osc").empty() &&
+         environment(kClaim) != "two-sided";
+}
+
+TEST(RmaClaimerPaths, EachWindowNamesTheComponentOrTheTwoSidedService) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  if (rank_of(comm) != 0) setenv(kNoShared, "1", 1);
+  auto in = input_for(comm, 0, range(0, 1000));
+  mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {1, 16}, size_of(comm));
+  unsetenv(kNoShared);
+  std::string seen;
+  for (const auto& p : claimer.paths()) seen += p.window + "=" + p.path + " (" + p.detail + "); ";
+  const auto& paths = claimer.paths();
+  ASSERT_FALSE(paths.empty());
+  if (environment(kClaim) == "two-sided") {
+    EXPECT_EQ(paths[0].window, "counter") << seen;
+    EXPECT_EQ(paths[0].path, "two-sided") << seen;
+    EXPECT_NE(paths[0].detail.find("MPMUX_CLAIM=two-sided"), std::string::npos) << seen;
+  } else {
+    // One node: the counter is a shared window, which osc/sm serves.
+    EXPECT_EQ(paths[0].window, "counter") << seen;
+    EXPECT_EQ(paths[0].path, "sm") << seen;
+    EXPECT_EQ(paths[0].detail, "MPI_Win_allocate_shared") << seen;
+    ASSERT_EQ(paths.back().window, "elements (remote)") << seen;
+    const std::string remote = paths.back().path;
+    EXPECT_TRUE(remote == "rdma" || remote == "pt2pt" || remote == "ucx" || remote == "two-sided") << seen;
+    if (remote_windows_impossible()) {
+      EXPECT_EQ(remote, "two-sided") << seen;
+      EXPECT_NE(paths.back().detail.find("MPI_Win_create on window 'elements (remote)'"), std::string::npos)
+          << seen;
+      EXPECT_TRUE(claimer.serves_requests());
+    }
+    if (environment("OMPI_MCA_osc") == "pt2pt,sm") EXPECT_EQ(remote, "pt2pt") << seen;
+  }
+  const Outcome o = claim_all([&](mpmux::Claim& c) { return claimer.claim(c); });
+  EXPECT_EQ(o.wrong_elements, 0u);
+  claimer.release();
+  const auto all = gather(comm, 0, o.indices);
+  if (rank_of(comm) == 0) {
+    EXPECT_EQ(compare_sets(all, range(0, 1000)), "");
+  }
+}
+
+TEST(RmaClaimerPaths, OneSidedOnlyNamesTheWindowTheTransportAndTheSettingsThatHelp) {
+  if (!remote_windows_impossible()) GTEST_SKIP() << "needs OMPI_MCA_btl=self,tcp (ctest's transport matrix)";
+  MPI_Comm comm = MPI_COMM_WORLD;
+  if (rank_of(comm) != 0) setenv(kNoShared, "1", 1);
+  setenv(kClaim, "one-sided", 1);
+  try {
+    mpmux::RmaClaimer claimer(comm, 0, {}, {}, {}, size_of(comm));
+    ADD_FAILURE() << "no ClaimError";
+  } catch (const mpmux::ClaimError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    EXPECT_NE(what.find("no one-sided path for window 'elements (remote)' over btl self,tcp"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("MPI_ERR_WIN"), std::string::npos) << what;
+    EXPECT_NE(what.find("--mca osc sm,pt2pt,rdma"), std::string::npos) << what;
+  }
+  unsetenv(kClaim);
+  unsetenv(kNoShared);
 }
 
 TEST(RmaClaimerArguments, MismatchedPendingAndElementsThrowOnEveryRank) {
@@ -395,6 +518,29 @@ TEST(RmaClaimerArguments, MalformedNoSharedVariableIsAUsageErrorOnItsRank) {
     EXPECT_FALSE(bad) << e.what();
   }
   unsetenv(kNoShared);
+}
+
+TEST(RmaClaimerArguments, MalformedClaimVariableIsAUsageErrorOnItsRank) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  const std::string saved = environment(kClaim);
+  const bool bad = rank_of(comm) == size_of(comm) - 1;
+  if (bad) setenv(kClaim, "rdma", 1);
+  try {
+    mpmux::RmaClaimer claimer(comm, 0, {}, {}, {}, size_of(comm));
+    ADD_FAILURE() << "no error";
+  } catch (const mpmux::UsageError& e) {
+    EXPECT_TRUE(bad) << e.what();
+    EXPECT_NE(std::string(e.what()).find("MPMUX_CLAIM=rdma"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected auto, one-sided or two-sided"), std::string::npos)
+        << e.what();
+  } catch (const mpmux::ClaimError& e) {
+    EXPECT_FALSE(bad) << e.what();
+  }
+  if (saved.empty()) {
+    unsetenv(kClaim);
+  } else {
+    setenv(kClaim, saved.c_str(), 1);
+  }
 }
 
 TEST(RmaClaimerArguments, BadChunkPolicyThrowsOnEveryRank) {
