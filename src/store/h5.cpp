@@ -11,7 +11,7 @@ namespace {
 // HDF5 closes what is still open from an atexit handler; a file whose close failed (a full disk)
 // is then closed once more and HDF5 1.10 crashes there. Every file mpmux writes is a temporary
 // that is renamed only after a successful close, so nothing is lost by leaving the rest to the OS.
-[[maybe_unused]] const bool kNoAtexit = [] {
+[[maybe_unused]] const bool kNoAtexit = [] {  // NOLINT(cert-err58-cpp): H5dont_atexit is C
   H5dont_atexit();
   return true;
 }();
