@@ -21,7 +21,9 @@ herr_t walk_error(unsigned /*n*/, const H5E_error2_t* err, void* data) {
   if (!out.empty()) out += "; ";
   out += err->func_name ? err->func_name : "?";
   out += ": ";
-  out += err->desc && *err->desc ? err->desc : "error";
+  // Some descriptions hold a ctime() with its newline: the message must stay one line.
+  for (const char* c = err->desc && *err->desc ? err->desc : "error"; *c != '\0'; ++c)
+    out += *c == '\n' || *c == '\r' ? ' ' : *c;
   return 0;
 }
 
