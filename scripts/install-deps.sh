@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages mpmux needs to build, test and benchmark; only the missing
+# Installs the Debian 12 packages mpmux needs to build, test, fuzz, lint and benchmark; only the missing
 # ones, so a second run changes nothing.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   python3-h5py python3-numpy python3-mpi4py python3-pandas
   parallel libtbb-dev
+  clang libfuzzer-14-dev clang-tidy
   slurmctld slurmd slurm-client munge libpmix-dev
 )
 

@@ -88,7 +88,7 @@ auto apply_task(F& f, Worker& w, Tuple& args) {
       args);
 }
 
-inline std::string exception_message(std::exception_ptr e) {
+inline std::string exception_message(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {

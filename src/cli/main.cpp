@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "claim/window.hpp"
 #include "cli/tasks.hpp"
 #include "mpmux/command.hpp"
 #include "mpmux/element_set.hpp"
@@ -35,9 +36,14 @@ using namespace mpmux::cli;
 // while parsing is printed once and not by every rank.
 int launcher_rank() {
   for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
-    if (const char* v = std::getenv(name)) return std::atoi(v);
+    if (const char* v = std::getenv(name)) return static_cast<int>(std::strtol(v, nullptr, 10));
   }
   return 0;
+}
+
+// MPI_COMM_WORLD aborts on errors unless a library changed its handler; checked all the same.
+void check_mpi(int rc, const char* call) {
+  if (rc != MPI_SUCCESS) throw Error(std::string(call) + " failed: " + claim::mpi_error_text(rc));
 }
 
 }  // namespace
@@ -141,8 +147,8 @@ void check_task_options(const RunArgs& args) {
 // the command on all of them, with the message of the lowest failing rank.
 std::unique_ptr<PluginTasks> start_plugin(const RunArgs& args, bool root_works) {
   int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
   const bool works = size == 1 || rank != 0 || root_works;  // as Run decides, with root 0
   std::unique_ptr<PluginTasks> tasks;
   int kind = 0;  // 1: usage error, 2: another error
@@ -158,14 +164,14 @@ std::unique_ptr<PluginTasks> start_plugin(const RunArgs& args, bool root_works) 
     message = e.what();
   }
   int first = kind != 0 ? rank : size;
-  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
   if (first == size) return tasks;
   tasks.reset();
   int length = static_cast<int>(message.size());
-  MPI_Bcast(&kind, 1, MPI_INT, first, MPI_COMM_WORLD);
-  MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD);
+  check_mpi(MPI_Bcast(&kind, 1, MPI_INT, first, MPI_COMM_WORLD), "MPI_Bcast");
+  check_mpi(MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD), "MPI_Bcast");
   message.resize(static_cast<std::size_t>(length));
-  MPI_Bcast(message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD);
+  check_mpi(MPI_Bcast(message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD), "MPI_Bcast");
   if (first != 0) message = "rank " + std::to_string(first) + ": " + message;
   if (kind == 1) throw UsageError(message);
   throw Error(message);
@@ -216,10 +222,10 @@ int cmd_run(const RunArgs& args) {
   if (args.deadline.empty()) {
     // Under Slurm the job's end is the deadline; asked once, by rank 0, and shared.
     int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
     double end = 0;
     if (rank == 0) end = run::slurm_job_end(now).value_or(0);
-    MPI_Bcast(&end, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    check_mpi(MPI_Bcast(&end, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Bcast");
     if (end > 0) deadline = end;
   }
 
@@ -298,13 +304,13 @@ int cmd_run(const RunArgs& args) {
       code = kExitFailed;
     }
   }
-  MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  check_mpi(MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
   return code;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{
       "mpmux: hand the elements of a brute-force search to the workers of HPC jobs, each exactly once"};
   app.require_subcommand(1);
@@ -438,4 +444,10 @@ int main(int argc, char** argv) {
     return kExitFailed;
   }
   return kExitUsage;
+} catch (const std::exception& e) {  // setting up the command line failed: a bug, said in one line
+  std::fprintf(stderr, "mpmux: %s\n", e.what());
+  return kExitFailed;
+} catch (...) {
+  std::fprintf(stderr, "mpmux: unknown exception\n");
+  return kExitFailed;
 }

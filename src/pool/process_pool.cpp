@@ -398,7 +398,8 @@ void ProcessEngine::State::worker_main(int id) {
     std::uint64_t work_start = now_ns();
     auto kind = static_cast<std::uint8_t>(msg[0]);
     if (kind == kMsgStop) finish(false);
-    auto runner = reinterpret_cast<ChunkRunner>(get<std::uint64_t>(msg.data() + 1));
+    // The parent sent its own function pointers: the child is a fork, with the same addresses.
+    auto runner = reinterpret_cast<ChunkRunner>(get<std::uint64_t>(msg.data() + 1));  // NOLINT(performance-no-int-to-ptr)
     auto fn = static_cast<std::uintptr_t>(get<std::uint64_t>(msg.data() + 9));
     ctx.index = get<std::uint64_t>(msg.data() + 17);
     auto count = get<std::uint32_t>(msg.data() + 25);

@@ -21,6 +21,8 @@
 #include <mutex>
 #include <thread>
 
+#include "pool/worker_frame.hpp"
+
 extern char** environ;
 
 namespace mpmux {
@@ -29,8 +31,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint8_t kInit = 1, kTask = 2, kBye = 3, kReady = 16, kResult = 17;
-constexpr std::uint32_t kMaxFrame = 1U << 30;
+using namespace worker_frame;
 constexpr int kChildFd = 3;
 
 std::string errno_text(int err) { return std::strerror(err); }
@@ -51,18 +52,6 @@ std::string describe_status(int status) {
   if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
   if (WIFEXITED(status)) return "status " + std::to_string(WEXITSTATUS(status));
   return "status ?";
-}
-
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-std::uint64_t get_le(const char* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
 }
 
 // PATH lookup in the parent: the child must not allocate between fork and exec.
@@ -207,21 +196,10 @@ struct WorkerProgram::State {
   std::uint8_t read_frame(std::string& payload, Clock::time_point deadline, bool at_start,
                           const std::string& during) {
     for (;;) {
-      if (inbuf.size() >= 5) {
-        auto len = static_cast<std::uint32_t>(get_le(inbuf.data(), 4));
-        if (len == 0 || len > kMaxFrame)
-          fail(WorkerProgramError::Reason::kGarbage, "wrote garbage during " + during + ": frame length " +
-                                                         std::to_string(len) +
-                                                         (len == 0 ? "" : " over 1 GiB"));
-        auto type = static_cast<std::uint8_t>(inbuf[4]);
-        if (type != kReady && type != kResult)
-          fail(WorkerProgramError::Reason::kGarbage,
-               "wrote garbage during " + during + ": unknown frame type " + std::to_string(type));
-        if (inbuf.size() >= 4 + static_cast<std::size_t>(len)) {
-          payload.assign(inbuf, 5, len - 1);
-          inbuf.erase(0, 4 + static_cast<std::size_t>(len));
-          return type;
-        }
+      try {
+        if (std::uint8_t type = take(inbuf, payload)) return type;
+      } catch (const Garbage& e) {
+        fail(WorkerProgramError::Reason::kGarbage, "wrote garbage during " + during + ": " + e.what());
       }
       if (!wait_socket(POLLIN, deadline, at_start, during)) {
         // The child exited: drain what it wrote before giving up.
@@ -362,20 +340,17 @@ std::string WorkerProgram::call(std::uint64_t index, std::string_view element) {
   if (s_->read_frame(payload, deadline, false, during) != kResult)
     s_->fail(WorkerProgramError::Reason::kGarbage,
              "wrote garbage during " + during + ": READY instead of RESULT");
-  if (payload.size() < 9)
+  Result result;
+  try {
+    result = decode_result(payload);
+  } catch (const Garbage& e) {
+    s_->fail(WorkerProgramError::Reason::kGarbage, "wrote garbage during " + during + ": " + e.what());
+  }
+  if (result.index != index)
     s_->fail(WorkerProgramError::Reason::kGarbage,
-             "wrote garbage during " + during + ": RESULT of " + std::to_string(payload.size()) + " bytes");
-  std::uint64_t got = get_le(payload.data(), 8);
-  if (got != index)
-    s_->fail(WorkerProgramError::Reason::kGarbage,
-             "wrote garbage during " + during + ": RESULT for index " + std::to_string(got));
-  auto ok = static_cast<unsigned char>(payload[8]);
-  if (ok > 1)
-    s_->fail(WorkerProgramError::Reason::kGarbage,
-             "wrote garbage during " + during + ": ok byte " + std::to_string(ok));
-  payload.erase(0, 9);
-  if (ok == 0) throw TaskError({Failure{index, FailureKind::kException, std::move(payload)}});
-  return payload;
+             "wrote garbage during " + during + ": RESULT for index " + std::to_string(result.index));
+  if (!result.ok) throw TaskError({Failure{index, FailureKind::kException, std::string(result.body)}});
+  return std::string(result.body);
 }
 
 void WorkerProgram::stop() noexcept {
@@ -585,5 +560,43 @@ std::vector<pid_t> WorkerProgramPool::pids() const {
   std::lock_guard lock(s_->mu);
   return s_->pids;
 }
+
+// ---------------------------------------------------------------------------------------------
+
+namespace worker_frame {
+
+void put_u32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+std::uint64_t get_le(const char* p, int n) {
+  std::uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::uint8_t take(std::string& inbuf, std::string& payload) {
+  if (inbuf.size() < 5) return 0;
+  auto len = static_cast<std::uint32_t>(get_le(inbuf.data(), 4));
+  if (len == 0 || len > kMaxFrame)
+    throw Garbage("frame length " + std::to_string(len) + (len == 0 ? "" : " over 1 GiB"));
+  auto type = static_cast<std::uint8_t>(inbuf[4]);
+  if (type != kReady && type != kResult) throw Garbage("unknown frame type " + std::to_string(type));
+  if (inbuf.size() < 4 + static_cast<std::size_t>(len)) return 0;
+  payload.assign(inbuf, 5, len - 1);
+  inbuf.erase(0, 4 + static_cast<std::size_t>(len));
+  return type;
+}
+
+Result decode_result(std::string_view payload) {
+  if (payload.size() < 9) throw Garbage("RESULT of " + std::to_string(payload.size()) + " bytes");
+  auto ok = static_cast<unsigned char>(payload[8]);
+  if (ok > 1) throw Garbage("ok byte " + std::to_string(ok));
+  return {get_le(payload.data(), 8), ok == 1, payload.substr(9)};
+}
+
+}  // namespace worker_frame
 
 }  // namespace mpmux

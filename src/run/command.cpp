@@ -262,6 +262,7 @@ bool run_command(const std::vector<std::string>& argv, Outcome& outcome, const C
   posix::Fd err_r(err_pipe[0]), err_w(err_pipe[1]);
 
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   const pid_t pid = spawn_task(args.data(), out_w.get(), err_w.get());

@@ -21,12 +21,15 @@ std::optional<double> parse_iso(std::string_view text) {
   std::tm tm{};
   int consumed = 0;
   const std::string s(text);
+  // The field widths (at most 4 digits) keep every conversion within int.
+  // NOLINTNEXTLINE(cert-err34-c)
   if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
                   &consumed) != 5)
     return std::nullopt;
   std::size_t at = static_cast<std::size_t>(consumed);
   if (at < s.size() && s[at] == ':') {
     int seconds = 0, n = 0;
+    // NOLINTNEXTLINE(cert-err34-c): 2 digits
     if (std::sscanf(s.c_str() + at, ":%2d%n", &seconds, &n) != 1) return std::nullopt;
     tm.tm_sec = seconds;
     at += static_cast<std::size_t>(n);
@@ -45,6 +48,7 @@ std::optional<double> parse_iso(std::string_view text) {
   } else {
     int hh = 0, mm = 0, n = 0;
     const char sign = s[at];
+    // NOLINTNEXTLINE(cert-err34-c): 2 digits
     if ((sign != '+' && sign != '-') || std::sscanf(s.c_str() + at + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 ||
         at + 1 + static_cast<std::size_t>(n) != s.size())
       return std::nullopt;

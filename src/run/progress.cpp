@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -11,7 +12,7 @@ namespace mpmux::run {
 namespace {
 std::string hms(double seconds) {
   if (!(seconds >= 0) || seconds > 1e8) return "--:--";
-  auto s = static_cast<long long>(seconds + 0.5);
+  auto s = std::llround(seconds);
   char buf[32];
   if (s >= 3600)
     std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);

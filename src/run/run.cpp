@@ -33,7 +33,7 @@ constexpr int kTagPassDone = 2;   // a worker has nothing left in this pass; 1 b
 
 // Workers send what they recorded when this much is buffered or this long has passed, so
 // tiny tasks are batched and long ones are reported at once.
-constexpr std::size_t kOutboxBytes = 256 * 1024;
+constexpr std::size_t kOutboxBytes = std::size_t{256} * 1024;
 constexpr auto kOutboxAge = std::chrono::milliseconds(50);
 constexpr std::int64_t kReportAtOnceNs = 5'000'000;
 constexpr std::size_t kMaxSendsInFlight = 16;

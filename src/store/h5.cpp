@@ -15,7 +15,7 @@ namespace {
 // HDF5 closes what is still open from an atexit handler; a file whose close failed (a full disk)
 // is then closed once more and HDF5 1.10 crashes there. Every file mpmux writes is a temporary
 // that is renamed only after a successful close, so nothing is lost by leaving the rest to the OS.
-[[maybe_unused]] const bool kNoAtexit = [] {
+[[maybe_unused]] const bool kNoAtexit = [] {  // NOLINT(cert-err58-cpp): H5dont_atexit is C
   H5dont_atexit();
   return true;
 }();
@@ -25,7 +25,9 @@ herr_t walk_error(unsigned /*n*/, const H5E_error2_t* err, void* data) {
   if (!out.empty()) out += "; ";
   out += err->func_name ? err->func_name : "?";
   out += ": ";
-  out += err->desc && *err->desc ? err->desc : "error";
+  // Some descriptions hold a ctime() with its newline: the message must stay one line.
+  for (const char* c = err->desc && *err->desc ? err->desc : "error"; *c != '\0'; ++c)
+    out += *c == '\n' || *c == '\r' ? ' ' : *c;
   return 0;
 }
 

@@ -47,13 +47,12 @@ std::string read_whole_file(const std::filesystem::path& file) {
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) throw UsageError(where + ": cannot read: is a directory");
-  std::string text;
-  // Sized once from st_size (plus room to see EOF), so a large file is not copied while it grows.
-  if (st.st_size > 0) text.resize(static_cast<std::size_t>(st.st_size) + (1 << 16));
-  // Read to EOF rather than trusting st_size, so pipes and /dev/stdin work too.
+  // Read to EOF rather than trusting st_size, so pipes and /dev/stdin work too. A regular file
+  // gets a buffer of its size and one byte more (to see EOF), not a zeroed MiB per small file.
+  std::string text(st.st_size > 0 ? static_cast<std::size_t>(st.st_size) + 1 : 0, '\0');
   std::size_t used = 0;
   for (;;) {
-    if (text.size() - used < (1 << 16)) text.resize(std::max<std::size_t>(text.size() * 2, used + (1 << 20)));
+    if (used == text.size()) text.resize(std::max<std::size_t>(text.size() * 2, used + (1 << 16)));
     const ssize_t got = ::read(fd, text.data() + used, text.size() - used);
     if (got < 0) {
       if (errno == EINTR) continue;
@@ -479,9 +478,9 @@ struct Parameter {
 
 Parameter parse_grid_spec(const std::string& spec) {
   const std::string quoted = "--grid '" + spec + "'";
-  const UsageError malformed(quoted + ": expected NAME=v1,v2,... or NAME=start:stop[:step]");
+  const auto malformed = [&] { return UsageError(quoted + ": expected NAME=v1,v2,... or NAME=start:stop[:step]"); };
   const std::size_t eq = spec.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw malformed;
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) throw malformed();
   Parameter p;
   p.name = spec.substr(0, eq);
   const std::string_view value = std::string_view(spec).substr(eq + 1);
@@ -496,7 +495,7 @@ Parameter parse_grid_spec(const std::string& spec) {
     std::string_view part = value.substr(pos, end - pos);
     while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
     while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
-    if (part.empty()) throw malformed;
+    if (part.empty()) throw malformed();
     parts.emplace_back(part);
     if (end == value.size()) break;
     pos = end + 1;
@@ -509,12 +508,12 @@ Parameter parse_grid_spec(const std::string& spec) {
     return p;
   }
 
-  if (parts.size() > 3) throw malformed;
+  if (parts.size() > 3) throw malformed();
   std::vector<std::optional<std::int64_t>> ints;
   std::vector<double> numbers;
   for (const auto& part : parts) {
     const auto number = parse_number(part);
-    if (!number) throw malformed;
+    if (!number) throw malformed();
     numbers.push_back(*number);
     ints.push_back(parse_int(part));
   }

@@ -330,6 +330,14 @@ bool is_outcome(RecordType t) { return t == RecordType::done || t == RecordType:
 
 std::string journal_name(const stdfs::path& file) { return "journal '" + file.string() + "'"; }
 
+// A journal this user may not open (permissions, a read-only file system) is the user's to fix,
+// like an unwritable root: a UsageError (exit 2). Other errors are the store's.
+[[noreturn]] void throw_open_failed(const stdfs::path& file, const char* what, int err) {
+  std::string message = journal_name(file) + ": " + what + ": " + posix::error_text(err);
+  if (err == EACCES || err == EPERM || err == EROFS) throw UsageError(message);
+  throw StoreError(message);
+}
+
 // Whether a whole, valid outcome record starts anywhere in data[from, size): then the bad record
 // before it is damage in the middle of the journal, not a torn tail (e.g. a flipped bit in a
 // length field must not make us cut off every record after it).
@@ -351,7 +359,7 @@ class JournalFileReader {
  public:
   JournalFileReader(const stdfs::path& file, bool writable) : file_(file) {
     int fd = posix::open_file_noexcept(file, writable ? O_RDWR : O_RDONLY);
-    if (fd < 0) throw StoreError(journal_name(file) + ": cannot open: " + posix::error_text(-fd));
+    if (fd < 0) throw_open_failed(file, "cannot open", -fd);
     fd_ = posix::Fd(fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0)
@@ -664,8 +672,7 @@ JournalWriter::JournalWriter(const stdfs::path& journal_dir, std::string_view se
     path_ = journal_dir / (prefix + std::to_string(created) + ".mjl");
     fd_ = posix::open_file_noexcept(path_, O_WRONLY | O_CREAT | O_EXCL | O_APPEND, posix::kFileMode);
     if (fd_ >= 0) break;
-    if (-fd_ != EEXIST || tries == 100)
-      throw StoreError(journal_name(path_) + ": cannot create: " + posix::error_text(-fd_));
+    if (-fd_ != EEXIST || tries == 100) throw_open_failed(path_, "cannot create", -fd_);
   }
   try {
     append_header(buffer_, session_id, host, pid, created);

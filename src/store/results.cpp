@@ -901,7 +901,7 @@ void remove_stale_temps(const stdfs::path& dir, const stdfs::path& target) {
 stdfs::path create_temp(const stdfs::path& target, posix::Fd& fd) {
   const stdfs::path dir = target.parent_path().empty() ? stdfs::path(".") : target.parent_path();
   remove_stale_temps(dir, target);
-  const stdfs::path tmp =
+  stdfs::path tmp =
       dir / (temp_prefix(target) + std::to_string(::getpid()) + "-" + posix::random_hex(8));
   const int raw = posix::open_file_noexcept(tmp, O_WRONLY | O_CREAT | O_EXCL, posix::kFileMode);
   if (raw < 0)
@@ -941,7 +941,7 @@ void write_results_jsonl(const Session& session, std::ostream& out) {
 }
 
 stdfs::path write_results_h5(const Session& session, const stdfs::path& file) {
-  const stdfs::path target = file.empty() ? results_file(session) : file;
+  stdfs::path target = file.empty() ? results_file(session) : file;
   const Export e(session);  // read before anything is created: a bad journal leaves no trace
   posix::Fd fd;
   const stdfs::path tmp = create_temp(target, fd);
