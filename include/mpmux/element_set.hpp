@@ -38,13 +38,40 @@ struct MPMUX_EXPORT ElementBuffer {
 enum class ColumnType { int64, float64, string };
 using Cell = std::variant<std::int64_t, double, std::string>;
 
+/// One column of a Table, stored by its type (no per-cell allocation): cell r is ints[r] or
+/// floats[r], or for a string column the NUL-terminated text at text.data() + (r ? ends[r - 1] : 0),
+/// ends[r] being the offset just past its NUL (so HDF5 takes the texts without a copy).
+struct MPMUX_EXPORT TableColumn {
+  std::vector<std::int64_t> ints;
+  std::vector<double> floats;
+  std::string text;
+  std::vector<std::size_t> ends;
+
+  void push_text(std::string_view s) {
+    text.append(s);
+    text.push_back('\0');
+    ends.push_back(text.size());
+  }
+  std::string_view text_at(std::size_t r) const {
+    const std::size_t begin = r ? ends[r - 1] : 0;
+    return std::string_view(text).substr(begin, ends[r] - 1 - begin);
+  }
+};
+
 struct MPMUX_EXPORT Table {
   std::vector<std::string> names;
   std::vector<ColumnType> types;
-  std::vector<std::vector<Cell>> rows;  // rows[r][c], cell type matches types[c]
+  std::vector<TableColumn> columns;  // columns[c] holds the cells of types[c]
 
+  std::size_t row_count() const;
+  /// Cell (r, c) as a variant, for callers that want one cell (tests, small tables).
+  Cell cell(std::size_t r, std::size_t c) const;
+  /// Appends a row; each cell must have its column's type (else std::invalid_argument).
+  void push_row(const std::vector<Cell>& row);
   /// Row r as a compact JSON object, fields in column order ({"alpha":0.1,"seed":3}).
   std::string row_json(std::size_t r) const;
+  /// Appends row r's JSON to `out`.
+  void append_row_json(std::size_t r, std::string& out) const;
 };
 
 /// Elements parsed from user input, ready to be stored.

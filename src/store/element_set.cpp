@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -38,12 +39,6 @@ std::string now_utc_iso8601() {
   return buf;
 }
 
-// A cell's variant index is its ColumnType's value.
-static_assert(
-    std::is_same_v<std::variant_alternative_t<std::size_t(ColumnType::int64), Cell>, std::int64_t> &&
-    std::is_same_v<std::variant_alternative_t<std::size_t(ColumnType::float64), Cell>, double> &&
-    std::is_same_v<std::variant_alternative_t<std::size_t(ColumnType::string), Cell>, std::string>);
-
 // Contract checks on what the caller hands to write(): violations are programming errors.
 void check_buffer(const ElementBuffer& elements) {
   const auto& off = elements.offsets;
@@ -60,18 +55,21 @@ void check_table(const Table& table, std::size_t count) {
   for (const auto& name : table.names)
     if (name.empty() || name.find('\0') != std::string::npos || !seen.insert(name).second)
       throw std::invalid_argument("ElementSet::write: bad or repeated column name '" + name + "'");
-  if (table.rows.size() != count)
-    throw std::invalid_argument("ElementSet::write: the table has " + std::to_string(table.rows.size()) +
-                                " rows for " + std::to_string(count) + " elements");
-  for (const auto& row : table.rows) {
-    if (row.size() != table.names.size()) throw std::invalid_argument("ElementSet::write: ragged table row");
-    for (std::size_t c = 0; c < row.size(); ++c) {
-      if (row[c].index() != static_cast<std::size_t>(table.types[c]))
-        throw std::invalid_argument("ElementSet::write: cell type differs from column '" + table.names[c] +
-                                    "'");
-      if (const auto* s = std::get_if<std::string>(&row[c]); s && s->find('\0') != std::string::npos)
-        throw std::invalid_argument("ElementSet::write: NUL byte in column '" + table.names[c] + "'");
-    }
+  if (table.columns.size() != table.names.size())
+    throw std::invalid_argument("ElementSet::write: the table needs one column of cells per name");
+  for (std::size_t c = 0; c < table.columns.size(); ++c) {
+    const TableColumn& column = table.columns[c];
+    const std::size_t ints = column.ints.size(), floats = column.floats.size(), texts = column.ends.size();
+    const bool typed = table.types[c] == ColumnType::int64     ? ints == count && floats + texts == 0
+                       : table.types[c] == ColumnType::float64 ? floats == count && ints + texts == 0
+                                                               : texts == count && ints + floats == 0;
+    if (!typed)
+      throw std::invalid_argument("ElementSet::write: column '" + table.names[c] +
+                                  "' does not hold one cell of its type per element (" +
+                                  std::to_string(count) + " elements)");
+    // Each text ends with its own NUL: one more would cut a cell short in HDF5.
+    if (texts && static_cast<std::size_t>(std::count(column.text.begin(), column.text.end(), '\0')) != texts)
+      throw std::invalid_argument("ElementSet::write: NUL byte in column '" + table.names[c] + "'");
   }
 }
 
@@ -79,7 +77,7 @@ void write_table(hid_t group, const Table& table, const std::string& where) {
   static_assert(sizeof(std::int64_t) == 8 && sizeof(double) == 8 && sizeof(const char*) == 8,
                 "table records are packed as 8-byte slots");
   const std::size_t ncols = table.names.size();
-  const std::size_t nrows = table.rows.size();
+  const std::size_t nrows = table.row_count();
   const std::size_t record = 8 * ncols;
 
   h5::Id str = h5::string_type(where);
@@ -104,13 +102,13 @@ void write_table(hid_t group, const Table& table, const std::string& where) {
   for (std::size_t r = 0; r < nrows; ++r) {
     unsigned char* slot = buffer.data() + r * record;
     for (std::size_t c = 0; c < ncols; ++c, slot += 8) {
-      const Cell& cell = table.rows[r][c];
-      if (const auto* i = std::get_if<std::int64_t>(&cell)) {
-        std::memcpy(slot, i, 8);
-      } else if (const auto* d = std::get_if<double>(&cell)) {
-        std::memcpy(slot, d, 8);
+      const TableColumn& column = table.columns[c];
+      if (table.types[c] == ColumnType::int64) {
+        std::memcpy(slot, &column.ints[r], 8);
+      } else if (table.types[c] == ColumnType::float64) {
+        std::memcpy(slot, &column.floats[r], 8);
       } else {
-        const char* text = std::get<std::string>(cell).c_str();
+        const char* text = column.text.data() + (r ? column.ends[r - 1] : 0);
         std::memcpy(slot, &text, 8);
       }
     }

@@ -343,13 +343,24 @@ ParsedElements read_h5(const H5Dataset& source) {
     table.names.push_back(c.name);
     table.types.push_back(c.type);
   }
-  table.rows.resize(rows);
-  for (std::size_t r = 0; r < rows; ++r) {
-    table.rows[r].reserve(columns.size());
-    for (Column& c : columns) table.rows[r].push_back(std::move(c.cells[r]));
+  for (Column& c : columns) {
+    TableColumn& column = table.columns.emplace_back();
+    for (Cell& cell : c.cells) {
+      if (c.type == ColumnType::int64) {
+        column.ints.push_back(std::get<std::int64_t>(cell));
+      } else if (c.type == ColumnType::float64) {
+        column.floats.push_back(std::get<double>(cell));
+      } else {
+        column.push_text(std::get<std::string>(cell));
+      }
+    }
+    c.cells = {};
   }
   parsed.elements.offsets.reserve(rows + 1);
-  for (std::size_t r = 0; r < rows; ++r) parsed.elements.push(table.row_json(r));
+  for (std::size_t r = 0; r < rows; ++r) {
+    table.append_row_json(r, parsed.elements.data);
+    parsed.elements.offsets.push_back(parsed.elements.data.size());
+  }
   parsed.table = std::move(table);
   return parsed;
 }

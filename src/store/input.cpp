@@ -17,6 +17,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -133,87 +134,126 @@ std::optional<double> parse_number(std::string_view s) {
   return value;
 }
 
-// Converts every text with `parse` into `cells`; false, with `cells` cleared, at the first that
-// does not parse.
-template <class Parse>
-bool convert_all(const std::vector<std::string>& texts, Parse parse, std::vector<Cell>& cells) {
-  cells.clear();
-  cells.reserve(texts.size());
-  for (const auto& t : texts) {
-    auto v = parse(t);
-    if (!v) {
-      cells.clear();
-      return false;
-    }
-    cells.emplace_back(*v);
-  }
-  return true;
-}
-
-// Types a column of texts by the rule at the top of this file and converts it.
-ColumnType type_cells(std::vector<std::string>& texts, std::vector<Cell>& cells) {
-  if (convert_all(texts, field_text::exact_int64, cells)) return ColumnType::int64;
-  if (convert_all(texts, field_text::exact_float64, cells)) return ColumnType::float64;
-  cells.clear();
-  for (auto& t : texts) cells.emplace_back(std::move(t));
-  return ColumnType::string;
-}
-
-// Row r of `table` as a compact JSON object; written by hand because it runs once per element.
-// A typed cell prints as the text it was read from (see top); a text cell that is a JSON number
-// literal is written as that number, any other as a string.
-void append_row_json(const Table& table, std::size_t r, std::string& out) {
-  out += '{';
-  const auto& row = table.rows[r];
-  for (std::size_t c = 0; c < row.size(); ++c) {
-    if (c) out += ',';
-    field_text::append_json_string(out, table.names[c]);
-    out += ':';
-    if (const auto* i = std::get_if<std::int64_t>(&row[c])) {
-      field_text::append_int64(out, *i);
-    } else if (const auto* d = std::get_if<double>(&row[c])) {
-      // A non-finite value has no JSON number form; readers never produce one (see top).
-      if (std::isfinite(*d)) {
-        field_text::append_float64(out, *d);
-      } else {
-        out += "null";
+// Types a string column by the rule at the top of this file, converting it in place: a typed
+// column keeps only its numbers.
+ColumnType type_column(TableColumn& column) {
+  const std::size_t n = column.ends.size();
+  auto convert = [&](auto parse, auto& values) {
+    values.reserve(n);
+    for (std::size_t r = 0; r < n; ++r) {
+      const auto v = parse(column.text_at(r));
+      if (!v) {
+        values = {};
+        return false;
       }
-    } else {
-      field_text::append_json_cell(out, std::get<std::string>(row[c]));
+      values.push_back(*v);
     }
-  }
-  out += '}';
+    column.text = {};
+    column.ends = {};
+    return true;
+  };
+  if (convert(field_text::exact_int64, column.ints)) return ColumnType::int64;
+  if (convert(field_text::exact_float64, column.floats)) return ColumnType::float64;
+  return ColumnType::string;
 }
 
 void fill_elements_from_table(ParsedElements& parsed) {
   const Table& table = *parsed.table;
-  parsed.elements.offsets.reserve(table.rows.size() + 1);
-  for (std::size_t r = 0; r < table.rows.size(); ++r) {
-    append_row_json(table, r, parsed.elements.data);
+  const std::size_t nrows = table.row_count();
+  parsed.elements.offsets.reserve(nrows + 1);
+  for (std::size_t r = 0; r < nrows; ++r) {
+    table.append_row_json(r, parsed.elements.data);
     parsed.elements.offsets.push_back(parsed.elements.data.size());
     // Sized from the first row (with a margin), so the JSON of a large table is not copied as it grows.
-    if (r == 0) parsed.elements.data.reserve(parsed.elements.data.size() * table.rows.size() * 5 / 4);
+    if (r == 0) parsed.elements.data.reserve(parsed.elements.data.size() * nrows * 5 / 4);
   }
-}
-
-// Builds row-major rows from typed columns.
-void rows_from_columns(Table& table, std::vector<std::vector<Cell>>& columns, std::size_t nrows) {
-  table.rows.resize(nrows);
-  for (std::size_t r = 0; r < nrows; ++r) {
-    auto& row = table.rows[r];
-    row.reserve(columns.size());
-    for (auto& column : columns) row.push_back(std::move(column[r]));
-  }
-  columns.clear();
 }
 
 std::string fields(std::size_t n) { return std::to_string(n) + (n == 1 ? " field" : " fields"); }
 
 }  // namespace
 
+std::size_t Table::row_count() const {
+  if (columns.empty()) return 0;
+  switch (types[0]) {
+    case ColumnType::int64:
+      return columns[0].ints.size();
+    case ColumnType::float64:
+      return columns[0].floats.size();
+    case ColumnType::string:
+      break;
+  }
+  return columns[0].ends.size();
+}
+
+Cell Table::cell(std::size_t r, std::size_t c) const {
+  switch (types[c]) {
+    case ColumnType::int64:
+      return columns[c].ints.at(r);
+    case ColumnType::float64:
+      return columns[c].floats.at(r);
+    case ColumnType::string:
+      break;
+  }
+  return std::string(columns[c].text_at(r));
+}
+
+// A cell's variant index is its ColumnType's value.
+static_assert(
+    std::is_same_v<std::variant_alternative_t<std::size_t(ColumnType::int64), Cell>, std::int64_t> &&
+    std::is_same_v<std::variant_alternative_t<std::size_t(ColumnType::float64), Cell>, double> &&
+    std::is_same_v<std::variant_alternative_t<std::size_t(ColumnType::string), Cell>, std::string>);
+
+void Table::push_row(const std::vector<Cell>& row) {
+  if (row.size() != names.size() || types.size() != names.size())
+    throw std::invalid_argument("Table::push_row: the row has " + std::to_string(row.size()) + " cells for " +
+                                std::to_string(names.size()) + " columns");
+  columns.resize(names.size());
+  for (std::size_t c = 0; c < row.size(); ++c) {
+    if (row[c].index() != static_cast<std::size_t>(types[c]))
+      throw std::invalid_argument("Table::push_row: cell type differs from column '" + names[c] + "'");
+    if (const auto* i = std::get_if<std::int64_t>(&row[c])) {
+      columns[c].ints.push_back(*i);
+    } else if (const auto* d = std::get_if<double>(&row[c])) {
+      columns[c].floats.push_back(*d);
+    } else {
+      columns[c].push_text(std::get<std::string>(row[c]));
+    }
+  }
+}
+
+// Written by hand because it runs once per element. A typed cell prints as the text it was read
+// from (see top); a text cell that is a JSON number literal is written as that number, any other
+// as a string.
+void Table::append_row_json(std::size_t r, std::string& out) const {
+  out += '{';
+  for (std::size_t c = 0; c < columns.size(); ++c) {
+    if (c) out += ',';
+    field_text::append_json_string(out, names[c]);
+    out += ':';
+    switch (types[c]) {
+      case ColumnType::int64:
+        field_text::append_int64(out, columns[c].ints[r]);
+        break;
+      case ColumnType::float64:
+        // A non-finite value has no JSON number form; readers never produce one (see top).
+        if (std::isfinite(columns[c].floats[r])) {
+          field_text::append_float64(out, columns[c].floats[r]);
+        } else {
+          out += "null";
+        }
+        break;
+      case ColumnType::string:
+        field_text::append_json_cell(out, columns[c].text_at(r));
+        break;
+    }
+  }
+  out += '}';
+}
+
 std::string Table::row_json(std::size_t r) const {
   std::string out;
-  append_row_json(*this, r, out);
+  append_row_json(r, out);
   return out;
 }
 
@@ -240,9 +280,13 @@ ParsedElements read_csv(const std::filesystem::path& file, TextEncoding encoding
 
   const std::size_t n = text.size();
   std::size_t pos = 0, line = 1;
+  // Cells go straight into their column's text (one buffer per column, no per-cell string);
+  // the header's go into `names`.
   std::vector<std::string> names;
-  std::vector<std::string> cells;  // row-major, names.size() per row
+  std::vector<TableColumn> columns;
+  std::string field;  // a quoted field, unescaped
   bool have_header = false;
+  std::size_t nrows = 0;
 
   while (pos < n) {
     // Blank lines are skipped (as pandas does), so a trailing newline or two is harmless.
@@ -257,11 +301,19 @@ ParsedElements read_csv(const std::filesystem::path& file, TextEncoding encoding
       continue;
     }
     const std::size_t record_line = line;
-    const std::size_t first = cells.size();
+    std::size_t count = 0;
+    auto take = [&](std::string_view cell) {
+      if (!have_header) {
+        names.emplace_back(cell);
+      } else if (count < columns.size()) {
+        columns[count].push_text(cell);
+      }
+      ++count;
+    };
     for (;;) {
-      std::string field;
       if (pos < n && text[pos] == '"') {
         const std::size_t quote_line = line;
+        field.clear();
         ++pos;
         for (;;) {
           const std::size_t q = text.find('"', pos);
@@ -281,15 +333,15 @@ ParsedElements read_csv(const std::filesystem::path& file, TextEncoding encoding
           throw error(line,
                       "unexpected character after a closing quote (a quote inside a quoted "
                       "field is written twice)");
+        take(field);
       } else {
         std::size_t end = pos;
         while (end < n && text[end] != ',' && text[end] != '\n') ++end;
         std::size_t field_end = end;
         if (end < n && text[end] == '\n' && field_end > pos && text[field_end - 1] == '\r') --field_end;
-        field.assign(text.substr(pos, field_end - pos));
+        take(text.substr(pos, field_end - pos));
         pos = end;
       }
-      cells.push_back(std::move(field));
       if (pos < n && text[pos] == ',') {
         ++pos;
         continue;
@@ -301,47 +353,39 @@ ParsedElements read_csv(const std::filesystem::path& file, TextEncoding encoding
       break;
     }
 
-    const std::size_t count = cells.size() - first;
     if (!have_header) {
       // Any name is a column name (spaces, parentheses, a leading digit): templates take it as
       // written. Only an empty or repeated one cannot name a column.
       std::unordered_set<std::string> seen;
-      for (std::size_t c = 0; c < cells.size(); ++c) {
-        if (cells[c].empty())
+      for (std::size_t c = 0; c < names.size(); ++c) {
+        if (names[c].empty())
           throw error(record_line, "column " + std::to_string(c + 1) + " of the header has no name");
-        if (!seen.insert(cells[c]).second)
-          throw error(record_line, "duplicate column name '" + cells[c] + "'");
+        if (!seen.insert(names[c]).second)
+          throw error(record_line, "duplicate column name '" + names[c] + "'");
       }
-      names = std::move(cells);
-      cells.clear();
-      // About one record per remaining line: no regrowth of the cells of a million rows.
-      cells.reserve(static_cast<std::size_t>(std::count(text.begin() + pos, text.end(), '\n') + 1) *
-                    names.size());
+      // About one record per remaining line, and the remaining bytes shared among the columns:
+      // no regrowth for a million rows (pages reserved but never written cost no memory).
+      const auto lines = static_cast<std::size_t>(std::count(text.begin() + pos, text.end(), '\n') + 1);
+      columns.resize(names.size());
+      for (auto& column : columns) {
+        column.ends.reserve(lines);
+        column.text.reserve((n - pos) / names.size() + lines);
+      }
       have_header = true;
     } else if (count != names.size()) {
       throw error(record_line, fields(count) + ", the header has " + std::to_string(names.size()));
+    } else {
+      ++nrows;
     }
   }
-  if (cells.empty()) throw UsageError(where + ": no rows");
+  if (nrows == 0) throw UsageError(where + ": no rows");
 
-  const std::size_t ncols = names.size();
-  const std::size_t nrows = cells.size() / ncols;
   ParsedElements parsed;
   parsed.encoding = Encoding::json;
   Table table;
   table.names = std::move(names);
-  std::vector<std::vector<Cell>> columns(ncols);
-  {
-    std::vector<std::string> texts;
-    for (std::size_t c = 0; c < ncols; ++c) {
-      texts.clear();
-      texts.reserve(nrows);
-      for (std::size_t r = 0; r < nrows; ++r) texts.push_back(std::move(cells[r * ncols + c]));
-      table.types.push_back(type_cells(texts, columns[c]));
-    }
-  }
-  cells = {};
-  rows_from_columns(table, columns, nrows);
+  for (auto& column : columns) table.types.push_back(type_column(column));
+  table.columns = std::move(columns);
   parsed.table = std::move(table);
   fill_elements_from_table(parsed);
   return parsed;
@@ -392,8 +436,8 @@ ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encodi
   // Cells hold each value's text: a string's characters, a number or boolean as written.
   bool tabular = true;
   std::vector<std::string> keys;
-  std::vector<std::vector<std::string>> texts;
-  std::vector<std::vector<bool>> numbers;
+  std::vector<TableColumn> texts;
+  std::vector<bool> all_numbers;
   std::vector<field_text::JsonMember> members;
   std::unordered_set<std::string_view> seen;
 
@@ -428,7 +472,7 @@ ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encodi
         return k.empty() || k.find('\0') != std::string::npos;
       });
       texts.resize(keys.size());
-      numbers.resize(keys.size());
+      all_numbers.assign(keys.size(), true);
     }
     if (tabular && members.size() != keys.size()) tabular = false;
     for (std::size_t c = 0; tabular && c < members.size(); ++c) {
@@ -436,8 +480,8 @@ ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encodi
       if (members[c].key != keys[c] || !table_scalar(members[c].value, cell)) {
         tabular = false;
       } else {
-        texts[c].push_back(std::move(cell));
-        numbers[c].push_back(is_number(members[c].value));
+        texts[c].push_text(cell);
+        if (!is_number(members[c].value)) all_numbers[c] = false;
       }
     }
     if (!tabular) texts = {};
@@ -446,22 +490,11 @@ ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encodi
   if (!tabular) return parsed;
 
   // Typed as CSV, on each value's text; a string holding digits ("7") stays a string.
-  const std::size_t nrows = parsed.elements.size();
   Table table;
   table.names = std::move(keys);
-  std::vector<std::vector<Cell>> cells(texts.size());
-  for (std::size_t c = 0; c < texts.size(); ++c) {
-    const bool all_numbers = std::all_of(numbers[c].begin(), numbers[c].end(), [](bool b) { return b; });
-    if (all_numbers) {
-      table.types.push_back(type_cells(texts[c], cells[c]));
-    } else {
-      table.types.push_back(ColumnType::string);
-      cells[c].reserve(nrows);
-      for (auto& t : texts[c]) cells[c].emplace_back(std::move(t));
-    }
-    texts[c] = {};
-  }
-  rows_from_columns(table, cells, nrows);
+  for (std::size_t c = 0; c < texts.size(); ++c)
+    table.types.push_back(all_numbers[c] ? type_column(texts[c]) : ColumnType::string);
+  table.columns = std::move(texts);
   parsed.table = std::move(table);
   return parsed;
 }
@@ -473,7 +506,13 @@ namespace {
 struct Parameter {
   std::string name;
   ColumnType type = ColumnType::string;
-  std::vector<Cell> values;
+  TableColumn values;
+
+  std::size_t size() const {
+    return type == ColumnType::int64     ? values.ints.size()
+           : type == ColumnType::float64 ? values.floats.size()
+                                         : values.ends.size();
+  }
 };
 
 Parameter parse_grid_spec(const std::string& spec) {
@@ -502,9 +541,8 @@ Parameter parse_grid_spec(const std::string& spec) {
   }
 
   if (!is_range) {
-    std::vector<Cell> cells;
-    p.type = type_cells(parts, cells);
-    p.values = std::move(cells);
+    for (const auto& part : parts) p.values.push_text(part);
+    p.type = type_column(p.values);
     return p;
   }
 
@@ -536,10 +574,10 @@ Parameter parse_grid_spec(const std::string& spec) {
     if (count > kMaxGeneratedElements)
       throw UsageError(quoted + ": " + std::to_string(count) + " values, too many");
     p.type = ColumnType::int64;
-    p.values.reserve(count);
+    p.values.ints.reserve(count);
     for (std::uint64_t k = 0; k < count; ++k)
-      p.values.emplace_back(static_cast<std::int64_t>(static_cast<std::uint64_t>(start) +
-                                                      k * static_cast<std::uint64_t>(step)));
+      p.values.ints.push_back(static_cast<std::int64_t>(static_cast<std::uint64_t>(start) +
+                                                        k * static_cast<std::uint64_t>(step)));
     return p;
   }
 
@@ -559,8 +597,8 @@ Parameter parse_grid_spec(const std::string& spec) {
   while (count > 0 && !inside(value_at(count - 1))) --count;
   if (count == 0) throw UsageError(quoted + ": empty range (the step does not lead from start to stop)");
   p.type = ColumnType::float64;
-  p.values.reserve(count);
-  for (std::uint64_t k = 0; k < count; ++k) p.values.emplace_back(value_at(k));
+  p.values.floats.reserve(count);
+  for (std::uint64_t k = 0; k < count; ++k) p.values.floats.push_back(value_at(k));
   return p;
 }
 
@@ -575,7 +613,7 @@ ParsedElements make_grid(const std::vector<std::string>& specs) {
     params.push_back(parse_grid_spec(spec));
     if (!seen.insert(params.back().name).second)
       throw UsageError("--grid '" + spec + "': parameter '" + params.back().name + "' is given twice");
-    const std::uint64_t size = params.back().values.size();
+    const std::uint64_t size = params.back().size();
     if (total > kMaxGeneratedElements / size)
       throw UsageError("--grid: the product has more than " + std::to_string(kMaxGeneratedElements) +
                        " elements");
@@ -587,17 +625,25 @@ ParsedElements make_grid(const std::vector<std::string>& specs) {
     table.names.push_back(p.name);
     table.types.push_back(p.type);
   }
-  table.rows.resize(total);
-  // Row-major: the last parameter varies fastest, as itertools.product.
-  std::vector<std::size_t> at(params.size(), 0);
-  for (std::uint64_t r = 0; r < total; ++r) {
-    auto& row = table.rows[r];
-    row.reserve(params.size());
-    for (std::size_t c = 0; c < params.size(); ++c) row.push_back(params[c].values[at[c]]);
-    for (std::size_t c = params.size(); c-- > 0;) {
-      if (++at[c] < params[c].values.size()) break;
-      at[c] = 0;
+  // Row-major order: the last parameter varies fastest, as itertools.product; so row r holds
+  // value (r / repeat) % size of a parameter, repeat being the product of the later sizes.
+  table.columns.resize(params.size());
+  std::uint64_t repeat = 1;
+  for (std::size_t c = params.size(); c-- > 0;) {
+    const Parameter& p = params[c];
+    TableColumn& column = table.columns[c];
+    const std::uint64_t size = p.size();
+    for (std::uint64_t r = 0; r < total; ++r) {
+      const std::size_t k = static_cast<std::size_t>((r / repeat) % size);
+      if (p.type == ColumnType::int64) {
+        column.ints.push_back(p.values.ints[k]);
+      } else if (p.type == ColumnType::float64) {
+        column.floats.push_back(p.values.floats[k]);
+      } else {
+        column.push_text(p.values.text_at(k));
+      }
     }
+    repeat *= size;
   }
   ParsedElements parsed;
   parsed.encoding = Encoding::json;
@@ -616,8 +662,9 @@ ParsedElements make_range(std::uint64_t n) {
   Table table;
   table.names = {"i"};
   table.types = {ColumnType::int64};
-  table.rows.resize(n);
-  for (std::uint64_t k = 0; k < n; ++k) table.rows[k].emplace_back(static_cast<std::int64_t>(k));
+  table.columns.resize(1);
+  table.columns[0].ints.resize(n);
+  for (std::uint64_t k = 0; k < n; ++k) table.columns[0].ints[k] = static_cast<std::int64_t>(k);
   parsed.table = std::move(table);
   fill_elements_from_table(parsed);
   return parsed;

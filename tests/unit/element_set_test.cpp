@@ -131,9 +131,9 @@ TEST(ElementSet, TableIsStoredWithItsColumns) {
   std::vector<Row> rows(12);
   ASSERT_GE(H5Dread(d.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()), 0);
   for (std::size_t r = 0; r < 12; ++r) {
-    EXPECT_EQ(rows[r].alpha, std::get<double>(grid.table->rows[r][0]));
-    EXPECT_EQ(rows[r].seed, std::get<std::int64_t>(grid.table->rows[r][1]));
-    EXPECT_EQ(std::string(rows[r].model), std::get<std::string>(grid.table->rows[r][2]));
+    EXPECT_EQ(rows[r].alpha, std::get<double>(grid.table->cell(r, 0)));
+    EXPECT_EQ(rows[r].seed, std::get<std::int64_t>(grid.table->cell(r, 1)));
+    EXPECT_EQ(std::string(rows[r].model), std::get<std::string>(grid.table->cell(r, 2)));
   }
   h5::Id space(H5Dget_space(d.get()));
   H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, rows.data());
@@ -157,7 +157,7 @@ TEST(ElementSet, WriteRejectsATableThatDoesNotMatchTheElements) {
   EXPECT_THROW(ElementSet::write(file, range.elements, Encoding::json, "", &*other.table),
                std::invalid_argument);
   Table wrong_type = *range.table;
-  wrong_type.rows[1][0] = 1.5;
+  wrong_type.types[0] = ColumnType::float64;  // its cells are int64
   EXPECT_THROW(ElementSet::write(file, range.elements, Encoding::json, "", &wrong_type),
                std::invalid_argument);
   EXPECT_FALSE(stdfs::exists(file));

@@ -72,7 +72,7 @@ TEST(H5Input, CompoundMembersBecomeTypedColumnsAndJsonFields) {
   ASSERT_EQ(p.elements.size(), 2u);
   EXPECT_EQ(p.elements.at(0), R"({"n":-3,"x":0.1,"fixed":"ab","text":"x\"y"})");
   EXPECT_EQ(p.elements.at(1), R"({"n":7,"x":2.0,"fixed":"0071","text":""})");
-  EXPECT_EQ(std::get<double>(p.table->rows[0][1]), 0.1);  // the float32's shortest text, read back
+  EXPECT_EQ(std::get<double>(p.table->cell(0, 1)), 0.1);  // the float32's shortest text, read back
 }
 
 TEST(H5Input, UnsignedValuesBeyondInt64AreRefusedNamingTheRow) {

@@ -42,9 +42,9 @@ TEST(Csv, ColumnsAreTypedAndRowsBecomeJsonObjects) {
             (std::vector<ColumnType>{ColumnType::int64, ColumnType::float64, ColumnType::string}));
   EXPECT_EQ(elements_of(parsed), (std::vector<std::string>{R"({"seed":1,"alpha":0.5,"model":"resnet"})",
                                                            R"({"seed":-2,"alpha":3.0,"model":"vit"})"}));
-  EXPECT_EQ(std::get<std::int64_t>(parsed.table->rows[1][0]), -2);
-  EXPECT_EQ(std::get<double>(parsed.table->rows[1][1]), 3.0);
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[0][2]), "resnet");
+  EXPECT_EQ(std::get<std::int64_t>(parsed.table->cell(1, 0)), -2);
+  EXPECT_EQ(std::get<double>(parsed.table->cell(1, 1)), 3.0);
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(0, 2)), "resnet");
 }
 
 TEST(Csv, QuotedFieldsKeepCommasDoubledQuotesAndNewlines) {
@@ -52,11 +52,11 @@ TEST(Csv, QuotedFieldsKeepCommasDoubledQuotesAndNewlines) {
   auto parsed =
       read_csv(tmp.write("q.csv", "a,b,c\n\"x,y\",\"say \"\"hi\"\"\",\"line1\nline2\"\n\"\",2,3\n"));
   ASSERT_TRUE(parsed.table);
-  ASSERT_EQ(parsed.table->rows.size(), 2u);
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[0][0]), "x,y");
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[0][1]), "say \"hi\"");
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[0][2]), "line1\nline2");
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[1][0]), "");
+  ASSERT_EQ(parsed.table->row_count(), 2u);
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(0, 0)), "x,y");
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(0, 1)), "say \"hi\"");
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(0, 2)), "line1\nline2");
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(1, 0)), "");
   EXPECT_EQ(parsed.elements.at(0), R"({"a":"x,y","b":"say \"hi\"","c":"line1\nline2"})");
 }
 
@@ -86,12 +86,12 @@ TEST(Csv, TypingFollowsEveryCellOfAColumn) {
                                               ColumnType::string, ColumnType::float64, ColumnType::string,
                                               ColumnType::string, ColumnType::string, ColumnType::string,
                                               ColumnType::string, ColumnType::string, ColumnType::string}));
-  EXPECT_EQ(std::get<std::string>(t.rows[0][1]), "+5");
-  EXPECT_EQ(std::get<std::string>(t.rows[1][2]), "9223372036854775808");  // past int64, not a float's text
-  EXPECT_EQ(std::get<double>(t.rows[1][4]), 1e20);
-  EXPECT_EQ(std::get<std::string>(t.rows[0][7]), "007");
-  EXPECT_EQ(std::get<std::string>(t.rows[0][9]), "-0");
-  EXPECT_EQ(std::get<std::string>(t.rows[0][10]), "1.10");
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 1)), "+5");
+  EXPECT_EQ(std::get<std::string>(t.cell(1, 2)), "9223372036854775808");  // past int64, not a float's text
+  EXPECT_EQ(std::get<double>(t.cell(1, 4)), 1e20);
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 7)), "007");
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 9)), "-0");
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 10)), "1.10");
   // In the element, a JSON number literal stays that literal; any other cell is a string.
   EXPECT_EQ(parsed.elements.at(0),
             R"({"i":1,"plus":"+5","big":9223372036854775807,"e":1e3,"f":-0.025,)"
@@ -106,7 +106,7 @@ TEST(Csv, AFloatColumnNeedsEveryCellInItsShortestForm) {
   auto parsed = read_csv(tmp.write("f.csv", "a,b,c\n2.0,0.1,2.0\n-0.0,1e+300,3\n"));
   EXPECT_EQ(parsed.table->types,
             (std::vector<ColumnType>{ColumnType::float64, ColumnType::float64, ColumnType::string}));
-  EXPECT_TRUE(std::signbit(std::get<double>(parsed.table->rows[1][0])));
+  EXPECT_TRUE(std::signbit(std::get<double>(parsed.table->cell(1, 0))));
   EXPECT_EQ(parsed.elements.at(1), R"({"a":-0.0,"b":1e+300,"c":3})");
 }
 
@@ -115,7 +115,7 @@ TEST(Csv, LatinOneIsConvertedToUtf8OnRequest) {
   auto f = tmp.write("l.csv", "caf\xe9,n\n\xbd \xe0 \xff,1\n");
   auto parsed = read_csv(f, TextEncoding::latin1);
   EXPECT_EQ(parsed.table->names[0], "caf\xC3\xA9");
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[0][0]), "\xC2\xBD \xC3\xA0 \xC3\xBF");
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(0, 0)), "\xC2\xBD \xC3\xA0 \xC3\xBF");
   EXPECT_EQ(usage_error_message([&] { read_csv(f); }),
             f.string() +
                 ":1: invalid UTF-8 (byte 0xe9 at column 4); if the file is Latin-1, add "
@@ -230,7 +230,7 @@ TEST(Jsonl, LinesAreStoredAsWrittenWithoutSpacesInTheirKeyOrder) {
   ASSERT_TRUE(parsed.table);
   EXPECT_EQ(parsed.table->names, (std::vector<std::string>{"b", "a"}));
   EXPECT_EQ(parsed.table->types, (std::vector<ColumnType>{ColumnType::int64, ColumnType::string}));
-  EXPECT_EQ(std::get<std::string>(parsed.table->rows[0][1]), "x\xC3\xA9");
+  EXPECT_EQ(std::get<std::string>(parsed.table->cell(0, 1)), "x\xC3\xA9");
 }
 
 TEST(Jsonl, TableColumnsAreTypedLikeCsv) {
@@ -245,14 +245,14 @@ TEST(Jsonl, TableColumnsAreTypedLikeCsv) {
   EXPECT_EQ(t.types, (std::vector<ColumnType>{ColumnType::int64, ColumnType::float64, ColumnType::string,
                                               ColumnType::string, ColumnType::string, ColumnType::string,
                                               ColumnType::string, ColumnType::string}));
-  EXPECT_EQ(std::get<double>(t.rows[0][1]), 1.0);
-  EXPECT_EQ(std::get<std::string>(t.rows[0][2]), "true");
-  EXPECT_EQ(std::get<std::string>(t.rows[0][3]), "1");  // its JSON text
-  EXPECT_EQ(std::get<std::string>(t.rows[0][4]), "18446744073709551615");
-  EXPECT_EQ(std::get<std::string>(t.rows[1][5]), "2.5");
-  EXPECT_EQ(std::get<std::string>(t.rows[0][6]), "1.10");
-  EXPECT_EQ(std::get<std::string>(t.rows[1][6]), "-0");
-  EXPECT_EQ(std::get<std::string>(t.rows[0][7]), "7");  // a string of digits stays a string
+  EXPECT_EQ(std::get<double>(t.cell(0, 1)), 1.0);
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 2)), "true");
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 3)), "1");  // its JSON text
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 4)), "18446744073709551615");
+  EXPECT_EQ(std::get<std::string>(t.cell(1, 5)), "2.5");
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 6)), "1.10");
+  EXPECT_EQ(std::get<std::string>(t.cell(1, 6)), "-0");
+  EXPECT_EQ(std::get<std::string>(t.cell(0, 7)), "7");  // a string of digits stays a string
   // The elements keep the lines' own values.
   EXPECT_EQ(parsed.elements.at(0),
             R"({"i":1,"f":1.0,"b":true,"s":1,"u":18446744073709551615,"m":1,"t":1.10,"q":"7"})");
@@ -332,16 +332,16 @@ TEST(Grid, LastParameterVariesFastest) {
   ASSERT_TRUE(parsed.table);
   EXPECT_EQ(parsed.table->names, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(parsed.table->types, (std::vector<ColumnType>{ColumnType::int64, ColumnType::string}));
-  EXPECT_EQ(parsed.table->rows.size(), 6u);
+  EXPECT_EQ(parsed.table->row_count(), 6u);
 }
 
 TEST(Grid, ThreeParametersFormTheFullProduct) {
   auto parsed = make_grid({"a=0:3", "b=0:4", "c=0:5"});
   ASSERT_EQ(parsed.elements.size(), 60u);
   for (std::size_t r = 0; r < 60; ++r) {
-    const auto& row = parsed.table->rows[r];
-    EXPECT_EQ(std::get<std::int64_t>(row[0]) * 20 + std::get<std::int64_t>(row[1]) * 5 +
-                  std::get<std::int64_t>(row[2]),
+    const Table& t = *parsed.table;
+    EXPECT_EQ(std::get<std::int64_t>(t.cell(r, 0)) * 20 + std::get<std::int64_t>(t.cell(r, 1)) * 5 +
+                  std::get<std::int64_t>(t.cell(r, 2)),
               static_cast<std::int64_t>(r));
   }
 }
@@ -351,7 +351,7 @@ TEST(Grid, IntegerRangesExcludeStopLikePythonRange) {
     std::vector<std::int64_t> out;
     auto parsed = make_grid({spec});
     EXPECT_EQ(parsed.table->types[0], ColumnType::int64) << spec;
-    for (const auto& row : parsed.table->rows) out.push_back(std::get<std::int64_t>(row[0]));
+    for (std::int64_t v : parsed.table->columns[0].ints) out.push_back(v);
     return out;
   };
   EXPECT_EQ(values("n=0:10:3"), (std::vector<std::int64_t>{0, 3, 6, 9}));
@@ -366,9 +366,9 @@ TEST(Grid, IntegerRangesExcludeStopLikePythonRange) {
 TEST(Grid, FloatRangesAreStartPlusKTimesStep) {
   auto parsed = make_grid({"x=0:1:0.1"});
   ASSERT_EQ(parsed.table->types[0], ColumnType::float64);
-  ASSERT_EQ(parsed.table->rows.size(), 10u);
+  ASSERT_EQ(parsed.table->row_count(), 10u);
   for (std::size_t k = 0; k < 10; ++k)
-    EXPECT_EQ(std::get<double>(parsed.table->rows[k][0]), 0.0 + static_cast<double>(k) * 0.1) << k;
+    EXPECT_EQ(std::get<double>(parsed.table->cell(k, 0)), 0.0 + static_cast<double>(k) * 0.1) << k;
   EXPECT_EQ(parsed.elements.at(3), R"({"x":0.30000000000000004})");  // 3*0.1, not 0.1+0.1+0.1
 
   EXPECT_EQ(make_grid({"x=0:0.3:0.1"}).elements.size(), 3u);
@@ -439,7 +439,7 @@ TEST(Range, MakesIndexObjectsWithAnIntegerColumn) {
   ASSERT_TRUE(parsed.table);
   EXPECT_EQ(parsed.table->names, (std::vector<std::string>{"i"}));
   EXPECT_EQ(parsed.table->types, (std::vector<ColumnType>{ColumnType::int64}));
-  EXPECT_EQ(std::get<std::int64_t>(parsed.table->rows[2][0]), 2);
+  EXPECT_EQ(std::get<std::int64_t>(parsed.table->cell(2, 0)), 2);
 }
 
 TEST(Range, ZeroIsUsageError) {
@@ -463,16 +463,16 @@ TEST(Table, RowJsonEscapesStringsAndReadsBackExactly) {
   const std::vector<double> floats = {
       0.1, 2.0, -0.0, 1e300, 5e-324, 123456789.125, 1e21, 1e-7, 0.30000000000000004};
   for (double f : floats)
-    t.rows.push_back({std::string("a\"b\\c\n\t\x01\x1f\xC3\xA9 \xF0\x9F\x98\x80"), std::string("/"), f,
-                      std::numeric_limits<std::int64_t>::min()});
-  for (std::size_t r = 0; r < t.rows.size(); ++r) {
+    t.push_row({std::string("a\"b\\c\n\t\x01\x1f\xC3\xA9 \xF0\x9F\x98\x80"), std::string("/"), f,
+                std::numeric_limits<std::int64_t>::min()});
+  for (std::size_t r = 0; r < t.row_count(); ++r) {
     const std::string text = t.row_json(r);
     const auto j = ordered_json::parse(text);
     EXPECT_EQ(j.dump(), ordered_json::parse(j.dump()).dump());
     ASSERT_TRUE(j["f"].is_number_float()) << text;
     EXPECT_EQ(j["f"].get<double>(), floats[r]) << text;
     EXPECT_EQ(std::signbit(j["f"].get<double>()), std::signbit(floats[r])) << text;
-    EXPECT_EQ(j["s"].get<std::string>(), std::get<std::string>(t.rows[r][0]));
+    EXPECT_EQ(j["s"].get<std::string>(), std::get<std::string>(t.cell(r, 0)));
     EXPECT_EQ(j["i"].get<std::int64_t>(), std::numeric_limits<std::int64_t>::min());
     EXPECT_EQ(text.find('\n'), std::string::npos);
   }

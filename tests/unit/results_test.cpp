@@ -56,7 +56,7 @@ Session grid_session(const TempDir& tmp, std::size_t n) {
   t.names = {"a", "x", "name"};
   t.types = {ColumnType::int64, ColumnType::float64, ColumnType::string};
   for (std::size_t i = 0; i < n; ++i) {
-    t.rows.push_back({std::int64_t(i) * 10, 0.5 + double(i), "n,\"" + std::to_string(i) + "\""});
+    t.push_row({std::int64_t(i) * 10, 0.5 + double(i), "n,\"" + std::to_string(i) + "\""});
     p.elements.push(t.row_json(i));
   }
   p.table = std::move(t);
