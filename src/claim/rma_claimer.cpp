@@ -29,6 +29,20 @@ struct Entry {
   std::uint64_t offset;
 };
 static_assert(sizeof(Entry) == 2 * kWord);
+
+// A chunk's indices and offsets (from its first byte) out of its n + 1 table entries; returns
+// the chunk's first byte and its size.
+std::pair<std::uint64_t, std::uint64_t> chunk_index(const Entry* entries, std::size_t n, Claim& out) {
+  const std::uint64_t begin = entries[0].offset;
+  out.indices.resize(n);
+  out.elements.offsets.resize(n + 1);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.indices[i] = entries[i].index;
+    out.elements.offsets[i] = entries[i].offset - begin;
+  }
+  out.elements.offsets[n] = entries[n].offset - begin;
+  return {begin, entries[n].offset - begin};
+}
 constexpr const char* kNoSharedVariable = "MPMUX_RMA_NO_SHARED";
 constexpr const char* kClaimVariable = "MPMUX_CLAIM";
 
@@ -628,31 +642,15 @@ bool RmaClaimer::State::take_by_message(std::uint64_t count, Claim& out) {
   const std::size_t n = std::min(first + count, total) - first;
   scratch.resize(n + 1);
   std::memcpy(scratch.data(), reply.data() + kWord, (n + 1) * sizeof(Entry));
-  const std::uint64_t begin = scratch[0].offset;
-  const std::uint64_t bytes = scratch[n].offset - begin;
+  const std::uint64_t bytes = chunk_index(scratch.data(), n, out).second;
   out.elements.data.assign(reply.data() + kWord + (n + 1) * sizeof(Entry), bytes);
-  out.indices.resize(n);
-  out.elements.offsets.resize(n + 1);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.indices[i] = scratch[i].index;
-    out.elements.offsets[i] = scratch[i].offset - begin;
-  }
-  out.elements.offsets[n] = bytes;
   return true;
 }
 
 void RmaClaimer::State::read_local(std::uint64_t first, std::uint64_t last, Claim& out) const {
   const std::size_t n = last - first;
-  const Entry* entries = table + first;
-  const std::uint64_t begin = entries[0].offset;
-  out.indices.resize(n);
-  out.elements.offsets.resize(n + 1);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.indices[i] = entries[i].index;
-    out.elements.offsets[i] = entries[i].offset - begin;
-  }
-  out.elements.offsets[n] = entries[n].offset - begin;
-  out.elements.data.assign(data + begin, entries[n].offset - begin);
+  const auto [begin, bytes] = chunk_index(table + first, n, out);
+  out.elements.data.assign(data + begin, bytes);
 }
 
 // Two round trips: the chunk's table entries, then its bytes.
@@ -662,21 +660,13 @@ void RmaClaimer::State::read_remote(std::uint64_t first, std::uint64_t last, Cla
   remote.get_bytes(scratch.data(), (n + 1) * sizeof(Entry), root,
                    remote_base + static_cast<MPI_Aint>(first * sizeof(Entry)));
   remote.flush(root);
-  const std::uint64_t begin = scratch[0].offset;
-  const std::uint64_t bytes = scratch[n].offset - begin;
+  const auto [begin, bytes] = chunk_index(scratch.data(), n, out);
   out.elements.data.resize(bytes);
   if (bytes > 0) {
     remote.get_bytes(out.elements.data.data(), bytes, root,
                      remote_base + data_disp + static_cast<MPI_Aint>(begin));
+    remote.flush(root);
   }
-  out.indices.resize(n);
-  out.elements.offsets.resize(n + 1);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.indices[i] = scratch[i].index;
-    out.elements.offsets[i] = scratch[i].offset - begin;
-  }
-  out.elements.offsets[n] = bytes;
-  if (bytes > 0) remote.flush(root);
 }
 
 }  // namespace mpmux

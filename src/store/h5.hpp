@@ -84,6 +84,20 @@ std::optional<std::string> read_string_attribute(hid_t obj, const char* name, st
 std::optional<std::int64_t> read_int64_attribute(hid_t obj, const char* name, std::string_view where);
 std::optional<std::uint64_t> read_uint64_attribute(hid_t obj, const char* name, std::string_view where);
 
+/// Frees the strings HDF5 allocated while reading variable-length data into `data` (of memory
+/// type `type` and dataspace `space`), whatever happens after the read; a failure only clears
+/// HDF5's error stack, as in a destructor.
+struct VlenReclaim {
+  hid_t type, space;
+  void* data;
+  VlenReclaim(hid_t type_, hid_t space_, void* data_) : type(type_), space(space_), data(data_) {}
+  VlenReclaim(const VlenReclaim&) = delete;
+  VlenReclaim& operator=(const VlenReclaim&) = delete;
+  ~VlenReclaim() {
+    if (H5Dvlen_reclaim(type, space, H5P_DEFAULT, data) < 0) H5Eclear2(H5E_DEFAULT);
+  }
+};
+
 /// Current dimensions of a dataset.
 std::vector<hsize_t> dims(hid_t dataset, std::string_view where);
 

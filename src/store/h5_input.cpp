@@ -140,13 +140,7 @@ Column read_strings(const DatasetReader& in, hid_t dataset, const std::string& n
   in.check(H5Dread(dataset, mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data()), "read " + name);
   if (H5Tis_variable_str(member_type) > 0) {
     h5::Id space(in.check(H5Dget_space(dataset), "get the dataspace"));
-    struct Reclaim {
-      hid_t type, space;
-      void* data;
-      ~Reclaim() {
-        if (H5Dvlen_reclaim(type, space, H5P_DEFAULT, data) < 0) H5Eclear2(H5E_DEFAULT);
-      }
-    } reclaim{mem.get(), space.get(), buffer.data()};
+    h5::VlenReclaim reclaim{mem.get(), space.get(), buffer.data()};
     for (std::size_t r = 0; r < rows; ++r) {
       const char* p;
       std::memcpy(&p, buffer.data() + r * size, sizeof p);
@@ -235,12 +229,12 @@ std::vector<std::string> matrix_names(const DatasetReader& in, hid_t dataset, st
   std::vector<char> buffer(size * ncols);
   in.check(H5Aread(attr.get(), type.get(), buffer.data()), "read the attribute columns");
   if (H5Tis_variable_str(type.get()) > 0) {
+    h5::VlenReclaim reclaim{type.get(), space.get(), buffer.data()};
     for (std::size_t c = 0; c < ncols; ++c) {
       const char* p;
       std::memcpy(&p, buffer.data() + c * size, sizeof p);
       names.emplace_back(p ? p : "");
     }
-    if (H5Dvlen_reclaim(type.get(), space.get(), H5P_DEFAULT, buffer.data()) < 0) H5Eclear2(H5E_DEFAULT);
   } else {
     for (std::size_t c = 0; c < ncols; ++c) {
       std::string_view s(buffer.data() + c * size, size);

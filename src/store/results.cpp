@@ -185,13 +185,7 @@ void read_table(const stdfs::path& file, std::uint64_t first, std::uint64_t rows
   h5::check(H5Dread(dataset.get(), mem.get(), space.get(), file_space.get(), H5P_DEFAULT, buffer.data()),
             where, "read /elements/table");
   // HDF5 allocated the strings; they are freed whatever happens below.
-  struct Reclaim {
-    hid_t type, space;
-    void* data;
-    ~Reclaim() {
-      if (H5Dvlen_reclaim(type, space, H5P_DEFAULT, data) < 0) H5Eclear2(H5E_DEFAULT);
-    }
-  } reclaim{mem.get(), space.get(), buffer.data()};
+  h5::VlenReclaim reclaim{mem.get(), space.get(), buffer.data()};
   for (std::size_t c = 0; c < ncols; ++c) {
     const unsigned char* slot = buffer.data() + 8 * c;
     for (std::uint64_t r = 0; r < rows; ++r, slot += 8 * ncols) {
@@ -901,8 +895,7 @@ void remove_stale_temps(const stdfs::path& dir, const stdfs::path& target) {
 stdfs::path create_temp(const stdfs::path& target, posix::Fd& fd) {
   const stdfs::path dir = target.parent_path().empty() ? stdfs::path(".") : target.parent_path();
   remove_stale_temps(dir, target);
-  stdfs::path tmp =
-      dir / (temp_prefix(target) + std::to_string(::getpid()) + "-" + posix::random_hex(8));
+  stdfs::path tmp = dir / (temp_prefix(target) + std::to_string(::getpid()) + "-" + posix::random_hex(8));
   const int raw = posix::open_file_noexcept(tmp, O_WRONLY | O_CREAT | O_EXCL, posix::kFileMode);
   if (raw < 0)
     throw StoreError("'" + target.string() + "': cannot write results: cannot create '" + tmp.string() +

@@ -16,17 +16,10 @@ import unittest
 
 import kill_window
 from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, mpmux
+from kill_window import cmdline
 from test_crash import _processes, become_subreaper, descendants, reap_orphans
 
 GONE_WITHIN = 1.0  # seconds after the rank is gone; PDEATHSIG is delivered as the rank exits
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
 
 
 def live_processes(program):
