@@ -168,7 +168,7 @@ std::string user_name(uid_t uid) {
   struct passwd entry {};
   struct passwd* found = nullptr;
   char buf[4096];
-  const std::string id = "uid " + std::to_string(uid);
+  std::string id = "uid " + std::to_string(uid);
   if (::getpwuid_r(uid, &entry, buf, sizeof buf, &found) != 0 || found == nullptr) return id;
   return std::string(found->pw_name) + " (" + id + ")";
 }
