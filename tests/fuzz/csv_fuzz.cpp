@@ -10,8 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto path = fuzz::write_file("in.csv", data, size);
   try {
     auto parsed = mpmux::read_csv(path);
-    if (!parsed.table || parsed.table->rows.empty()) std::abort();
-    for (std::size_t r = 0; r < parsed.table->rows.size(); ++r) (void)parsed.table->row_json(r);
+    if (!parsed.table || parsed.table->row_count() == 0) std::abort();
+    for (std::size_t r = 0; r < parsed.table->row_count(); ++r) (void)parsed.table->row_json(r);
   } catch (const mpmux::UsageError&) {
   }
   return 0;

@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     auto parsed = mpmux::read_jsonl(path);
     if (parsed.table)
-      for (std::size_t r = 0; r < parsed.table->rows.size(); ++r) (void)parsed.table->row_json(r);
+      for (std::size_t r = 0; r < parsed.table->row_count(); ++r) (void)parsed.table->row_json(r);
   } catch (const mpmux::UsageError&) {
   }
   return 0;
