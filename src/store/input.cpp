@@ -111,6 +111,15 @@ std::string to_utf8(std::string content, TextEncoding encoding) {
   return out;
 }
 
+// An input file's text as UTF-8, checked (see check_text); a byte order mark stays in front, so
+// that the lines and columns of errors count from the file's first byte.
+std::string read_input_text(const std::filesystem::path& file, TextEncoding encoding) {
+  std::string content = to_utf8(read_whole_file(file), encoding);
+  const std::size_t bom = utf8::bom_length(content);
+  check_text(std::string_view(content).substr(bom), bom, file.string(), content);
+  return content;
+}
+
 // A leading '+' is accepted as in strtod; from_chars would refuse it.
 std::string_view strip_plus(std::string_view s) {
   if (s.size() >= 2 && s[0] == '+' && s[1] != '+' && s[1] != '-') s.remove_prefix(1);
@@ -269,11 +278,8 @@ TextEncoding text_encoding_from_string(std::string_view name) {
 
 ParsedElements read_csv(const std::filesystem::path& file, TextEncoding encoding) {
   const std::string where = file.string();
-  const std::string content = to_utf8(read_whole_file(file), encoding);
-  const std::string_view all(content);
-  const std::size_t bom = utf8::bom_length(all);
-  const std::string_view text = all.substr(bom);
-  check_text(text, bom, where, all);
+  const std::string content = read_input_text(file, encoding);
+  const std::string_view text = std::string_view(content).substr(utf8::bom_length(content));
   auto error = [&](std::size_t line, const std::string& what) {
     return UsageError(where + ":" + std::to_string(line) + ": " + what);
   };
@@ -424,11 +430,8 @@ bool is_number(std::string_view raw) {
 
 ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encoding) {
   const std::string where = file.string();
-  const std::string content = to_utf8(read_whole_file(file), encoding);
-  const std::string_view all(content);
-  const std::size_t bom = utf8::bom_length(all);
-  const std::string_view text = all.substr(bom);
-  check_text(text, bom, where, all);
+  const std::string content = read_input_text(file, encoding);
+  const std::string_view text = std::string_view(content).substr(utf8::bom_length(content));
 
   ParsedElements parsed;
   parsed.encoding = Encoding::json;

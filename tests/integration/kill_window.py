@@ -15,7 +15,7 @@ import sys
 import time
 
 from mpmuxtest import ENV, MPIEXEC
-from test_crash import _processes, descendants, done_records
+from test_crash import _processes, descendants, done_records, signal_each
 
 TASK = r"""#!/bin/sh
 # kill-window task: $1 log, $2 element index, $3 seconds to sleep
@@ -98,11 +98,7 @@ def kill_and_rerun(mpmux_bin, workdir, mux_id, n_elements, seconds, kills, seed,
         # every rank, all killed at once, as a lost node would.
         t_kill = time.time_ns()
         os.killpg(job.pid, signal.SIGKILL)
-        for rank in ranks:
-            try:
-                os.kill(rank, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        signal_each(ranks, signal.SIGKILL)
         job.wait()
         # The next run starts once the killed ranks are gone, as a user's re-run would.
         wait_for(lambda: not (ranks & {p for p, (_, s) in _processes().items() if s not in ("Z", "X")}),

@@ -218,6 +218,15 @@ def descendants(pid, procs=None):
     return out
 
 
+def signal_each(pids, sig):
+    """Sends sig to every pid that still exists."""
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
 def kill_job(proc):
     """Kills the job `proc` (an mpirun or mpmux started by this process) as a node failure would:
     every process of it is stopped first, so none sees another die, then all get SIGKILL. Returns
@@ -230,17 +239,9 @@ def kill_job(proc):
         new = live - stopped
         if not new:
             break
-        for p in new:
-            try:
-                os.kill(p, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
+        signal_each(new, signal.SIGSTOP)
         stopped |= new
-    for p in stopped:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    signal_each(stopped, signal.SIGKILL)
     proc.wait()
     reap_orphans()
 
