@@ -14,19 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "mpmux/multiplexer.hpp"
+#include "../common/range_session.hpp"
 
 namespace {
 
-using Mux = mpmux::Multiplexer<std::uint64_t>;
-
-std::string bcast(std::string s) {
-  int n = static_cast<int>(s.size());
-  MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  s.resize(static_cast<std::size_t>(n));
-  MPI_Bcast(s.data(), n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  return s;
-}
+using Mux = bench::RangeMux;
 
 // The 16-byte result: the element and its index.
 std::string result_of(std::uint64_t value, std::uint64_t index) {
@@ -40,25 +32,16 @@ std::string result_of(std::uint64_t value, std::uint64_t index) {
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s N REPS ROOTDIR\n", argv[0]);
-    MPI_Abort(MPI_COMM_WORLD, 2);
-  }
-  const std::uint64_t n = std::strtoull(argv[1], nullptr, 10);
-  const int reps = std::atoi(argv[2]);
+  const bench::RangeArgs args = bench::range_args(argc, argv);
+  const std::uint64_t n = args.n;
+  const int reps = args.reps;
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  std::string dir;
-  if (rank == 0) {
-    std::vector<std::uint64_t> data(n);
-    for (std::uint64_t i = 0; i < n; ++i) data[i] = i;
-    dir = Mux::create(data, argv[3], {.tag = "overhead"}).dir().string();
-  }
-  dir = bcast(dir);
+  const std::string dir = bench::create_range_set(args, "overhead");
 
   for (int r = 0; r < reps; ++r) {
     for (const bool fsync : {true, false}) {
-      const std::string id = bcast(rank == 0 ? Mux(dir).create_read_session() : std::string());
+      const std::string id = bench::bcast(rank == 0 ? Mux(dir).create_read_session() : std::string());
       mpmux::RunOptions options;
       options.fsync = fsync;
       MPI_Barrier(MPI_COMM_WORLD);
