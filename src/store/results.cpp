@@ -32,19 +32,6 @@ namespace mpmux {
 
 namespace stdfs = std::filesystem;
 
-// ---------------------------------------------------------------------------------------------
-// Folding
-
-std::vector<ElementResult> read_results(const Session& session) {
-  const ResultFold fold(session);
-  std::vector<ElementResult> rows;
-  rows.reserve(fold.total());
-  fold.for_each_block([&](std::uint64_t, const std::vector<ElementResult>& block) {
-    rows.insert(rows.end(), block.begin(), block.end());
-  });
-  return rows;
-}
-
 std::string_view to_string(ResultsFormat format) {
   switch (format) {
     case ResultsFormat::csv:
