@@ -87,7 +87,8 @@ void print_failures(const Session& session, bool all, bool verbose) {
         // The heading comes with the first row: the journals may have changed since the counts.
         if (failed++ == 0) std::printf("\nfailed elements:\n");
         if (!all && failed > kListedFailures) return;
-        std::string line = "  element " + std::to_string(r.index) + "  attempts " + std::to_string(r.attempts);
+        std::string line =
+            "  element " + std::to_string(r.index) + "  attempts " + std::to_string(r.attempts);
         if (const auto& o = r.outcome) {
           line += "  " + exit_status(*o);
           if (o->flags & Outcome::kTimedOut) line += "  timed out";
@@ -95,7 +96,8 @@ void print_failures(const Session& session, bool all, bool verbose) {
           line += last.empty() ? "  (no stderr)" : "  stderr: " + last;
           std::printf("%s\n", line.c_str());
           if (verbose)
-            for (std::string_view l : lines_of(o->stderr_tail)) std::printf("    | %s\n", printable(l).c_str());
+            for (std::string_view l : lines_of(o->stderr_tail))
+              std::printf("    | %s\n", printable(l).c_str());
         } else {
           std::printf("%s\n", line.c_str());
         }

@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <optional>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "mpmux/error.hpp"
@@ -211,7 +211,8 @@ ResultFold::~ResultFold() = default;
 std::uint64_t ResultFold::total() const { return state_->total; }
 std::uint64_t ResultFold::torn_bytes() const { return state_->torn_bytes; }
 
-void ResultFold::State::fold_block(std::size_t b, std::vector<Entry>& entries, std::vector<Slot>& slots) const {
+void ResultFold::State::fold_block(std::size_t b, std::vector<Entry>& entries,
+                                   std::vector<Slot>& slots) const {
   entries = entries_of(b);
   slots.assign(std::min(block, total - b * block), Slot{});
   fold(entries, slots);
@@ -229,8 +230,8 @@ bool ResultFold::any_binary_result() const {
   return false;
 }
 
-void ResultFold::for_each_state(
-    const std::function<void(std::uint64_t index, ElementStatus status, std::uint32_t attempts)>& each) const {
+void ResultFold::for_each_state(const std::function<void(std::uint64_t index, ElementStatus status,
+                                                         std::uint32_t attempts)>& each) const {
   std::vector<Entry> entries;
   std::vector<Slot> slots;
   for (std::size_t b = 0; b < state_->blocks; ++b) {

@@ -37,8 +37,8 @@ class ResultFold {
   bool any_binary_result() const;
   /// Calls `each` with the status and attempts of every element, in index order, without
   /// reading any record back.
-  void for_each_state(
-      const std::function<void(std::uint64_t index, ElementStatus status, std::uint32_t attempts)>& each) const;
+  void for_each_state(const std::function<void(std::uint64_t index, ElementStatus status,
+                                               std::uint32_t attempts)>& each) const;
   /// Calls `each` with the rows of consecutive index blocks, in index order; rows[k] is element
   /// first + k, decided by the rules documented at read_results. The deciding outcome of a row
   /// is read back from its journal only when `read_outcome(status)` says so (always when empty);
