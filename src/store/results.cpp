@@ -65,7 +65,7 @@ void write_results_jsonl(const Session& session, std::ostream& out) {
 }
 
 stdfs::path write_results_h5(const Session& session, const stdfs::path& file) {
-  const stdfs::path target = file.empty() ? results_file(session) : file;
+  stdfs::path target = file.empty() ? results_file(session) : file;
   const results::Export e(session);  // read before anything is created: a bad journal leaves no trace
   ReplacingFile out(target, "results");
   out.close();  // HDF5 opens it by name
