@@ -35,7 +35,8 @@ MPMUX_EXPORT std::vector<ElementResult> read_results(const Session& session);
 /// rows at a time (bounded memory for a session of any size); with `only`, just the rows of
 /// elements with that status, and only their deciding records are read back. Throws as
 /// read_results(), before `each` is called.
-MPMUX_EXPORT void for_each_result(const Session& session, const std::function<void(const ElementResult&)>& each,
+MPMUX_EXPORT void for_each_result(const Session& session,
+                                  const std::function<void(const ElementResult&)>& each,
                                   std::optional<ElementStatus> only = std::nullopt);
 
 enum class ResultsFormat { csv, jsonl, h5 };

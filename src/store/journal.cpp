@@ -549,8 +549,7 @@ std::uint64_t for_each_record(const stdfs::path& file, std::string_view expect_s
                               const std::function<void(const RecordRef&)>& each, bool cut_torn_tail) {
   JournalFileReader reader(file, cut_torn_tail);
   RecordRef ref;
-  const ScanResult res = scan_journal(file, reader, expect_session, [&](std::uint64_t pos, const Frame& f,
-                                                                         const OutcomePayload& p) {
+  const auto on_outcome = [&](std::uint64_t pos, const Frame& f, const OutcomePayload& p) {
     ref.pos = pos;
     ref.size = static_cast<std::uint32_t>(kFrameHead + f.length);
     ref.type = f.type;
@@ -560,7 +559,8 @@ std::uint64_t for_each_record(const stdfs::path& file, std::string_view expect_s
     ref.flags = p.flags;
     ref.result = p.result;
     each(ref);
-  });
+  };
+  const ScanResult res = scan_journal(file, reader, expect_session, on_outcome);
   if (cut_torn_tail && res.torn_bytes > 0) reader.truncate(res.valid_bytes);
   return res.torn_bytes;
 }

@@ -1,10 +1,13 @@
 // The HDF5 export: the compound dataset /results, its row type made from the column table.
 // See docs/formats.md.
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
-#include "mpmux/error.hpp"
 #include "store/fs.hpp"
 #include "store/h5.hpp"
 #include "store/results_export.hpp"

@@ -2,8 +2,9 @@
 // starts and ends and how each type of cell prints. See docs/formats.md.
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
-#include "mpmux/error.hpp"
 #include "store/field_text.hpp"
 #include "store/fs.hpp"
 #include "store/results_export.hpp"
