@@ -5,11 +5,14 @@
 #  - results_1e6, results_1e7: `mpmux results --format csv` of a session whose every element is
 #    done (journals written by bench_io_journal as two workers would); target: under 100 MB
 #    resident for 10^7 and time linear in the outcomes.
+#  - stat_1e7: `mpmux stat` of the 10^7 session (counts through the same fold); target: its peak
+#    resident memory does not grow with the session.
 # Each run is measured with /usr/bin/time -v (wall time, peak resident memory); contenders take
 # turns for REPS rounds (default 3). Environment: REPS, N_ROWS (1000000), N_RESULTS (1000000),
 # N_RESULTS_BIG (10000000), MPMUX_BENCH_DIR (where files go; default a fresh directory in /tmp).
 # Builds nothing: make -C BUILD mpmux_cli bench_io_journal. Needs python3-pandas and python3-h5py.
-# Ends with new_vs_pandas_ratio=<mpmux time / pandas time> and results_peak_rss_mb_1e7=<MB>.
+# Ends with new_vs_pandas_ratio=<mpmux time / pandas time>, results_peak_rss_mb_1e7=<MB> and
+# stat_peak_rss_mb_1e7=<MB>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
@@ -56,6 +59,7 @@ for round in $(seq "$reps"); do
   measure new_1e6x8 pandas_h5py "$rows" /usr/bin/python3 "$here/pandas_h5py.py" "$work/in.csv" "$work/pandas.h5"
   measure results_1e6 mpmux_results_csv "$n_small" "$mpmux" results "$id_small" --format csv
   measure results_1e7 mpmux_results_csv "$n_big" "$mpmux" results "$id_big" --format csv
+  measure stat_1e7 mpmux_stat "$n_big" "$mpmux" stat "$id_big"
 done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -90,4 +94,6 @@ new, pandas = med.get(("new_1e6x8", "mpmux_new")), med.get(("new_1e6x8", "pandas
 print(f"new_vs_pandas_ratio={new / pandas:.2f}" if new and pandas else "new_vs_pandas_ratio=nan")
 r = rss.get(("results_1e7", "mpmux_results_csv"))
 print(f"results_peak_rss_mb_1e7={r:.1f}" if r else "results_peak_rss_mb_1e7=nan")
+r = rss.get(("stat_1e7", "mpmux_stat"))
+print(f"stat_peak_rss_mb_1e7={r:.1f}" if r else "stat_peak_rss_mb_1e7=nan")
 PY

@@ -175,12 +175,21 @@ struct MPMUX_EXPORT SessionState {
 
 /// Folds every journal (*.mjl) of the session. A done record makes an element done whatever else
 /// was recorded for it; a failed record with the kFinal flag makes it failed unless a done
-/// exists; attempts counts done and failed records. Throws StoreError for a corrupt journal,
-/// one of another session, or a record naming an index >= total.
+/// exists; attempts counts done and failed records. Reads the journals through the same fold as
+/// read_results(), in memory bounded but for the per-element vectors returned. Throws StoreError
+/// for a corrupt journal, one of another session, or a record naming an index >= total.
 MPMUX_EXPORT SessionState read_session_state(const Session& session, bool cut_torn_tails = false);
 /// The same for the journals in `journal_dir` of session `session_id` with `total` elements.
 MPMUX_EXPORT SessionState read_session_state(const std::filesystem::path& journal_dir,
                                              std::string_view session_id, std::uint64_t total,
                                              bool cut_torn_tails = false);
+
+/// The counts of SessionState without its per-element vectors.
+struct MPMUX_EXPORT SessionCounts {
+  std::uint64_t total = 0, done = 0, failed = 0, torn_bytes = 0;
+};
+/// The counts of read_session_state(session), read in memory bounded whatever the session's
+/// size (what `mpmux stat` and `mpmux done` need). Throws as read_session_state.
+MPMUX_EXPORT SessionCounts read_session_counts(const Session& session);
 
 }  // namespace mpmux

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string_view>
@@ -25,11 +26,18 @@ struct MPMUX_EXPORT ElementResult {
   std::optional<Outcome> outcome;
 };
 
-/// Folds every journal of the session into one row per element, in index order. Reads journals
-/// as read_session_state() does (torn tails ignored, never cut) and applies the same rules for
-/// status and attempts. Holds the deciding outcome of every element in memory, results included.
+/// Folds every journal of the session into one row per element, in index order, through the
+/// fold of read_session_state() (torn tails ignored, never cut; the same rules for status and
+/// attempts). Holds the deciding outcome of every element in memory, results included.
 /// Throws StoreError for a corrupt journal, one of another session, or an index >= total.
 MPMUX_EXPORT std::vector<ElementResult> read_results(const Session& session);
+/// The rows of read_results() handed to `each` one by one, in index order, holding one block of
+/// rows at a time (bounded memory for a session of any size); with `only`, just the rows of
+/// elements with that status, and only their deciding records are read back. Throws as
+/// read_results(), before `each` is called.
+MPMUX_EXPORT void for_each_result(const Session& session,
+                                  const std::function<void(const ElementResult&)>& each,
+                                  std::optional<ElementStatus> only = std::nullopt);
 
 enum class ResultsFormat { csv, jsonl, h5 };
 MPMUX_EXPORT std::string_view to_string(ResultsFormat format);

@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <string.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -79,30 +78,33 @@ std::string exit_status(const Outcome& o) {
   return "exit " + std::to_string(o.exit_code);
 }
 
+// Streams the rows of the failed elements, so a session of any size is listed in bounded memory.
 void print_failures(const Session& session, bool all, bool verbose) {
-  std::vector<ElementResult> failed;
-  for (ElementResult& r : read_results(session))
-    if (r.status == ElementStatus::failed) failed.push_back(std::move(r));
-  if (failed.empty()) return;  // the journals changed since the counts were read
-  std::printf("\nfailed elements:\n");
-  const std::size_t shown = all ? failed.size() : std::min(failed.size(), kListedFailures);
-  for (std::size_t k = 0; k < shown; ++k) {
-    const ElementResult& r = failed[k];
-    std::string line = "  element " + std::to_string(r.index) + "  attempts " + std::to_string(r.attempts);
-    if (const auto& o = r.outcome) {
-      line += "  " + exit_status(*o);
-      if (o->flags & Outcome::kTimedOut) line += "  timed out";
-      const std::string last = last_line(o->stderr_tail);
-      line += last.empty() ? "  (no stderr)" : "  stderr: " + last;
-      std::printf("%s\n", line.c_str());
-      if (verbose)
-        for (std::string_view l : lines_of(o->stderr_tail)) std::printf("    | %s\n", printable(l).c_str());
-    } else {
-      std::printf("%s\n", line.c_str());
-    }
-  }
-  if (shown < failed.size())
-    std::printf("  ... and %zu more (mpmux stat --all lists them)\n", failed.size() - shown);
+  std::size_t failed = 0;
+  for_each_result(
+      session,
+      [&](const ElementResult& r) {
+        // The heading comes with the first row: the journals may have changed since the counts.
+        if (failed++ == 0) std::printf("\nfailed elements:\n");
+        if (!all && failed > kListedFailures) return;
+        std::string line =
+            "  element " + std::to_string(r.index) + "  attempts " + std::to_string(r.attempts);
+        if (const auto& o = r.outcome) {
+          line += "  " + exit_status(*o);
+          if (o->flags & Outcome::kTimedOut) line += "  timed out";
+          const std::string last = last_line(o->stderr_tail);
+          line += last.empty() ? "  (no stderr)" : "  stderr: " + last;
+          std::printf("%s\n", line.c_str());
+          if (verbose)
+            for (std::string_view l : lines_of(o->stderr_tail))
+              std::printf("    | %s\n", printable(l).c_str());
+        } else {
+          std::printf("%s\n", line.c_str());
+        }
+      },
+      ElementStatus::failed);
+  if (!all && failed > kListedFailures)
+    std::printf("  ... and %zu more (mpmux stat --all lists them)\n", failed - kListedFailures);
 }
 
 int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {

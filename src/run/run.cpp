@@ -601,11 +601,11 @@ RunSummary Run::finish() {
 }
 
 Stat session_stat(const Session& session) {
-  const SessionState state = read_session_state(session);
+  const SessionCounts counts = read_session_counts(session);
   Stat st;
   st.total = session.total();
-  st.done = state.done;
-  st.failed = state.failed;
+  st.done = counts.done;
+  st.failed = counts.failed;
   const std::uint64_t open = st.total - std::min(st.total, st.done + st.failed);
   std::ifstream in(session.run_status_file());
   if (in) {

@@ -545,11 +545,11 @@ std::vector<stdfs::path> journal_files(const stdfs::path& dir) {
   return files;
 }
 
-void for_each_record(const stdfs::path& file, std::string_view expect_session,
-                     const std::function<void(const RecordRef&)>& each) {
-  JournalFileReader reader(file, false);
+std::uint64_t for_each_record(const stdfs::path& file, std::string_view expect_session,
+                              const std::function<void(const RecordRef&)>& each, bool cut_torn_tail) {
+  JournalFileReader reader(file, cut_torn_tail);
   RecordRef ref;
-  scan_journal(file, reader, expect_session, [&](std::uint64_t pos, const Frame& f, const OutcomePayload& p) {
+  const auto on_outcome = [&](std::uint64_t pos, const Frame& f, const OutcomePayload& p) {
     ref.pos = pos;
     ref.size = static_cast<std::uint32_t>(kFrameHead + f.length);
     ref.type = f.type;
@@ -559,7 +559,10 @@ void for_each_record(const stdfs::path& file, std::string_view expect_session,
     ref.flags = p.flags;
     ref.result = p.result;
     each(ref);
-  });
+  };
+  const ScanResult res = scan_journal(file, reader, expect_session, on_outcome);
+  if (cut_torn_tail && res.torn_bytes > 0) reader.truncate(res.valid_bytes);
+  return res.torn_bytes;
 }
 
 struct RecordReader::State {
@@ -593,54 +596,6 @@ Outcome RecordReader::read(std::uint64_t pos, std::uint32_t size, std::uint64_t 
 }
 
 }  // namespace journal_scan
-
-// ---------------------------------------------------------------------------------------------
-// Session state
-
-std::vector<std::uint64_t> SessionState::pending_indices(bool include_failed) const {
-  std::vector<std::uint64_t> out;
-  out.reserve(status.size() - std::min<std::uint64_t>(status.size(), done));
-  for (std::size_t i = 0; i < status.size(); ++i) {
-    if (status[i] == ElementStatus::pending || (include_failed && status[i] == ElementStatus::failed))
-      out.push_back(i);
-  }
-  return out;
-}
-
-SessionState read_session_state(const stdfs::path& journal_dir, std::string_view session_id,
-                                std::uint64_t total, bool cut_torn_tails) {
-  const std::vector<stdfs::path> files = journal_scan::journal_files(journal_dir);
-  SessionState state;
-  state.status.assign(total, ElementStatus::pending);
-  state.attempts.assign(total, 0);
-  for (const stdfs::path& file : files) {
-    JournalFileReader reader(file, cut_torn_tails);
-    ScanResult res = scan_journal(
-        file, reader, session_id, [&](std::uint64_t pos, const Frame& f, const OutcomePayload& p) {
-          if (f.index >= total)
-            throw StoreError(journal_name(file) + ": record at byte " + std::to_string(pos) +
-                             " names element " + std::to_string(f.index) + ", but the session has " +
-                             std::to_string(total));
-          ElementStatus& s = state.status[f.index];
-          ++state.attempts[f.index];
-          if (f.type == RecordType::done)
-            s = ElementStatus::done;
-          else if ((p.flags & Outcome::kFinal) && s != ElementStatus::done)
-            s = ElementStatus::failed;
-        });
-    state.torn_bytes += res.torn_bytes;
-    if (cut_torn_tails && res.torn_bytes > 0) reader.truncate(res.valid_bytes);
-  }
-  for (ElementStatus s : state.status) {
-    state.done += s == ElementStatus::done;
-    state.failed += s == ElementStatus::failed;
-  }
-  return state;
-}
-
-SessionState read_session_state(const Session& session, bool cut_torn_tails) {
-  return read_session_state(session.journal_dir(), session.id().session, session.total(), cut_torn_tails);
-}
 
 // ---------------------------------------------------------------------------------------------
 // JournalWriter

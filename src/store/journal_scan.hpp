@@ -29,9 +29,10 @@ struct RecordRef {
 };
 
 /// Calls `each` for every outcome record of `file`, in file order, with the checks and torn-tail
-/// rule of read_journal (a torn tail is ignored, never cut). Throws StoreError as read_journal.
-void for_each_record(const std::filesystem::path& file, std::string_view expect_session,
-                     const std::function<void(const RecordRef&)>& each);
+/// rule of read_journal (a torn tail is ignored, and cut after the scan with `cut_torn_tail`).
+/// Returns the bytes of the torn tail. Throws StoreError as read_journal.
+std::uint64_t for_each_record(const std::filesystem::path& file, std::string_view expect_session,
+                              const std::function<void(const RecordRef&)>& each, bool cut_torn_tail = false);
 
 /// Reads single records of one journal back by position. Not thread-safe.
 class RecordReader {

@@ -1,4 +1,5 @@
-// The bounded-memory fold of a session's journals; see results_fold.hpp.
+// The one fold of a session's journals and what is read through it: the session state and
+// counts, and the rows of the results; see results_fold.hpp.
 #include "store/results_fold.hpp"
 
 #include <fcntl.h>
@@ -7,7 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <optional>
+#include <string>
 #include <tuple>
+#include <utility>
 
 #include "mpmux/error.hpp"
 #include "store/fs.hpp"
@@ -24,15 +28,18 @@ namespace {
 // stay a few MiB for the sizes mpmux is built for and the per-block work stays negligible.
 constexpr std::uint64_t kMinBlock = 1u << 16;
 constexpr std::uint64_t kMaxBlocks = 256;
-// References buffered in memory (8 MiB, at most twice that with the vectors' growth) before they
-// are appended to the spill file.
+// References buffered in memory (8 MiB; the vectors' growth and the capacity each block keeps
+// make at most four times that) before they are appended to the spill file.
 constexpr std::size_t kSpillEntries = 1u << 18;
 // Deciding records closer than this are read back with one pread, up to kReadRun bytes.
 constexpr std::uint64_t kReadGap = 64u << 10;
 constexpr std::uint64_t kReadRun = 4u << 20;
 
-// Not a journal flag: marks a record whose result is not UTF-8 without NUL bytes.
-constexpr std::uint8_t kBinaryResult = 0x80;
+// The bits of Entry::bits: the journal flags the fold uses, and two of its own.
+constexpr std::uint32_t kJournalFlags = Outcome::kFinal;
+constexpr std::uint32_t kDone = 0x40;          // a done record (else failed)
+constexpr std::uint32_t kBinaryResult = 0x80;  // its result is not UTF-8 without NUL bytes
+constexpr std::uint32_t kMaxJournals = 1u << 24;
 
 // What the fold needs of one record, and where to read the rest.
 struct Entry {
@@ -41,9 +48,10 @@ struct Entry {
   std::uint32_t local;  // index - first index of its block
   std::uint32_t attempt;
   std::uint32_t size;
-  std::uint16_t file;
-  RecordType type;
-  std::uint8_t flags;
+  std::uint32_t bits;  // journal number << 8 | the bits above
+
+  std::uint32_t file() const { return bits >> 8; }
+  bool done() const { return (bits & kDone) != 0; }
 };
 static_assert(sizeof(Entry) == 32, "references are spilled as 32-byte records");
 
@@ -62,21 +70,20 @@ bool supersedes(const Entry& a, const Entry& b) {
   return std::tie(a.attempt, a.t_end) >= std::tie(b.attempt, b.t_end);
 }
 
-// The fold rule of read_results, over one block's references in the order they were read.
+// The fold rule (documented at read_session_state and read_results), over one block's
+// references in the order they were read: the only place it is written.
 void fold(const std::vector<Entry>& entries, std::vector<Slot>& slots) {
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     Slot& s = slots[e.local];
     ++s.attempts;
     const Entry* kept = s.winner < 0 ? nullptr : &entries[static_cast<std::size_t>(s.winner)];
-    if (e.type == RecordType::done) {
+    if (e.done()) {
       s.status = ElementStatus::done;
-      if (!kept || kept->type != RecordType::done || supersedes(e, *kept))
-        s.winner = static_cast<std::int64_t>(i);
+      if (!kept || !kept->done() || supersedes(e, *kept)) s.winner = static_cast<std::int64_t>(i);
     } else {
-      if ((e.flags & Outcome::kFinal) && s.status != ElementStatus::done) s.status = ElementStatus::failed;
-      if (!kept || (kept->type == RecordType::failed && supersedes(e, *kept)))
-        s.winner = static_cast<std::int64_t>(i);
+      if ((e.bits & Outcome::kFinal) && s.status != ElementStatus::done) s.status = ElementStatus::failed;
+      if (!kept || (!kept->done() && supersedes(e, *kept))) s.winner = static_cast<std::int64_t>(i);
     }
   }
 }
@@ -108,7 +115,7 @@ posix::Fd open_spill(const stdfs::path& session_dir) {
 }  // namespace
 
 struct ResultFold::State {
-  std::uint64_t total = 0, block = 0, blocks = 0;
+  std::uint64_t total = 0, block = 0, blocks = 0, torn_bytes = 0;
   stdfs::path dir;
   std::vector<stdfs::path> files;
   std::vector<std::vector<Entry>> buffered;  // per block, the references not spilled yet
@@ -130,10 +137,15 @@ struct ResultFold::State {
       spilled[b].push_back({spill_size, v.size()});
       spill_size += bytes;
       v.clear();
-      v.shrink_to_fit();
+      // Twice a block's share of the budget stays allocated for the next round (fresh memory
+      // costs a page fault per 4 KiB, the most of a fold's time); more is given back.
+      if (v.capacity() > 2 * kSpillEntries / blocks) v.shrink_to_fit();
     }
     buffered_count = 0;
   }
+
+  // Reads block b's references and folds them into one slot per element.
+  void fold_block(std::size_t b, std::vector<Entry>& entries, std::vector<Slot>& slots) const;
 
   std::vector<Entry> entries_of(std::size_t b) const {
     std::uint64_t n = buffered[b].size();
@@ -159,63 +171,119 @@ struct ResultFold::State {
   }
 };
 
-ResultFold::ResultFold(const Session& session) : state_(std::make_unique<State>()) {
+ResultFold::ResultFold(const stdfs::path& journal_dir, std::string_view session_id, std::uint64_t total,
+                       bool cut_torn_tails)
+    : state_(std::make_unique<State>()) {
   State& s = *state_;
-  s.total = session.total();
-  s.dir = session.dir();
+  s.total = total;
+  s.dir = journal_dir.parent_path();
   s.block = std::max(kMinBlock, (s.total + kMaxBlocks - 1) / kMaxBlocks);
   s.blocks = (s.total + s.block - 1) / s.block;
   s.buffered.resize(s.blocks);
   s.spilled.resize(s.blocks);
-  s.files = journal_scan::journal_files(session.journal_dir());
-  if (s.files.size() > 0xFFFF)
-    throw StoreError("journal directory '" + session.journal_dir().string() + "': more than 65535 journals");
+  s.files = journal_scan::journal_files(journal_dir);
+  if (s.files.size() >= kMaxJournals)
+    throw StoreError("journal directory '" + journal_dir.string() + "': more than " +
+                     std::to_string(kMaxJournals - 1) + " journals");
   for (std::size_t f = 0; f < s.files.size(); ++f) {
     const stdfs::path& file = s.files[f];
-    journal_scan::for_each_record(file, session.id().session, [&](const journal_scan::RecordRef& r) {
+    const auto each = [&](const journal_scan::RecordRef& r) {
       if (r.index >= s.total)
-        throw StoreError("journal '" + file.string() + "': a record names element " +
-                         std::to_string(r.index) + ", but the session has " + std::to_string(s.total));
+        throw StoreError("journal '" + file.string() + "': record at byte " + std::to_string(r.pos) +
+                         " names element " + std::to_string(r.index) + ", but the session has " +
+                         std::to_string(s.total));
       const bool binary = utf8::first_invalid(r.result) != std::string_view::npos ||
                           r.result.find('\0') != std::string_view::npos;
+      const std::uint32_t bits = static_cast<std::uint32_t>(f) << 8 | (r.flags & kJournalFlags) |
+                                 (r.type == RecordType::done ? kDone : 0) | (binary ? kBinaryResult : 0);
       const std::uint64_t b = r.index / s.block;
-      s.buffered[b].push_back({r.pos, r.t_end, static_cast<std::uint32_t>(r.index - b * s.block), r.attempt,
-                               r.size, static_cast<std::uint16_t>(f), r.type,
-                               static_cast<std::uint8_t>(r.flags | (binary ? kBinaryResult : 0))});
+      s.buffered[b].push_back(
+          {r.pos, r.t_end, static_cast<std::uint32_t>(r.index - b * s.block), r.attempt, r.size, bits});
       if (++s.buffered_count >= kSpillEntries) s.spill_all();
-    });
+    };
+    s.torn_bytes += journal_scan::for_each_record(file, session_id, each, cut_torn_tails);
   }
 }
+
+ResultFold::ResultFold(const Session& session, bool cut_torn_tails)
+    : ResultFold(session.journal_dir(), session.id().session, session.total(), cut_torn_tails) {}
 
 ResultFold::~ResultFold() = default;
 
 std::uint64_t ResultFold::total() const { return state_->total; }
+std::uint64_t ResultFold::torn_bytes() const { return state_->torn_bytes; }
+
+void ResultFold::State::fold_block(std::size_t b, std::vector<Entry>& entries,
+                                   std::vector<Slot>& slots) const {
+  entries = entries_of(b);
+  slots.assign(std::min(block, total - b * block), Slot{});
+  fold(entries, slots);
+}
 
 bool ResultFold::any_binary_result() const {
-  const State& s = *state_;
+  std::vector<Entry> entries;
   std::vector<Slot> slots;
-  for (std::size_t b = 0; b < s.blocks; ++b) {
-    const std::vector<Entry> entries = s.entries_of(b);
-    slots.assign(std::min(s.block, s.total - b * s.block), Slot{});
-    fold(entries, slots);
+  for (std::size_t b = 0; b < state_->blocks; ++b) {
+    state_->fold_block(b, entries, slots);
     for (const Slot& slot : slots)
-      if (slot.winner >= 0 && (entries[static_cast<std::size_t>(slot.winner)].flags & kBinaryResult))
+      if (slot.winner >= 0 && (entries[static_cast<std::size_t>(slot.winner)].bits & kBinaryResult))
         return true;
   }
   return false;
 }
 
+void ResultFold::for_each_state(const std::function<void(std::uint64_t index, ElementStatus status,
+                                                         std::uint32_t attempts)>& each) const {
+  std::vector<Entry> entries;
+  std::vector<Slot> slots;
+  for (std::size_t b = 0; b < state_->blocks; ++b) {
+    state_->fold_block(b, entries, slots);
+    const std::uint64_t first = b * state_->block;
+    for (std::size_t k = 0; k < slots.size(); ++k) each(first + k, slots[k].status, slots[k].attempts);
+  }
+}
+
+namespace {
+
+// Reads the records `wanted` points to into their rows, in file order, nearby ones together.
+void read_deciding(const std::vector<stdfs::path>& files, std::vector<const Entry*>& wanted,
+                   std::vector<ElementResult>& rows) {
+  std::sort(wanted.begin(), wanted.end(), [](const Entry* a, const Entry* b) {
+    return std::pair(a->file(), a->pos) < std::pair(b->file(), b->pos);
+  });
+  std::unique_ptr<journal_scan::RecordReader> reader;
+  std::size_t run_end = 0;  // wanted[..run_end) are covered by the last read
+  std::uint64_t read_until = 0;
+  for (std::size_t j = 0; j < wanted.size(); ++j) {
+    const Entry& e = *wanted[j];
+    if (j == 0 || e.file() != wanted[j - 1]->file())
+      reader = std::make_unique<journal_scan::RecordReader>(files[e.file()]);
+    if (j >= run_end) {
+      run_end = j + 1;
+      read_until = e.pos + e.size;
+      while (run_end < wanted.size() && wanted[run_end]->file() == e.file() &&
+             wanted[run_end]->pos - read_until <= kReadGap &&
+             wanted[run_end]->pos + wanted[run_end]->size - e.pos <= kReadRun) {
+        read_until = wanted[run_end]->pos + wanted[run_end]->size;
+        ++run_end;
+      }
+    }
+    rows[e.local].outcome = reader->read(e.pos, e.size, read_until);
+  }
+}
+
+}  // namespace
+
 void ResultFold::for_each_block(
-    const std::function<void(std::uint64_t first, const std::vector<ElementResult>& rows)>& each) const {
-  const State& s = *state_;
+    const std::function<void(std::uint64_t first, const std::vector<ElementResult>& rows)>& each,
+    const std::function<bool(ElementStatus)>& read_outcome) const {
+  std::vector<Entry> entries;
   std::vector<Slot> slots;
   std::vector<ElementResult> rows;
   std::vector<const Entry*> wanted;
-  for (std::size_t b = 0; b < s.blocks; ++b) {
-    const std::uint64_t first = b * s.block;
-    const std::vector<Entry> entries = s.entries_of(b);
-    slots.assign(std::min(s.block, s.total - first), Slot{});
-    fold(entries, slots);
+  for (std::size_t b = 0; b < state_->blocks; ++b) {
+    state_->fold_block(b, entries, slots);
+    const std::uint64_t first = b * state_->block;
     rows.resize(slots.size());
     wanted.clear();
     for (std::size_t k = 0; k < slots.size(); ++k) {
@@ -223,33 +291,76 @@ void ResultFold::for_each_block(
       rows[k].status = slots[k].status;
       rows[k].attempts = slots[k].attempts;
       rows[k].outcome.reset();
-      if (slots[k].winner >= 0) wanted.push_back(&entries[static_cast<std::size_t>(slots[k].winner)]);
+      if (slots[k].winner >= 0 && (!read_outcome || read_outcome(slots[k].status)))
+        wanted.push_back(&entries[static_cast<std::size_t>(slots[k].winner)]);
     }
-    // Deciding records in file order, nearby ones read together.
-    std::sort(wanted.begin(), wanted.end(), [](const Entry* a, const Entry* b) {
-      return std::tie(a->file, a->pos) < std::tie(b->file, b->pos);
-    });
-    std::unique_ptr<journal_scan::RecordReader> reader;
-    std::size_t run_end = 0;  // wanted[..run_end) are covered by the last read
-    std::uint64_t read_until = 0;
-    for (std::size_t j = 0; j < wanted.size(); ++j) {
-      const Entry& e = *wanted[j];
-      if (j == 0 || e.file != wanted[j - 1]->file)
-        reader = std::make_unique<journal_scan::RecordReader>(s.files[e.file]);
-      if (j >= run_end) {
-        run_end = j + 1;
-        read_until = e.pos + e.size;
-        while (run_end < wanted.size() && wanted[run_end]->file == e.file &&
-               wanted[run_end]->pos - read_until <= kReadGap &&
-               wanted[run_end]->pos + wanted[run_end]->size - e.pos <= kReadRun) {
-          read_until = wanted[run_end]->pos + wanted[run_end]->size;
-          ++run_end;
-        }
-      }
-      rows[e.local].outcome = reader->read(e.pos, e.size, read_until);
-    }
+    read_deciding(state_->files, wanted, rows);
     each(first, rows);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is read through the fold
+
+std::vector<std::uint64_t> SessionState::pending_indices(bool include_failed) const {
+  std::vector<std::uint64_t> out;
+  out.reserve(status.size() - std::min<std::uint64_t>(status.size(), done));
+  for (std::size_t i = 0; i < status.size(); ++i) {
+    if (status[i] == ElementStatus::pending || (include_failed && status[i] == ElementStatus::failed))
+      out.push_back(i);
+  }
+  return out;
+}
+
+SessionState read_session_state(const stdfs::path& journal_dir, std::string_view session_id,
+                                std::uint64_t total, bool cut_torn_tails) {
+  const ResultFold fold(journal_dir, session_id, total, cut_torn_tails);
+  SessionState state;
+  state.status.reserve(total);
+  state.attempts.reserve(total);
+  state.torn_bytes = fold.torn_bytes();
+  fold.for_each_state([&](std::uint64_t, ElementStatus status, std::uint32_t attempts) {
+    state.status.push_back(status);
+    state.attempts.push_back(attempts);
+    state.done += status == ElementStatus::done;
+    state.failed += status == ElementStatus::failed;
+  });
+  return state;
+}
+
+SessionState read_session_state(const Session& session, bool cut_torn_tails) {
+  return read_session_state(session.journal_dir(), session.id().session, session.total(), cut_torn_tails);
+}
+
+SessionCounts read_session_counts(const Session& session) {
+  const ResultFold fold(session);
+  SessionCounts counts;
+  counts.total = fold.total();
+  counts.torn_bytes = fold.torn_bytes();
+  fold.for_each_state([&](std::uint64_t, ElementStatus status, std::uint32_t) {
+    counts.done += status == ElementStatus::done;
+    counts.failed += status == ElementStatus::failed;
+  });
+  return counts;
+}
+
+void for_each_result(const Session& session, const std::function<void(const ElementResult&)>& each,
+                     std::optional<ElementStatus> only) {
+  const ResultFold fold(session);
+  const auto wanted = [&](ElementStatus s) { return !only || s == *only; };
+  fold.for_each_block(
+      [&](std::uint64_t, const std::vector<ElementResult>& rows) {
+        for (const ElementResult& r : rows)
+          if (wanted(r.status)) each(r);
+      },
+      wanted);
+}
+
+std::vector<ElementResult> read_results(const Session& session) {
+  std::vector<ElementResult> rows;
+  rows.reserve(session.total());
+  for_each_result(session, [&](const ElementResult& r) { rows.push_back(r); });
+  return rows;
 }
 
 }  // namespace mpmux

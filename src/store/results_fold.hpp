@@ -1,13 +1,16 @@
-// The journals of a session folded into one row per element in bounded memory, for exports of
-// any size. A first pass reads every journal once and keeps of each record only a 32-byte
-// reference, partitioned by block of element indices (spilled to an unlinked temporary file
-// past a budget); then each block is folded on its own and only its deciding records are read
-// back. Memory: about the references of one block plus its rows, whatever the session's size.
+// The one fold of a session's journals, in bounded memory for sessions of any size. Every reader
+// of a session's state goes through it: the run's pending list (read_session_state), the counts
+// of `stat` and `done` (read_session_counts), and the rows of the exports and of `stat`'s failure
+// list (for_each_result). A first pass reads every journal once and keeps of each record only a
+// 32-byte reference, partitioned by block of element indices (spilled to an unlinked temporary
+// file past a budget); then each block is folded on its own and only the deciding records asked
+// for are read back. Memory: about the references of one block plus its rows.
 #pragma once
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "mpmux/results.hpp"
@@ -17,20 +20,32 @@ namespace mpmux {
 
 class ResultFold {
  public:
-  /// Reads every journal of the session (the first pass). Throws StoreError for a corrupt
+  /// Reads every journal (*.mjl) of `journal_dir` (the first pass); with `cut_torn_tails`, each
+  /// journal's torn tail is cut off once it has been read. Throws StoreError for a corrupt
   /// journal, one of another session, or an index >= total, before anything is handed out.
-  explicit ResultFold(const Session& session);
+  ResultFold(const std::filesystem::path& journal_dir, std::string_view session_id, std::uint64_t total,
+             bool cut_torn_tails = false);
+  explicit ResultFold(const Session& session, bool cut_torn_tails = false);
   ~ResultFold();
   ResultFold(const ResultFold&) = delete;
   ResultFold& operator=(const ResultFold&) = delete;
 
   std::uint64_t total() const;
+  /// Bytes of torn tails over all journals (ignored, and cut when the fold was asked to).
+  std::uint64_t torn_bytes() const;
   /// Whether some element's deciding record holds a result that is not UTF-8 without NUL.
   bool any_binary_result() const;
+  /// Calls `each` with the status and attempts of every element, in index order, without
+  /// reading any record back.
+  void for_each_state(const std::function<void(std::uint64_t index, ElementStatus status,
+                                               std::uint32_t attempts)>& each) const;
   /// Calls `each` with the rows of consecutive index blocks, in index order; rows[k] is element
-  /// first + k, decided by the rules documented at read_results.
+  /// first + k, decided by the rules documented at read_results. The deciding outcome of a row
+  /// is read back from its journal only when `read_outcome(status)` says so (always when empty);
+  /// the other rows have none.
   void for_each_block(
-      const std::function<void(std::uint64_t first, const std::vector<ElementResult>& rows)>& each) const;
+      const std::function<void(std::uint64_t first, const std::vector<ElementResult>& rows)>& each,
+      const std::function<bool(ElementStatus)>& read_outcome = {}) const;
 
  private:
   struct State;

@@ -198,6 +198,24 @@ class Sweeps(TempDirTest):
         self.assertRegex(out, r"(?m)^  element 4  attempts 1  exit 4  stderr: no y z\n    \| no y z$")
         self.assertRegex(out, r"(?m)^  element 10  attempts 1  exit 4  stderr: no y z$")
 
+    def test_stat_lists_twenty_failures_then_counts_the_rest_and_all_with_all(self):
+        # Every element but the even ones below 6 fails: 28 failures, listed in index order.
+        _, mux_id = self.new_session("--range", 31)
+        p = mpirun(2, "run", mux_id, "--exec", "sh -c 'test $1 -lt 6 -a $(($1 % 2)) -eq 0' x {i}",
+                   "--no-progress")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        failed = [i for i in range(31) if not (i < 6 and i % 2 == 0)]
+        listed = re.compile(r"(?m)^  element (\d+)  attempts 1  exit 1  \(no stderr\)$")
+
+        out = mpmux("stat", mux_id, check=0).stdout
+        self.assertEqual([int(i) for i in listed.findall(out)], failed[:20])
+        self.assertEqual(len(failed), 28)
+        self.assertTrue(out.endswith("\n  ... and 8 more (mpmux stat --all lists them)\n"), out)
+
+        out = mpmux("stat", mux_id, "--all", check=0).stdout
+        self.assertEqual([int(i) for i in listed.findall(out)], failed)
+        self.assertNotIn("more", out)
+
     def test_output_files_and_bad_arguments(self):
         _, mux_id = self.new_session("--range", 4)
         out = os.path.join(self.tmp, "out.csv")

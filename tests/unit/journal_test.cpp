@@ -14,6 +14,7 @@
 #include <random>
 #include <regex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "mpmux/error.hpp"
@@ -24,8 +25,8 @@ namespace mpmux {
 namespace {
 
 namespace stdfs = std::filesystem;
-using mpmux::test::TempDir;
 using mpmux::test::in_child;
+using mpmux::test::TempDir;
 
 constexpr const char* kSession = "20261121T233512Z-7f3a";
 
@@ -633,6 +634,29 @@ TEST(Journal, WriterOnASessionWritesIntoItsJournalDirectory) {
   SessionState s = read_session_state(session);
   EXPECT_EQ(s.status.size(), 4u);
   EXPECT_EQ(s.pending_indices(), (std::vector<std::uint64_t>{0, 1, 3}));
+}
+
+TEST(Journal, CountsAreTheStateWithoutItsPerElementVectors) {
+  TempDir tmp;
+  ParsedElements elements;
+  for (int i = 0; i < 6; ++i) elements.elements.push("{}");
+  Session session = Session::create(create_mux(tmp.path(), elements, ""));
+  stdfs::path path;
+  {
+    JournalWriter w(session, "node01", 42);
+    path = w.path();
+    for (const Outcome& o : {done(0), failed(1, true), failed(2, false), failed(3, true), done(3), done(4)})
+      w.append(o);
+  }
+  write_bytes(path, bytes_of(path) + std::string(7, '\0'));  // a torn tail
+  const SessionCounts counts = read_session_counts(session);
+  const SessionState state = read_session_state(session);
+  EXPECT_EQ(counts.total, 6u);
+  EXPECT_EQ(counts.done, 3u);
+  EXPECT_EQ(counts.failed, 1u);
+  EXPECT_EQ(counts.torn_bytes, 7u);
+  EXPECT_EQ(std::tie(counts.done, counts.failed, counts.torn_bytes),
+            std::tie(state.done, state.failed, state.torn_bytes));
 }
 
 }  // namespace

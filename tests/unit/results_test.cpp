@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -345,6 +346,45 @@ TEST(Results, StatusAndAttemptsAgreeWithTheSessionState) {
     if (rows[i].outcome)
       EXPECT_EQ(rows[i].outcome->type == RecordType::done, state.status[i] == ElementStatus::done);
   }
+}
+
+TEST(Results, ForEachResultHandsOutTheRowsOfOneStatusWithTheirOutcomes) {
+  TempDir tmp;
+  Session s = grid_session(tmp, 5);
+  journal(s, {done(0), failed(1, 1, true), failed(2, 1, false), failed(3, 1, true), done(3, 2)});
+  auto rows_of = [&](std::optional<ElementStatus> only) {
+    std::vector<ElementResult> rows;
+    for_each_result(
+        s, [&](const ElementResult& r) { rows.push_back(r); }, only);
+    return rows;
+  };
+  const auto failed_rows = rows_of(ElementStatus::failed);
+  ASSERT_EQ(failed_rows.size(), 1u);
+  EXPECT_EQ(failed_rows[0].index, 1u);
+  ASSERT_TRUE(failed_rows[0].outcome);
+  EXPECT_EQ(failed_rows[0].outcome->stderr_tail, "try 1\nfailed 1\n");
+
+  // A failure with a retry left keeps element 2 pending, with that outcome; 4 has none.
+  const auto pending = rows_of(ElementStatus::pending);
+  ASSERT_EQ(pending.size(), 2u);
+  EXPECT_EQ(pending[0].index, 2u);
+  ASSERT_TRUE(pending[0].outcome);
+  EXPECT_EQ(pending[0].outcome->exit_code, 1);
+  EXPECT_EQ(pending[1].index, 4u);
+  EXPECT_FALSE(pending[1].outcome);
+
+  const auto all = rows_of(std::nullopt);
+  const auto read = read_results(s);
+  ASSERT_EQ(all.size(), read.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(all[i].index, i);
+    EXPECT_EQ(all[i].status, read[i].status);
+    EXPECT_EQ(all[i].attempts, read[i].attempts);
+    ASSERT_EQ(all[i].outcome.has_value(), read[i].outcome.has_value());
+    if (all[i].outcome) EXPECT_EQ(all[i].outcome->result, read[i].outcome->result);
+  }
+  EXPECT_EQ(all[3].outcome->result, "r3.2");
 }
 
 TEST(Results, ARecordNamingAnIndexBeyondTheSetIsAStoreError) {
