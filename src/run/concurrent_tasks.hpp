@@ -60,13 +60,15 @@ class AttemptSink {
   /// `wake`: tell the claiming thread now. Otherwise it finds the attempt at its next wake-up,
   /// within 20 ms: reporting a batch of tiny elements then costs one wake-up, not one each.
   void put(std::uint64_t key, Attempt attempt, bool wake);
-  /// What ended so far, after waiting up to `wait` for a wake-up.
-  std::vector<std::pair<std::uint64_t, Attempt>> take(std::chrono::milliseconds wait);
+  /// What ended so far, after waiting up to `wait` for a wake-up. Valid until the next take;
+  /// call it from one thread only.
+  std::vector<std::pair<std::uint64_t, Attempt>>& take(std::chrono::milliseconds wait);
 
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::pair<std::uint64_t, Attempt>> ended_;
+  std::vector<std::pair<std::uint64_t, Attempt>> taken_;  // the claiming thread's
   bool woken_ = false;
 };
 
@@ -76,8 +78,8 @@ class ConcurrentTasks {
   virtual ~ConcurrentTasks() = default;
   /// Batches run at once.
   virtual int slots() const = 0;
-  /// The most elements one batch may hold; the loop sizes batches to about a millisecond of
-  /// work from the durations it has seen, and starts with one.
+  /// The most elements one batch may hold; the loop sizes batches to about a quarter of a
+  /// millisecond of work from the durations it has seen, and starts with one.
   virtual std::size_t max_batch() const = 0;
   /// Starts attempts at the batch's elements, one after the other in one slot, and reports
   /// each exactly once to `sink` (from any thread, possibly before start returns), the last
