@@ -88,13 +88,16 @@ TEST(Runner, APluginInitFailingOnTheWorkingRanksFailsEveryRankWithTheLowestRanks
   const std::string plugin = std::string(MPMUX_BINARY_DIR) + "/plugins/tasks/librosenbrock.so";
   const int rank = rank_of(MPI_COMM_WORLD);
   try {
-    mpmux::Runner runner(session.id(), MPI_COMM_WORLD, quiet(mpmux::PluginTask{.library = plugin, .arg = "1,x"}));
+    mpmux::Runner runner(session.id(), MPI_COMM_WORLD,
+                         quiet(mpmux::PluginTask{.library = plugin, .arg = "1,x"}));
     ADD_FAILURE() << "a failing init was not thrown";
   } catch (const mpmux::UsageError& e) {
     // Rank 0 only coordinates, so rank 1 is the lowest that failed; it says so everywhere else.
     const std::string what = e.what();
-    if (rank != 1) EXPECT_EQ(what.rfind("rank 1: --plugin '" + plugin + "': mpmux_task_init returned", 0), 0u) << what;
-    if (rank == 1) EXPECT_EQ(what.rfind("--plugin '" + plugin + "': mpmux_task_init returned", 0), 0u) << what;
+    if (rank != 1)
+      EXPECT_EQ(what.rfind("rank 1: --plugin '" + plugin + "': mpmux_task_init returned", 0), 0u) << what;
+    if (rank == 1)
+      EXPECT_EQ(what.rfind("--plugin '" + plugin + "': mpmux_task_init returned", 0), 0u) << what;
   }
   if (rank == 0) EXPECT_TRUE(session.journal_is_empty()) << "a run that failed to start wrote a journal";
 }
@@ -104,10 +107,11 @@ TEST(Runner, BadValuesAreUsageErrorsOnEveryRankBeforeAnythingIsStored) {
   auto options = quiet(mpmux::CommandTask{.command_template = "true"});
   options.run.chunk = {4, 2};
   EXPECT_THROW(mpmux::Runner(session.id(), MPI_COMM_WORLD, options), mpmux::UsageError);
-  EXPECT_THROW(mpmux::Runner(session.id(), MPI_COMM_WORLD, quiet(mpmux::CommandTask{.command_template = "x {"})),
-               mpmux::UsageError);
-  EXPECT_THROW(mpmux::Runner(session.id(), MPI_COMM_WORLD,
-                             quiet(mpmux::PluginTask{.library = "/nonexistent/lib.so"})),
-               mpmux::UsageError);
+  EXPECT_THROW(
+      mpmux::Runner(session.id(), MPI_COMM_WORLD, quiet(mpmux::CommandTask{.command_template = "x {"})),
+      mpmux::UsageError);
+  EXPECT_THROW(
+      mpmux::Runner(session.id(), MPI_COMM_WORLD, quiet(mpmux::PluginTask{.library = "/nonexistent/lib.so"})),
+      mpmux::UsageError);
   if (rank_of(MPI_COMM_WORLD) == 0) EXPECT_TRUE(session.journal_is_empty());
 }
