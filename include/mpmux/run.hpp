@@ -93,6 +93,9 @@ class MPMUX_EXPORT Run {
 
   /// True when this rank takes elements (all ranks but the root, unless root_works or size 1).
   bool works() const;
+  /// The rule of works(), for a rank of a run not made yet: whether rank `rank` of `size` will
+  /// take elements.
+  static bool rank_works(int rank, int size, const RunOptions& options);
   bool is_root() const;
 
   /// Worker side: the next element, or false when none is left for this rank. On the root,

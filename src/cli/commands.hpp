@@ -36,6 +36,7 @@ inline std::string claim_paths_text(const std::vector<std::pair<std::string, std
   return text;
 }
 
+Command add_run_command(CLI::App& app);      // run.cpp
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp
 

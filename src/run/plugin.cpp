@@ -152,11 +152,11 @@ PluginWorker::PluginWorker(std::shared_ptr<const TaskPlugin> plugin, const Plugi
 
 PluginWorker::~PluginWorker() { plugin_->entry().finalize(state_); }
 
-Outcome PluginWorker::process(std::uint64_t index, const std::string& element) {
+Outcome PluginWorker::process(std::uint64_t index, std::string_view element) {
   Collector collect(limits_.max_result, limits_.message_tail, /*result_allowed=*/true);
   Outcome outcome;
   outcome.t_start = detail::unix_ns();
-  const int code = plugin_->entry().process(state_, index, element.c_str(), element.size(), &collect.out);
+  const int code = plugin_->entry().process(state_, index, element.data(), element.size(), &collect.out);
   outcome.t_end = detail::unix_ns();
   outcome.type = code == 0 ? RecordType::done : RecordType::failed;
   outcome.exit_code = code;

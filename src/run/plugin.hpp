@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "mpmux/journal.hpp"
 #include "mpmux/plugin.h"
@@ -71,10 +72,11 @@ class PluginWorker {
   PluginWorker(const PluginWorker&) = delete;
   PluginWorker& operator=(const PluginWorker&) = delete;
 
-  /// Processes one element (`element` is passed with its terminating NUL). Fills type (done for
+  /// Processes one element, which must be followed by a NUL (element.data()[element.size()]),
+  /// as the plugin receives it: a std::string or a slice of an ElementBatch. Fills type (done for
   /// a zero return, else failed with the value as exit_code), result (flag kResultTruncated
   /// beyond max_result), stderr_tail (the plugin's fail() messages), t_start and t_end.
-  Outcome process(std::uint64_t index, const std::string& element);
+  Outcome process(std::uint64_t index, std::string_view element);
 
  private:
   std::shared_ptr<const TaskPlugin> plugin_;

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
 #include <boost/mpi/request.hpp>
 #include <chrono>
@@ -15,10 +14,10 @@
 #include <thread>
 #include <unordered_map>
 
-#include "claim/window.hpp"
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
-#include "run/progress.hpp"
+#include "run/collective.hpp"
+#include "run/progress_printer.hpp"
 #include "run/signals.hpp"
 #include "store/fs.hpp"
 
@@ -59,15 +58,7 @@ std::string hostname() {
   return buf;
 }
 
-enum class Failure : int { none = 0, usage = 1, store = 2, other = 3 };
-
-// The run's communicator returns errors; a failed call becomes an MpiError naming it.
-void check_mpi(int rc, const char* call, int rank) {
-  if (rc != MPI_SUCCESS) {
-    throw MpiError(std::string("run: ") + call + " at rank " + std::to_string(rank) +
-                   " failed: " + claim::mpi_error_text(rc));
-  }
-}
+using run::check_mpi;  // the run's communicator returns errors; a failed call becomes an MpiError
 
 double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
 
@@ -114,7 +105,7 @@ struct Run::State {
   std::optional<ElementSet> set;
   std::optional<JournalWriter> journal;
   bool journal_broken = false;
-  std::optional<run::Progress> progress;
+  std::optional<run::ProgressPrinter> progress;
   int passes_done = 0;  // workers done with the current pass
   std::uint64_t pass_base = 0;  // outcomes recorded before the current pass
   bool worker_stopped = false;
@@ -131,6 +122,7 @@ struct Run::State {
   void lose_journal(const StoreError& e);
   bool check_stop(bool starting_element = false);
   bool cancel_now();
+  std::vector<std::uint64_t> open_session();
   void start_pass(std::vector<std::uint64_t> tags);
   bool next_pass();
   void send_outbox();
@@ -196,6 +188,25 @@ bool Run::State::check_stop(bool starting_element) {
 bool Run::State::cancel_now() {
   if (!check_stop()) return false;
   return Clock::now() - *stop_since >= std::chrono::duration<double>(options.grace_s);
+}
+
+// ----- set-up -----
+
+// The root's part of the start: the session, its pending elements as tags, the journal.
+std::vector<std::uint64_t> Run::State::open_session() {
+  session.emplace(Session::open(id));
+  const SessionState state = read_session_state(*session, /*cut_torn_tails=*/true);
+  set.emplace(ElementSet::open(session->elements_file()));
+  if (set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
+  if (options.validate) options.validate(set->info(), set->size() ? set->read(0) : std::string());
+  const auto retries = static_cast<std::uint32_t>(options.retries);
+  std::vector<std::uint64_t> tags;
+  for (std::uint64_t i : state.pending_indices(options.rerun_failed))
+    tags.push_back(make_tag(i, state.attempts[i] + 1, retries));
+  journal.emplace(*session, host, pid, options.commit_interval_s);
+  journal->set_fsync(options.fsync);
+  summary.handed_out = tags.size();
+  return tags;
 }
 
 // ----- passes -----
@@ -392,7 +403,7 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   s.signals_seen = s.options.stop_on_signals ? 0 : run::stop_signals();
   // A communicator of our own, so our messages never match the application's receives.
   int caller_rank = -1;
-  MPI_Comm_rank(comm, &caller_rank);
+  check_mpi(MPI_Comm_rank(comm, &caller_rank), "MPI_Comm_rank", caller_rank);
   check_mpi(MPI_Comm_dup(comm, &s.comm), "MPI_Comm_dup", caller_rank);
   check_mpi(MPI_Comm_set_errhandler(s.comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler", caller_rank);
   s.bcomm.emplace(s.comm, bmpi::comm_attach);
@@ -400,47 +411,19 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   check_mpi(MPI_Comm_size(s.comm, &s.size), "MPI_Comm_size", caller_rank);
   if (s.options.root < 0 || s.options.root >= s.size)
     throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
-  s.works = s.size == 1 || !s.is_root() || s.options.root_works;
+  s.works = rank_works(s.rank, s.size, s.options);
   s.claimers = s.size - ((s.size > 1 && !s.options.root_works) ? 1 : 0);
 
   std::vector<std::uint64_t> tags;
-  Failure failure = Failure::none;
-  std::string message;
-  if (s.is_root()) {
-    try {
-      s.session.emplace(Session::open(id));
-      const SessionState state = read_session_state(*s.session, /*cut_torn_tails=*/true);
-      s.set.emplace(ElementSet::open(s.session->elements_file()));
-      if (s.set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
-      if (s.options.validate) s.options.validate(s.set->info(), s.set->size() ? s.set->read(0) : std::string());
-      const auto retries = static_cast<std::uint32_t>(s.options.retries);
-      for (std::uint64_t i : state.pending_indices(s.options.rerun_failed))
-        tags.push_back(make_tag(i, state.attempts[i] + 1, retries));
-      s.journal.emplace(*s.session, s.host, s.pid, s.options.commit_interval_s);
-      s.journal->set_fsync(s.options.fsync);
-      s.summary.handed_out = tags.size();
-    } catch (const UsageError& e) {
-      failure = Failure::usage;
-      message = e.what();
-    } catch (const StoreError& e) {
-      failure = Failure::store;
-      message = e.what();
-    } catch (const std::exception& e) {
-      failure = Failure::other;
-      message = e.what();
-    }
-  }
-  int code = static_cast<int>(failure);
-  check_mpi(MPI_Bcast(&code, 1, MPI_INT, s.options.root, s.comm), "MPI_Bcast", s.rank);
-  if (code != 0) {
-    boost::mpi::broadcast(*s.bcomm, message, s.options.root);
+  try {
+    run::all_or_none(s.comm, [&] {
+      if (s.is_root()) tags = s.open_session();
+    });
+  } catch (const Error&) {
     s.bcomm.reset();
-    // The error to report is the root's; a failure to free the duplicate would only hide it.
+    // The error to report is the one thrown; a failure to free the duplicate would only hide it.
     MPI_Comm_free(&s.comm);
-    if (!s.is_root()) message = "rank " + std::to_string(s.options.root) + ": " + message;
-    if (code == static_cast<int>(Failure::usage)) throw UsageError(message);
-    if (code == static_cast<int>(Failure::store)) throw StoreError(message);
-    throw Error(message);
+    throw;
   }
   s.start_pass(std::move(tags));
   if (s.is_root() && s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
@@ -455,6 +438,10 @@ Run::~Run() {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpmux: ending the run: %s\n", e.what());
   }
+}
+
+bool Run::rank_works(int rank, int size, const RunOptions& options) {
+  return size == 1 || rank != options.root || options.root_works;
 }
 
 bool Run::works() const { return state_->works; }

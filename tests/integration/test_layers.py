@@ -1,5 +1,6 @@
 """The layers of DESIGN.md: store <- claim <- pool <- run <- cli/capi. A file of one layer
-includes headers of its own layer or of layers below it, never above."""
+includes headers of its own layer or of layers below it, never above; and the CLI reaches the
+claimers and pools only through the runner (src/run), never by including them."""
 import os
 import re
 import unittest
@@ -15,8 +16,9 @@ PUBLIC = {
     "journal.hpp": "store", "results.hpp": "store",
     "mpi.hpp": "claim", "rma_claimer.hpp": "claim",
     "worker_program.hpp": "pool",
-    "run.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run", "plugin.h": "run",
+    "run.hpp": "run", "runner.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run", "plugin.h": "run",
 }
+INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 
 
 def layer_of_public(name):
@@ -27,35 +29,50 @@ def layer_of_public(name):
     return None
 
 
+def layer_includes():
+    """(layer, file name, included header, its layer) for every #include of a layer header in src/."""
+    for layer in RANK:
+        here = os.path.join(SRC, "src", layer)
+        if not os.path.isdir(here):
+            continue
+        for name in sorted(os.listdir(here)):
+            if not name.endswith((".cpp", ".hpp", ".h", ".c")):
+                continue
+            with open(os.path.join(here, name), encoding="utf-8") as f:
+                text = f.read()
+            for target in INCLUDE.findall(text):
+                parts = target.split("/")
+                if parts[0] == "mpmux" and len(parts) == 2:
+                    dep = layer_of_public(parts[1])
+                elif parts[0] in RANK and len(parts) == 2:
+                    dep = parts[0]
+                else:
+                    continue
+                yield layer, name, target, dep
+
+
 class Layers(unittest.TestCase):
     def test_every_public_header_has_a_layer(self):
         for name in os.listdir(os.path.join(SRC, "include", "mpmux")):
             self.assertIsNotNone(layer_of_public(name), f"include/mpmux/{name} is in no layer of this test")
 
     def test_no_layer_includes_a_higher_one(self):
-        include = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
         checked = 0
-        for layer in RANK:
-            here = os.path.join(SRC, "src", layer)
-            if not os.path.isdir(here):
-                continue
-            for name in os.listdir(here):
-                if not name.endswith((".cpp", ".hpp", ".h", ".c")):
-                    continue
-                with open(os.path.join(here, name), encoding="utf-8") as f:
-                    text = f.read()
-                for target in include.findall(text):
-                    parts = target.split("/")
-                    if parts[0] == "mpmux" and len(parts) == 2:
-                        dep = layer_of_public(parts[1])
-                    elif parts[0] in RANK and len(parts) == 2:
-                        dep = parts[0]
-                    else:
-                        continue
-                    checked += 1
-                    self.assertLessEqual(RANK[dep], RANK[layer],
-                                         f"src/{layer}/{name} includes {target} of the higher layer {dep}")
+        for layer, name, target, dep in layer_includes():
+            checked += 1
+            self.assertLessEqual(RANK[dep], RANK[layer],
+                                 f"src/{layer}/{name} includes {target} of the higher layer {dep}")
         self.assertGreater(checked, 10)
+
+    def test_the_cli_includes_nothing_of_the_pools_or_claimers(self):
+        checked = 0
+        for layer, name, target, dep in layer_includes():
+            if layer != "cli":
+                continue
+            checked += 1
+            self.assertNotIn(dep, ("pool", "claim"),
+                             f"src/cli/{name} includes {target} of the {dep} layer: the CLI goes through src/run")
+        self.assertGreater(checked, 5)
 
     def test_public_headers_include_only_their_layer_or_below(self):
         include = re.compile(r'^\s*#\s*include\s*"mpmux/([^"]+)"', re.M)

@@ -1,4 +1,4 @@
-#include "run/progress.hpp"
+#include "run/progress_printer.hpp"
 
 #include <unistd.h>
 
@@ -31,7 +31,7 @@ bool draws_bar(std::FILE* out) {
 }
 }  // namespace
 
-Progress::Progress(std::uint64_t total, double interval_s, std::FILE* out)
+ProgressPrinter::ProgressPrinter(std::uint64_t total, double interval_s, std::FILE* out)
     : total_(total),
       out_(out),
       tty_(draws_bar(out_)),
@@ -41,20 +41,20 @@ Progress::Progress(std::uint64_t total, double interval_s, std::FILE* out)
       start_(Clock::now()),
       last_(start_) {}
 
-void Progress::update(std::uint64_t done, std::uint64_t failed) {
+void ProgressPrinter::update(std::uint64_t done, std::uint64_t failed) {
   auto now = Clock::now();
   if (now - last_ < interval_) return;
   last_ = now;
   draw(done, failed, false);
 }
 
-void Progress::finish(std::uint64_t done, std::uint64_t failed) {
+void ProgressPrinter::finish(std::uint64_t done, std::uint64_t failed) {
   draw(done, failed, true);
   if (tty_) std::fputc('\n', out_);
   std::fflush(out_);
 }
 
-void Progress::draw(std::uint64_t done, std::uint64_t failed, bool final) {
+void ProgressPrinter::draw(std::uint64_t done, std::uint64_t failed, bool final) {
   const std::uint64_t finished = done + failed;
   const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
   const double rate = elapsed > 0 ? static_cast<double>(finished) / elapsed : 0.0;

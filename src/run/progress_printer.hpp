@@ -7,9 +7,9 @@
 
 namespace mpmux::run {
 
-class Progress {
+class ProgressPrinter {
  public:
-  Progress(std::uint64_t total, double interval_s, std::FILE* out = stderr);
+  ProgressPrinter(std::uint64_t total, double interval_s, std::FILE* out = stderr);
   /// Cheap to call often: draws only when due.
   void update(std::uint64_t done, std::uint64_t failed);
   /// Draws the final state and ends the line.
