@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <set>
 
 #include "mpmux/error.hpp"
@@ -83,8 +84,13 @@ SharedStoreClaimer::SharedStoreClaimer(std::string_view url, const store::StoreO
   if (options_.heartbeat_interval * 2 > options_.ttl)
     throw UsageError("shared claims: the heartbeat interval must be at most half the lease time");
   if (!nlohmann::json::accept(options_.about)) throw UsageError("shared claims: 'about' is not JSON");
+  const std::uint64_t regions = std::clamp<std::uint64_t>(total_ / 256, 1, std::max<std::uint64_t>(1, options_.regions));
+  region_length_ = std::max<std::uint64_t>(1, (total_ + regions - 1) / regions);
+  cursor_.resize(total_ == 0 ? 0 : (total_ + region_length_ - 1) / region_length_);
+  for (std::size_t r = 0; r < cursor_.size(); ++r) cursor_[r] = r * region_length_;
+  region_ = cursor_.empty() ? 0 : std::hash<std::string>{}(id_) % cursor_.size();
   beat();
-  participants_ = std::max<std::size_t>(1, store_->list("participants/").size());
+  participants_ = std::max<std::size_t>(1, store_->list_keys("participants/").size());
   if (options_.heartbeat_thread) {
     heartbeat_store_ = store::open_store(url, store_options);
     heartbeat_ = std::thread([this] { heartbeat_loop(); });
@@ -120,7 +126,7 @@ void SharedStoreClaimer::heartbeat_loop() {
     lock.unlock();
     try {
       heartbeat_store_->put("participants/" + id_, heartbeat_text(), false);
-      participants_ = std::max<std::size_t>(1, heartbeat_store_->list("participants/").size());
+      participants_ = std::max<std::size_t>(1, heartbeat_store_->list_keys("participants/").size());
     } catch (const std::exception&) {
       // Missed beats only make others reclaim this participant's batches, whose commits are then
       // fenced: safe, and counted here for the caller to see.
@@ -136,7 +142,33 @@ SharedClaimStats SharedStoreClaimer::stats() const {
   return s;
 }
 
-std::uint64_t SharedStoreClaimer::next_size() {
+std::uint64_t SharedStoreClaimer::region_end(std::size_t region) const {
+  return std::min<std::uint64_t>(total_, (region + 1) * region_length_);
+}
+
+std::uint64_t SharedStoreClaimer::remaining() const {
+  std::uint64_t left = 0;
+  for (std::size_t r = 0; r < cursor_.size(); ++r) left += region_end(r) - std::min(cursor_[r], region_end(r));
+  return left;
+}
+
+// Fresh batches of each region start after the highest one claimed there so far.
+void SharedStoreClaimer::learn_cursors() {
+  std::vector<std::optional<std::pair<std::uint64_t, std::uint64_t>>> highest(cursor_.size());
+  for (const std::string& key : store_->list_keys("claims/")) {
+    auto parsed = parse_claim_key(key);
+    if (!parsed || parsed->first >= total_) continue;
+    auto& h = highest[parsed->first / region_length_];
+    if (!h || parsed->first > h->first) h = parsed;
+  }
+  for (std::size_t r = 0; r < cursor_.size(); ++r) {
+    if (!highest[r] || highest[r]->first < cursor_[r]) continue;
+    if (auto rec = read_claim(claim_key(highest[r]->first, highest[r]->second)))
+      cursor_[r] = std::max(cursor_[r], rec->first + rec->count);
+  }
+}
+
+std::uint64_t SharedStoreClaimer::next_size() const {
   std::uint64_t size;
   if (rate_ <= 0) {
     // Slow start until a batch has been timed: double from the smallest.
@@ -147,10 +179,9 @@ std::uint64_t SharedStoreClaimer::next_size() {
   }
   size = std::clamp(size, options_.min_batch, options_.max_batch);
   // Near the end, leave work for every participant so that the tail balances.
-  const std::uint64_t remaining = total_ - next_;
-  const std::uint64_t share = (remaining + 2 * participants_ - 1) / (2 * participants_);
+  const std::uint64_t share = (remaining() + 2 * participants_ - 1) / (2 * participants_);
   size = std::min(size, std::max(share, options_.min_batch));
-  return std::min(size, remaining);
+  return std::min(size, region_end(region_) - cursor_[region_]);
 }
 
 std::string SharedStoreClaimer::claim_content(std::uint64_t first, std::uint64_t count, std::uint64_t epoch) const {
@@ -160,6 +191,7 @@ std::string SharedStoreClaimer::claim_content(std::uint64_t first, std::uint64_t
 std::optional<SharedStoreClaimer::ClaimRecord> SharedStoreClaimer::read_claim(const std::string& key) {
   auto since = Clock::now();
   std::string last_etag;
+  std::chrono::microseconds wait(20);
   for (;;) {
     std::optional<store::Object> obj = store_->get(key);
     if (!obj) return std::nullopt;
@@ -188,58 +220,62 @@ std::optional<SharedStoreClaimer::ClaimRecord> SharedStoreClaimer::read_claim(co
       auto parsed = parse_claim_key(key);
       return ClaimRecord{"", parsed ? parsed->first : 0, 1, parsed ? parsed->second : 0};
     }
-    std::this_thread::sleep_for(std::min(poll_interval(options_.ttl), std::chrono::milliseconds(10)));
+    // Its creator writes it a moment after the create: look again soon, then less often.
+    std::this_thread::sleep_for(wait);
+    wait = std::min(wait * 2, std::chrono::microseconds(10000));
   }
 }
 
 std::optional<Batch> SharedStoreClaimer::take_fresh() {
-  if (!cursor_known_) {
-    // Joining: fresh batches start after the highest one claimed so far.
-    std::optional<std::pair<std::uint64_t, std::uint64_t>> highest;
-    for (const store::ListedObject& o : store_->list("claims/")) {
-      auto parsed = parse_claim_key(o.key);
-      if (parsed && (!highest || parsed->first > highest->first)) highest = parsed;
-    }
-    if (highest) {
-      if (auto rec = read_claim(claim_key(highest->first, highest->second))) next_ = rec->first + rec->count;
-    }
-    cursor_known_ = true;
+  if (!cursors_known_) {
+    learn_cursors();
+    cursors_known_ = true;
   }
-  while (next_ < total_) {
+  for (;;) {
+    if (cursor_.empty()) return std::nullopt;
+    if (cursor_[region_] >= region_end(region_)) {
+      // Used up: move to the region with most left, as the store tells now.
+      learn_cursors();
+      std::size_t best = region_;
+      for (std::size_t r = 0; r < cursor_.size(); ++r)
+        if (region_end(r) - cursor_[r] > region_end(best) - cursor_[best]) best = r;
+      if (cursor_[best] >= region_end(best)) return std::nullopt;
+      region_ = best;
+    }
+    std::uint64_t& next = cursor_[region_];
     const std::uint64_t size = next_size();
-    const std::string key = claim_key(next_, 0);
+    const std::string key = claim_key(next, 0);
     const auto start = Clock::now();
-    if (store_->put_if_absent(key, claim_content(next_, size, 0))) {
-      Batch b{next_, size, 0};
+    if (store_->put_if_absent(key, claim_content(next, size, 0))) {
+      Batch b{next, size, 0};
       // A create that took more than half the lease may have been seen empty for the whole lease
-      // (O_EXCL) and counted as one element; then a batch at next_ + 1 exists and ours is cut to one.
-      if (size > 1 && Clock::now() - start > options_.ttl / 2 && store_->get(claim_key(next_ + 1, 0))) {
-        store_->put(key, claim_content(next_, 1, 0));
+      // (O_EXCL) and counted as one element; then a batch at next + 1 exists and ours is cut to one.
+      if (size > 1 && Clock::now() - start > options_.ttl / 2 && store_->get(claim_key(next + 1, 0))) {
+        store_->put(key, claim_content(next, 1, 0));
         b.count = 1;
       }
-      next_ += b.count;
+      next += b.count;
       last_size_ = b.count;
       ++stats_.claimed;
       return b;
     }
     std::optional<ClaimRecord> rec = read_claim(key);
     if (!rec) throw StoreError(store_->url() + ": claim '" + key + "' vanished (claims are never removed)");
-    next_ = rec->first + rec->count;
+    next = rec->first + rec->count;
   }
-  return std::nullopt;
 }
 
 std::optional<Batch> SharedStoreClaimer::take_stale() {
   std::map<std::uint64_t, std::uint64_t> highest_epoch;
-  for (const store::ListedObject& o : store_->list("claims/")) {
-    if (auto parsed = parse_claim_key(o.key)) {
+  for (const std::string& key : store_->list_keys("claims/")) {
+    if (auto parsed = parse_claim_key(key)) {
       auto [it, added] = highest_epoch.emplace(parsed->first, parsed->second);
       if (!added) it->second = std::max(it->second, parsed->second);
     }
   }
   std::set<std::uint64_t> done;
-  for (const store::ListedObject& o : store_->list("done/"))
-    if (auto first = parse_done_key(o.key)) done.insert(*first);
+  for (const std::string& key : store_->list_keys("done/"))
+    if (auto first = parse_done_key(key)) done.insert(*first);
 
   bool unfinished = false;
   const auto now = Clock::now();
@@ -262,7 +298,7 @@ std::optional<Batch> SharedStoreClaimer::take_stale() {
       return Batch{first, rec->count, epoch + 1};
     }
   }
-  finished_ = !unfinished && next_ >= total_;
+  finished_ = !unfinished && remaining() == 0;
   return std::nullopt;
 }
 
@@ -273,10 +309,13 @@ std::optional<Batch> SharedStoreClaimer::try_claim() {
 }
 
 std::optional<Batch> SharedStoreClaimer::claim() {
+  // The last batches of others usually end soon: look again after 2 ms, then less often.
+  std::chrono::milliseconds wait(2);
   for (;;) {
     if (auto b = try_claim()) return b;
     if (finished_) return std::nullopt;
-    std::this_thread::sleep_for(poll_interval(options_.ttl));
+    std::this_thread::sleep_for(wait);
+    wait = std::min(wait * 2, poll_interval(options_.ttl));
   }
 }
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "store/object_store.hpp"
 
@@ -37,6 +38,11 @@ struct SharedClaimOptions {
   std::uint64_t min_batch = 1;
   std::uint64_t max_batch = 65536;
   double store_touches_per_s = 2.0;
+  /// The index range is cut into at most this many regions of at least 256 elements, each
+  /// claimed from its start; a participant starts in a region of its own choosing (by its id)
+  /// and moves to the one with most left when its region is used up, so that participants
+  /// rarely race for the same batch.
+  std::uint64_t regions = 16;
   /// A thread rewrites the heartbeat; false leaves it to beat() (tests of a silent participant).
   bool heartbeat_thread = true;
   /// What the heartbeat says about the participant besides its id (host, job), JSON object text.
@@ -107,7 +113,10 @@ class SharedStoreClaimer {
     std::chrono::steady_clock::time_point since;
   };
 
-  std::uint64_t next_size();
+  std::uint64_t next_size() const;
+  std::uint64_t region_end(std::size_t region) const;
+  std::uint64_t remaining() const;
+  void learn_cursors();
   std::string claim_content(std::uint64_t first, std::uint64_t count, std::uint64_t epoch) const;
   std::optional<ClaimRecord> read_claim(const std::string& key);
   std::optional<Batch> take_fresh();
@@ -120,8 +129,10 @@ class SharedStoreClaimer {
   std::uint64_t total_;
   SharedClaimOptions options_;
   std::string id_;
-  std::uint64_t next_ = 0;  // no fresh batch starts below this index
-  bool cursor_known_ = false;
+  std::uint64_t region_length_ = 0;
+  std::vector<std::uint64_t> cursor_;  // per region: no fresh batch starts below this index
+  std::size_t region_ = 0;             // the region fresh batches are taken from
+  bool cursors_known_ = false;
   bool finished_ = false;
   double rate_ = 0;  // elements per second, smoothed
   std::uint64_t last_size_ = 0;

@@ -120,14 +120,18 @@ class FileStore final : public ObjectStore {
   }
 
   std::vector<ListedObject> list(const std::string& prefix) override {
-    // Walk from the deepest directory the prefix names whole.
-    const std::size_t slash = prefix.rfind('/');
-    const std::string start = slash == std::string::npos ? std::string() : prefix.substr(0, slash + 1);
-    if (!start.empty()) check_key(start.substr(0, start.size() - 1));
     std::vector<ListedObject> out;
-    walk(start, prefix, out);
-    std::sort(out.begin(), out.end(), [](const ListedObject& a, const ListedObject& b) { return a.key < b.key; });
+    walk_from(prefix, out, true);
     return out;
+  }
+
+  std::vector<std::string> list_keys(const std::string& prefix) override {
+    std::vector<ListedObject> found;
+    walk_from(prefix, found, false);
+    std::vector<std::string> keys;
+    keys.reserve(found.size());
+    for (ListedObject& o : found) keys.push_back(std::move(o.key));
+    return keys;
   }
 
   bool remove(const std::string& key) override {
@@ -251,7 +255,16 @@ class FileStore final : public ObjectStore {
     fail("create", key, err);
   }
 
-  void walk(const std::string& sub, const std::string& prefix, std::vector<ListedObject>& out) const {
+  // Walks from the deepest directory the prefix names whole; out sorted by key.
+  void walk_from(const std::string& prefix, std::vector<ListedObject>& out, bool versions) const {
+    const std::size_t slash = prefix.rfind('/');
+    const std::string start = slash == std::string::npos ? std::string() : prefix.substr(0, slash + 1);
+    if (!start.empty()) check_key(start.substr(0, start.size() - 1));
+    walk(start, prefix, out, versions);
+    std::sort(out.begin(), out.end(), [](const ListedObject& a, const ListedObject& b) { return a.key < b.key; });
+  }
+
+  void walk(const std::string& sub, const std::string& prefix, std::vector<ListedObject>& out, bool versions) const {
     const stdfs::path dir = sub.empty() ? dir_ : dir_ / sub;
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) {
@@ -264,18 +277,25 @@ class FileStore final : public ObjectStore {
       if (e->d_name[0] == '.') continue;
       const std::string key = sub + e->d_name;
       struct stat st {};
-      if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // removed meanwhile
+      // The entry's type comes with it on most file systems; a stat only for versions or when not.
+      if (e->d_type == DT_REG && !versions) {
+        st.st_mode = S_IFREG;
+      } else if (e->d_type == DT_DIR) {
+        st.st_mode = S_IFDIR;
+      } else if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        continue;  // removed meanwhile
+      }
       if (S_ISDIR(st.st_mode)) {
         const std::string as_dir = key + "/";
         if (as_dir.compare(0, std::min(as_dir.size(), prefix.size()), prefix, 0,
                            std::min(as_dir.size(), prefix.size())) == 0)
           subdirs.push_back(as_dir);
       } else if (S_ISREG(st.st_mode) && key.compare(0, prefix.size(), prefix) == 0) {
-        out.push_back({key, version_of(st)});
+        out.push_back({key, versions ? version_of(st) : std::string()});
       }
     }
     ::closedir(d);
-    for (const std::string& s : subdirs) walk(s, prefix, out);
+    for (const std::string& s : subdirs) walk(s, prefix, out, versions);
   }
 
   stdfs::path dir_;

@@ -7,6 +7,12 @@
 
 namespace mpmux::store {
 
+std::vector<std::string> ObjectStore::list_keys(const std::string& prefix) {
+  std::vector<std::string> keys;
+  for (ListedObject& o : list(prefix)) keys.push_back(std::move(o.key));
+  return keys;
+}
+
 std::optional<std::string> ObjectStore::acquire_lease(const std::string& key, std::chrono::seconds) {
   throw StoreError(url() + ": cannot lease '" + key + "': this store has no leases");
 }

@@ -77,6 +77,8 @@ class ObjectStore {
   virtual std::optional<Object> get(const std::string& key) = 0;
   /// Every object whose key starts with `prefix`, in key order (all pages).
   virtual std::vector<ListedObject> list(const std::string& prefix) = 0;
+  /// The same keys without their versions, which file:// lists without a stat per object.
+  virtual std::vector<std::string> list_keys(const std::string& prefix);
   /// Removes `key`; false when it did not exist.
   virtual bool remove(const std::string& key) = 0;
 

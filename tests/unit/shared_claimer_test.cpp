@@ -200,7 +200,9 @@ TEST_P(SharedClaimerTest, BatchesGrowWithTheElementRateAndShrinkNearTheEnd) {
   ASSERT_GE(sizes.size(), 10u);
   EXPECT_EQ(sizes[0], 1u);
   EXPECT_EQ(sizes[1], 2u);
-  EXPECT_EQ(*std::max_element(sizes.begin(), sizes.end()), 5000u);
+  const std::uint64_t largest = *std::max_element(sizes.begin(), sizes.end());
+  EXPECT_LE(largest, 5000u) << "a batch lasts about half a second";
+  EXPECT_GE(largest, 2500u) << "the batch size follows the element rate";
   // The tail: each batch at most half of what was left, down to one element.
   EXPECT_EQ(sizes.back(), 1u);
   EXPECT_LT(sizes[sizes.size() - 2], 5000u);
