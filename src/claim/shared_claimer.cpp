@@ -262,6 +262,11 @@ std::optional<Batch> SharedStoreClaimer::take_fresh() {
     std::optional<ClaimRecord> rec = read_claim(key);
     if (!rec) throw StoreError(store_->url() + ": claim '" + key + "' vanished (claims are never removed)");
     next = rec->first + rec->count;
+    if (rec->participant == id_) {  // our own create, reported as lost by a store that could not tell
+      last_size_ = rec->count;
+      ++stats_.claimed;
+      return Batch{rec->first, rec->count, 0};
+    }
   }
 }
 

@@ -236,3 +236,125 @@ TEST(SharedClaimer, AClaimLeftEmptyByADeadCreatorCountsAsOneElementAndIsReclaime
 
 }  // namespace
 }  // namespace mpmux::test
+
+namespace mpmux::test {
+namespace {
+
+// tests/unit/fault_proxy.py between the claimers and Azurite: its stdout tells its port, and it
+// reports the faults it injected when its stdin closes.
+class FaultProxy {
+ public:
+  FaultProxy(int upstream_port, int seed, double rate, double delay_s) {
+    int in[2], out[2];
+    if (::pipe(in) != 0 || ::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::close(in[1]);
+      ::close(out[0]);
+      const std::string script = std::string(MPMUX_SOURCE_DIR) + "/tests/unit/fault_proxy.py";
+      const std::string args[] = {std::to_string(upstream_port), std::to_string(seed), std::to_string(rate),
+                                  std::to_string(delay_s)};
+      ::execl("/usr/bin/python3", "python3", script.c_str(), args[0].c_str(), args[1].c_str(), args[2].c_str(),
+              args[3].c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    to_proxy_ = in[1];
+    from_proxy_ = ::fdopen(out[0], "r");
+    char line[256];
+    if (std::fgets(line, sizeof line, from_proxy_) == nullptr || std::sscanf(line, "port=%d", &port_) != 1)
+      throw std::runtime_error("the fault proxy did not start");
+  }
+  ~FaultProxy() { stop(); }
+  int port() const { return port_; }
+
+  /// Stops the proxy; returns its "faults=kind:count ..." line.
+  std::string stop() {
+    if (pid_ <= 0) return report_;
+    ::close(to_proxy_);
+    char line[512] = {0};
+    if (std::fgets(line, sizeof line, from_proxy_) != nullptr) report_ = line;
+    std::fclose(from_proxy_);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    return report_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int to_proxy_ = -1;
+  FILE* from_proxy_ = nullptr;
+  int port_ = 0;
+  std::string report_;
+};
+
+int count_of(const std::string& report, const std::string& kind) {
+  std::size_t at = report.find(kind + ":");
+  return at == std::string::npos ? -1 : std::stoi(report.substr(at + kind.size() + 1));
+}
+
+// Dropped connections, answers after the timeout, 503s, 500s and resets after the request took
+// effect: every index is claimed by one batch and recorded by one counted commit.
+TEST(SharedClaimerFaults, ThroughAFaultyProxyNothingIsLostAndNothingCountedTwice) {
+  const std::string endpoint = azurite_endpoint();
+  const int upstream = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  use_azurite(endpoint);
+  const std::string url = std::string("az://") + kAzuriteAccount + "/" + fresh_container() + "/faults";
+  store::StoreOptions direct;
+  direct.create_container = true;
+  auto truth = store::open_store(url, direct);
+
+  FaultProxy proxy(upstream, 7, 0.25, 1.5);
+  const std::string via_proxy = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/" + kAzuriteAccount;
+  ::setenv("AZURE_STORAGE_BLOB_ENDPOINT", via_proxy.c_str(), 1);
+  store::StoreOptions faulty;
+  faulty.request_timeout = 1000ms;
+  faulty.first_backoff = 20ms;
+  SharedClaimOptions o;
+  o.ttl = 30s;
+  o.heartbeat_interval = 2s;
+  o.max_batch = 8;
+  const std::uint64_t total = 120;
+  std::vector<std::atomic<int>> claimed(total), counted(total);
+  std::atomic<std::uint64_t> fenced{0}, reclaimed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      SharedStoreClaimer c(url, faulty, total, o);
+      while (auto b = c.claim()) {
+        for (std::uint64_t i = b->first; i < b->first + b->count; ++i) ++claimed[i];
+        if (c.commit(*b, 10ms))
+          for (std::uint64_t i = b->first; i < b->first + b->count; ++i) ++counted[i];
+      }
+      fenced += c.stats().fenced;
+      reclaimed += c.stats().reclaimed;
+    });
+  }
+  for (auto& th : threads) th.join();
+  const std::string report = proxy.stop();
+  ::setenv("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.c_str(), 1);
+
+  for (std::uint64_t i = 0; i < total; ++i) {
+    EXPECT_EQ(claimed[i].load(), 1) << "index " << i;
+    EXPECT_EQ(counted[i].load(), 1) << "index " << i;
+  }
+  EXPECT_EQ(fenced.load(), 0u);
+  EXPECT_EQ(reclaimed.load(), 0u);
+  // What the store holds agrees: the done records tile the session once.
+  std::vector<int> recorded(total);
+  for (const std::string& key : truth->list_keys("done/")) {
+    const std::uint64_t first = std::stoull(key.substr(5));
+    const std::string data = truth->get(key)->data;
+    const std::uint64_t count = std::stoull(data.substr(data.find("\"count\":") + 8));
+    for (std::uint64_t i = first; i < first + count; ++i) ++recorded.at(i);
+  }
+  for (std::uint64_t i = 0; i < total; ++i) EXPECT_EQ(recorded[i], 1) << "index " << i;
+  for (const char* kind : {"drop", "delay", "503", "500-after", "reset-after"})
+    EXPECT_GT(count_of(report, kind), 0) << kind << " never injected: " << report;
+}
+
+}  // namespace
+}  // namespace mpmux::test
