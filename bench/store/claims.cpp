@@ -1,7 +1,7 @@
-// bench_store_claims URL CLAIMANTS BATCHES BATCH_SIZE [link] [nosync] [create]: CLAIMANTS processes each claim and
-// commit batches of BATCH_SIZE elements (no work in between) until BATCHES batches are done, on
-// the store at URL. Prints claims_per_s= (batches claimed and committed per second, all
-// claimants together) and the wall time.
+// bench_store_claims URL CLAIMANTS BATCHES BATCH_SIZE [link] [nosync] [create]: CLAIMANTS processes each
+// claim and commit batches of BATCH_SIZE elements (no work in between) until BATCHES batches are done, on the
+// store at URL. Prints claims_per_s= (batches claimed and committed per second, all claimants together) and
+// the wall time.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +15,8 @@
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: bench_store_claims URL CLAIMANTS BATCHES BATCH_SIZE [link] [nosync] [create]\n");
+    std::fprintf(stderr,
+                 "usage: bench_store_claims URL CLAIMANTS BATCHES BATCH_SIZE [link] [nosync] [create]\n");
     return 2;
   }
   const std::string url = argv[1];

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "mpmux/error.hpp"
@@ -51,7 +51,8 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_claim_key(const std
 
 std::optional<std::uint64_t> parse_done_key(const std::string& key) {
   constexpr std::string_view kPrefix = "done/";
-  if (key.size() != kPrefix.size() + kIndexDigits || key.compare(0, kPrefix.size(), kPrefix) != 0) return std::nullopt;
+  if (key.size() != kPrefix.size() + kIndexDigits || key.compare(0, kPrefix.size(), kPrefix) != 0)
+    return std::nullopt;
   std::uint64_t first = 0;
   for (std::size_t i = kPrefix.size(); i < key.size(); ++i) {
     if (key[i] < '0' || key[i] > '9') return std::nullopt;
@@ -84,7 +85,8 @@ SharedStoreClaimer::SharedStoreClaimer(std::string_view url, const store::StoreO
   if (options_.heartbeat_interval * 2 > options_.ttl)
     throw UsageError("shared claims: the heartbeat interval must be at most half the lease time");
   if (!nlohmann::json::accept(options_.about)) throw UsageError("shared claims: 'about' is not JSON");
-  const std::uint64_t regions = std::clamp<std::uint64_t>(total_ / 256, 1, std::max<std::uint64_t>(1, options_.regions));
+  const std::uint64_t regions =
+      std::clamp<std::uint64_t>(total_ / 256, 1, std::max<std::uint64_t>(1, options_.regions));
   region_length_ = std::max<std::uint64_t>(1, (total_ + regions - 1) / regions);
   cursor_.resize(total_ == 0 ? 0 : (total_ + region_length_ - 1) / region_length_);
   for (std::size_t r = 0; r < cursor_.size(); ++r) cursor_[r] = r * region_length_;
@@ -148,7 +150,8 @@ std::uint64_t SharedStoreClaimer::region_end(std::size_t region) const {
 
 std::uint64_t SharedStoreClaimer::remaining() const {
   std::uint64_t left = 0;
-  for (std::size_t r = 0; r < cursor_.size(); ++r) left += region_end(r) - std::min(cursor_[r], region_end(r));
+  for (std::size_t r = 0; r < cursor_.size(); ++r)
+    left += region_end(r) - std::min(cursor_[r], region_end(r));
   return left;
 }
 
@@ -184,7 +187,8 @@ std::uint64_t SharedStoreClaimer::next_size() const {
   return std::min(size, region_end(region_) - cursor_[region_]);
 }
 
-std::string SharedStoreClaimer::claim_content(std::uint64_t first, std::uint64_t count, std::uint64_t epoch) const {
+std::string SharedStoreClaimer::claim_content(std::uint64_t first, std::uint64_t count,
+                                              std::uint64_t epoch) const {
   return nlohmann::json({{"participant", id_}, {"first", first}, {"count", count}, {"epoch", epoch}}).dump();
 }
 
@@ -341,7 +345,8 @@ bool SharedStoreClaimer::commit(const Batch& batch, std::chrono::nanoseconds ela
     return true;
   }
   // Fenced: another commit of this batch came first. Kept under fenced/ so that stat counts it.
-  store_->put_if_absent("fenced/" + padded(batch.first) + "." + std::to_string(batch.epoch) + "." + id_, record);
+  store_->put_if_absent("fenced/" + padded(batch.first) + "." + std::to_string(batch.epoch) + "." + id_,
+                        record);
   ++stats_.fenced;
   return false;
 }

@@ -51,8 +51,9 @@ std::optional<std::string> base64_decode(std::string_view text) {
     if (!(std::isalnum(c) || c == '+' || c == '/' || pad)) return std::nullopt;
   }
   std::string out(text.size() / 4 * 3, '\0');
-  int len = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  int len =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
   if (len < 0) return std::nullopt;
   std::size_t pads = (text.back() == '=') + (text.size() > 1 && text[text.size() - 2] == '=');
   out.resize(static_cast<std::size_t>(len) - pads);
@@ -138,8 +139,8 @@ struct Endpoint {
 
 class AzureStore final : public ObjectStore {
  public:
-  AzureStore(std::string url, std::string account, std::string container, std::string prefix, Endpoint endpoint,
-             std::string key, const StoreOptions& options)
+  AzureStore(std::string url, std::string account, std::string container, std::string prefix,
+             Endpoint endpoint, std::string key, const StoreOptions& options)
       : url_(std::move(url)),
         account_(std::move(account)),
         container_(std::move(container)),
@@ -191,7 +192,9 @@ class AzureStore final : public ObjectStore {
     std::vector<ListedObject> out;
     std::string marker;
     do {
-      Pairs query = {{"restype", "container"}, {"comp", "list"}, {"prefix", prefix_ + prefix},
+      Pairs query = {{"restype", "container"},
+                     {"comp", "list"},
+                     {"prefix", prefix_ + prefix},
                      {"maxresults", std::to_string(options_.list_page_size)}};
       if (!marker.empty()) query.emplace_back("marker", marker);
       Reply r = send("GET", "", query, {}, "");
@@ -215,7 +218,8 @@ class AzureStore final : public ObjectStore {
       auto next = xml_element(r.body, "NextMarker", 0, r.body.size(), &end);
       marker = next ? xml_unescape(*next) : std::string();
     } while (!marker.empty());
-    std::sort(out.begin(), out.end(), [](const ListedObject& a, const ListedObject& b) { return a.key < b.key; });
+    std::sort(out.begin(), out.end(),
+              [](const ListedObject& a, const ListedObject& b) { return a.key < b.key; });
     return out;
   }
 
@@ -242,16 +246,16 @@ class AzureStore final : public ObjectStore {
   }
 
   bool renew_lease(const std::string& key, const std::string& lease_id) override {
-    Reply r = send("PUT", key, {{"comp", "lease"}}, {{"x-ms-lease-action", "renew"}, {"x-ms-lease-id", lease_id}},
-                   "");
+    Reply r = send("PUT", key, {{"comp", "lease"}},
+                   {{"x-ms-lease-action", "renew"}, {"x-ms-lease-id", lease_id}}, "");
     if (r.status == 200) return true;
     if (r.status == 409) return false;
     fail("renew the lease of", key, r);
   }
 
   void release_lease(const std::string& key, const std::string& lease_id) override {
-    Reply r = send("PUT", key, {{"comp", "lease"}}, {{"x-ms-lease-action", "release"}, {"x-ms-lease-id", lease_id}},
-                   "");
+    Reply r = send("PUT", key, {{"comp", "lease"}},
+                   {{"x-ms-lease-action", "release"}, {"x-ms-lease-id", lease_id}}, "");
     if (r.status == 200 || r.status == 409) return;
     fail("release the lease of", key, r);
   }
@@ -364,18 +368,21 @@ class AzureStore final : public ObjectStore {
 
   [[noreturn]] void fail(const char* what, const std::string& key, const Reply& r) const {
     std::string head = url_ + ": cannot " + what + (key.empty() ? std::string() : " '" + key + "'") + ": ";
-    std::string tries =
-        r.attempts > 1 ? " (" + std::to_string(r.attempts) + " tries in " + std::to_string(static_cast<int>(r.seconds)) + " s)" : "";
+    std::string tries = r.attempts > 1 ? " (" + std::to_string(r.attempts) + " tries in " +
+                                             std::to_string(static_cast<int>(r.seconds)) + " s)"
+                                       : "";
     if (r.status == 0)
       throw StoreError(head + "cannot reach " + endpoint_.base + ": " + r.transport_error + tries);
     const std::string status = "HTTP " + std::to_string(r.status) + (r.code.empty() ? "" : " " + r.code);
     if (r.code == "RequestTimeTooSkewed" || r.body.find("Request date header too old") != std::string::npos ||
         r.body.find("RequestTimeTooSkewed") != std::string::npos)
-      throw StoreError(head + status + ": this machine's clock is more than 15 minutes off the server's "
+      throw StoreError(head + status +
+                       ": this machine's clock is more than 15 minutes off the server's "
                        "(RequestTimeTooSkewed); set the clock right");
     // Azurite answers a bad signature with AuthorizationFailure, Azure with AuthenticationFailed;
     // both say that the server failed to authenticate the request.
-    if (r.code == "AuthenticationFailed" || r.body.find("failed to authenticate the request") != std::string::npos)
+    if (r.code == "AuthenticationFailed" ||
+        r.body.find("failed to authenticate the request") != std::string::npos)
       throw UsageError(head + status + ": the key is not the account '" + account_ +
                        "''s (check AZURE_STORAGE_KEY or AZURE_STORAGE_CONNECTION_STRING)");
     if (r.status == 403)
@@ -406,10 +413,10 @@ std::string azure_string_to_sign(const std::string& method, const Pairs& headers
   };
   std::string length = value("content-length");
   if (length == "0") length.clear();  // since version 2015-02-21 an empty body signs as ""
-  std::string s = method + "\n" + value("content-encoding") + "\n" + value("content-language") + "\n" + length +
-                  "\n" + value("content-md5") + "\n" + value("content-type") + "\n" + value("date") + "\n" +
-                  value("if-modified-since") + "\n" + value("if-match") + "\n" + value("if-none-match") + "\n" +
-                  value("if-unmodified-since") + "\n" + value("range") + "\n";
+  std::string s = method + "\n" + value("content-encoding") + "\n" + value("content-language") + "\n" +
+                  length + "\n" + value("content-md5") + "\n" + value("content-type") + "\n" + value("date") +
+                  "\n" + value("if-modified-since") + "\n" + value("if-match") + "\n" +
+                  value("if-none-match") + "\n" + value("if-unmodified-since") + "\n" + value("range") + "\n";
   Pairs ms;
   for (const auto& [n, v] : headers)
     if (n.compare(0, 5, "x-ms-") == 0) ms.emplace_back(lower(n), v);
@@ -442,23 +449,27 @@ std::unique_ptr<ObjectStore> open_azure_store(std::string_view url_text, const S
       container.find("--") != std::string::npos ||
       !std::all_of(container.begin(), container.end(),
                    [](unsigned char c) { return (std::islower(c) || std::isdigit(c) || c == '-'); }))
-    throw bad("the container name '" + container + "' must be 3 to 63 lowercase letters, digits and single dashes");
+    throw bad("the container name '" + container +
+              "' must be 3 to 63 lowercase letters, digits and single dashes");
   if (prefix.find("//") != std::string::npos) throw bad("empty part in the prefix '" + prefix + "'");
   if (!prefix.empty()) prefix += "/";
 
-  const std::map<std::string, std::string> cs = parse_connection_string(env("AZURE_STORAGE_CONNECTION_STRING"));
+  const std::map<std::string, std::string> cs =
+      parse_connection_string(env("AZURE_STORAGE_CONNECTION_STRING"));
   auto cs_value = [&](const char* name) {
     auto it = cs.find(name);
     return it == cs.end() ? std::string() : it->second;
   };
   if (!cs_value("accountname").empty() && cs_value("accountname") != account)
-    throw bad("AZURE_STORAGE_CONNECTION_STRING is for account '" + cs_value("accountname") + "', not '" + account + "'");
+    throw bad("AZURE_STORAGE_CONNECTION_STRING is for account '" + cs_value("accountname") + "', not '" +
+              account + "'");
   std::string key_text = env("AZURE_STORAGE_KEY");
   if (key_text.empty()) key_text = cs_value("accountkey");
   if (key_text.empty())
     throw bad("no key: set AZURE_STORAGE_KEY (the account's access key) or AZURE_STORAGE_CONNECTION_STRING");
   std::optional<std::string> key = base64_decode(key_text);
-  if (!key) throw bad("the account key is not base64 (check AZURE_STORAGE_KEY or AZURE_STORAGE_CONNECTION_STRING)");
+  if (!key)
+    throw bad("the account key is not base64 (check AZURE_STORAGE_KEY or AZURE_STORAGE_CONNECTION_STRING)");
 
   std::string base = env("AZURE_STORAGE_BLOB_ENDPOINT");
   if (base.empty()) base = cs_value("blobendpoint");
@@ -469,14 +480,15 @@ std::unique_ptr<ObjectStore> open_azure_store(std::string_view url_text, const S
   while (!base.empty() && base.back() == '/') base.pop_back();
   Endpoint endpoint;
   std::size_t scheme_end = base.find("://");
-  if (scheme_end == std::string::npos || (base.substr(0, scheme_end) != "https" && base.substr(0, scheme_end) != "http"))
+  if (scheme_end == std::string::npos ||
+      (base.substr(0, scheme_end) != "https" && base.substr(0, scheme_end) != "http"))
     throw bad("the blob endpoint '" + base + "' is not an http:// or https:// URL");
   std::size_t path_start = base.find('/', scheme_end + 3);
   endpoint.base = base;
   endpoint.path = path_start == std::string::npos ? std::string() : base.substr(path_start);
 
-  auto store = std::make_unique<AzureStore>("az://" + rest, account, container, prefix, endpoint, std::move(*key),
-                                            options);
+  auto store = std::make_unique<AzureStore>("az://" + rest, account, container, prefix, endpoint,
+                                            std::move(*key), options);
   if (options.create_container) store->create_container();
   return store;
 }

@@ -32,7 +32,9 @@ std::unique_ptr<ObjectStore> open_azure_store(std::string_view url, const StoreO
 
 /// The SharedKey string to sign of a request (exposed for tests). `headers` are lowercase name
 /// and value; `resource` the canonicalized resource without the query; `query` decoded pairs.
-std::string azure_string_to_sign(const std::string& method, const std::vector<std::pair<std::string, std::string>>& headers,
-                                 const std::string& resource, std::vector<std::pair<std::string, std::string>> query);
+std::string azure_string_to_sign(const std::string& method,
+                                 const std::vector<std::pair<std::string, std::string>>& headers,
+                                 const std::string& resource,
+                                 std::vector<std::pair<std::string, std::string>> query);
 
 }  // namespace mpmux::store

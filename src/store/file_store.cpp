@@ -180,9 +180,11 @@ class FileStore final : public ObjectStore {
 
   void make_parents(const std::string& key, const stdfs::path& file) const {
     std::vector<stdfs::path> missing;
-    for (stdfs::path p = file.parent_path(); p != dir_ && !p.empty(); p = p.parent_path()) missing.push_back(p);
+    for (stdfs::path p = file.parent_path(); p != dir_ && !p.empty(); p = p.parent_path())
+      missing.push_back(p);
     for (auto p = missing.rbegin(); p != missing.rend(); ++p) {
-      if (::mkdir(p->c_str(), posix::kDirMode) != 0 && errno != EEXIST) fail("create the folder of", key, errno);
+      if (::mkdir(p->c_str(), posix::kDirMode) != 0 && errno != EEXIST)
+        fail("create the folder of", key, errno);
     }
   }
 
@@ -199,10 +201,11 @@ class FileStore final : public ObjectStore {
     ::close(fd);
   }
 
-  TempFile write_temp(const std::string& key, const stdfs::path& file, std::string_view data, bool durable) const {
+  TempFile write_temp(const std::string& key, const stdfs::path& file, std::string_view data,
+                      bool durable) const {
     TempFile tmp;
-    tmp.path = file.parent_path() /
-               ("." + file.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
+    tmp.path = file.parent_path() / ("." + file.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+                                     "-" + posix::random_hex(8));
     int fd = open_making_parents(key, tmp.path, O_WRONLY | O_CREAT | O_EXCL);
     if (fd < 0) fail("write", key, -fd);
     posix::Fd owned(fd);
@@ -238,7 +241,8 @@ class FileStore final : public ObjectStore {
   // link() of a whole temporary file: the object appears with its content. Over NFS a link()
   // whose reply was lost reports an error although it was made, so the temporary's link count
   // (2 once the name exists) decides, not link()'s return value.
-  std::optional<std::string> link_create(const std::string& key, const stdfs::path& file, std::string_view data) {
+  std::optional<std::string> link_create(const std::string& key, const stdfs::path& file,
+                                         std::string_view data) {
     TempFile tmp = write_temp(key, file, data, options_.durable);
     int rc = ::link(tmp.path.c_str(), file.c_str());
     int err = rc == 0 ? 0 : errno;
@@ -261,10 +265,12 @@ class FileStore final : public ObjectStore {
     const std::string start = slash == std::string::npos ? std::string() : prefix.substr(0, slash + 1);
     if (!start.empty()) check_key(start.substr(0, start.size() - 1));
     walk(start, prefix, out, versions);
-    std::sort(out.begin(), out.end(), [](const ListedObject& a, const ListedObject& b) { return a.key < b.key; });
+    std::sort(out.begin(), out.end(),
+              [](const ListedObject& a, const ListedObject& b) { return a.key < b.key; });
   }
 
-  void walk(const std::string& sub, const std::string& prefix, std::vector<ListedObject>& out, bool versions) const {
+  void walk(const std::string& sub, const std::string& prefix, std::vector<ListedObject>& out,
+            bool versions) const {
     const stdfs::path dir = sub.empty() ? dir_ : dir_ / sub;
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) {

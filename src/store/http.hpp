@@ -44,8 +44,8 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   /// Sends one request. `headers` are "Name: value" lines; a body is sent for PUT (also empty).
-  HttpResult request(const std::string& method, const std::string& url, const std::vector<std::string>& headers,
-                     std::string_view body);
+  HttpResult request(const std::string& method, const std::string& url,
+                     const std::vector<std::string>& headers, std::string_view body);
 
   /// Percent-encodes a query value or a path part (keeps unreserved bytes and, when asked, '/').
   static std::string escape(std::string_view text, bool keep_slash);

@@ -46,7 +46,8 @@ std::string local_path_of(std::string_view text, std::string_view what) {
   const std::string named = std::string(what) + " '" + std::string(text) + "'";
   if (scheme == "file") {
     constexpr std::string_view kPrefix = "file://";
-    if (text.substr(0, kPrefix.size()) != kPrefix || text.size() == kPrefix.size() || text[kPrefix.size()] != '/')
+    if (text.substr(0, kPrefix.size()) != kPrefix || text.size() == kPrefix.size() ||
+        text[kPrefix.size()] != '/')
       throw UsageError(named + ": a file URL names an absolute path (file:///path)");
     return percent_decode_path(text.substr(kPrefix.size()), kPrefix.size(), named);
   }

@@ -60,7 +60,8 @@ MuxId MuxId::parse(std::string_view text) {
   std::string_view encoded = rest.substr(0, hash);
   if (encoded.empty() || encoded.front() != '/')
     throw fail("the path must be absolute (file:///path/to/mux#s=SESSION)");
-  std::string path = store::percent_decode_path(encoded, kFileScheme.size(), "mux id '" + std::string(text) + "'");
+  std::string path =
+      store::percent_decode_path(encoded, kFileScheme.size(), "mux id '" + std::string(text) + "'");
 
   if (hash == std::string_view::npos) throw fail("missing '#s=SESSION' fragment");
   std::string_view fragment = rest.substr(hash + 1);

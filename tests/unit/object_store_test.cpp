@@ -2,8 +2,8 @@
 // then what only one backend has (modes and errors of files; leases, keys and errors of Azure).
 #include "store/object_store.hpp"
 
-#include <gtest/gtest.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -197,7 +197,8 @@ TEST(FileStore, KeysThatLeaveTheStoreAreRefused) {
 TEST(FileStore, AnUnwritableDirectoryIsAUsageErrorNamingIt) {
   TempDir tmp;
   stdfs::create_directory(tmp.path() / "ro");
-  stdfs::permissions(tmp.path(), stdfs::perms::owner_all | stdfs::perms::others_exec | stdfs::perms::group_exec);
+  stdfs::permissions(tmp.path(),
+                     stdfs::perms::owner_all | stdfs::perms::others_exec | stdfs::perms::group_exec);
   std::string url = "file://" + (tmp.path() / "ro").string();
   std::string error = in_child([&]() -> std::string {
     if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
@@ -254,9 +255,10 @@ TEST(StoreUrl, LocalPathsAcceptPlainPathsAndFileUrlsOnly) {
   EXPECT_EQ(store::local_path_of("file:///scr/a%20b", "ROOT"), "/scr/a b");
   EXPECT_EQ(usage_error_message([] { store::local_path_of("az://acct/c/p", "ROOT"); }),
             "ROOT 'az://acct/c/p': az:// sessions are not available in this version yet (give a directory)");
-  EXPECT_EQ(usage_error_message([] { store::local_path_of("s3://b/p", "ROOT"); }),
-            "ROOT 's3://b/p': unknown scheme 's3' (mpmux knows file:// and plain paths; write ./s3://b/p for a "
-            "relative directory)");
+  EXPECT_EQ(
+      usage_error_message([] { store::local_path_of("s3://b/p", "ROOT"); }),
+      "ROOT 's3://b/p': unknown scheme 's3' (mpmux knows file:// and plain paths; write ./s3://b/p for a "
+      "relative directory)");
   EXPECT_EQ(usage_error_message([] { store::local_path_of("file://rel/x", "MUX_DIR"); }),
             "MUX_DIR 'file://rel/x': a file URL names an absolute path (file:///path)");
 }
@@ -293,7 +295,8 @@ TEST_F(AzureStore, ALeaseIsExclusiveUntilReleased) {
 }
 
 TEST_F(AzureStore, AWrongKeyIsAUsageErrorThatNeverShowsAKey) {
-  const std::string wrong = "d3Jvbmcga2V5IG9mIHNpeHR5LWZvdXIgYnl0ZXMsIG5vdCB0aGUgYWNjb3VudCBvbmUgYXQgYWxsISEhISEhIQ==";
+  const std::string wrong =
+      "d3Jvbmcga2V5IG9mIHNpeHR5LWZvdXIgYnl0ZXMsIG5vdCB0aGUgYWNjb3VudCBvbmUgYXQgYWxsISEhISEhIQ==";
   ::setenv("AZURE_STORAGE_KEY", wrong.c_str(), 1);
   auto s = store::open_store(url_ + "/p");
   std::string message = usage_error_message([&] { s->get("x"); });
@@ -327,7 +330,10 @@ TEST_F(AzureStore, TheKeyNeverAppearsInAnyErrorMessage) {
       ::setenv("AZURE_STORAGE_CONNECTION_STRING", cs.c_str(), 1);
       ::unsetenv("AZURE_STORAGE_BLOB_ENDPOINT");
     }
-    collect([&] { store::open_store(std::string("az://") + kAzuriteAccount + "/nocontainer" + posix::random_hex(6))->get("x"); });
+    collect([&] {
+      store::open_store(std::string("az://") + kAzuriteAccount + "/nocontainer" + posix::random_hex(6))
+          ->get("x");
+    });
     collect([&] { store::open_store("az://otheraccount/c0ntainer")->get("x"); });
     collect([&] { store::open_store("az://" + std::string(kAzuriteAccount) + "/BAD_NAME"); });
     ::setenv("AZURE_STORAGE_BLOB_ENDPOINT", "http://127.0.0.1:1/devstoreaccount1", 1);
@@ -347,7 +353,8 @@ TEST_F(AzureStore, TheKeyNeverAppearsInAnyErrorMessage) {
   EXPECT_NE(messages[0].find("container 'nocontainer"), std::string::npos) << messages[0];
   EXPECT_NE(messages[5].find("is for account 'devstoreaccount1', not 'otheraccount'"), std::string::npos)
       << messages[5];
-  EXPECT_NE(messages[3].find("cannot reach http://127.0.0.1:1/devstoreaccount1"), std::string::npos) << messages[3];
+  EXPECT_NE(messages[3].find("cannot reach http://127.0.0.1:1/devstoreaccount1"), std::string::npos)
+      << messages[3];
 }
 
 TEST_F(AzureStore, AMissingContainerIsAUsageErrorNamingIt) {
@@ -370,7 +377,8 @@ TEST_F(AzureStore, AnUnreachableEndpointIsAStoreErrorNamingItAfterRetries) {
     FAIL() << "a usage error: " << e.what();
   } catch (const StoreError& e) {
     std::string m = e.what();
-    EXPECT_EQ(m.rfind(url_ + ": cannot read 'x': cannot reach http://127.0.0.1:1/devstoreaccount1: ", 0), 0u) << m;
+    EXPECT_EQ(m.rfind(url_ + ": cannot read 'x': cannot reach http://127.0.0.1:1/devstoreaccount1: ", 0), 0u)
+        << m;
     EXPECT_NE(m.find(" tries in "), std::string::npos) << m;
   }
 }
@@ -378,12 +386,14 @@ TEST_F(AzureStore, AnUnreachableEndpointIsAStoreErrorNamingItAfterRetries) {
 TEST_F(AzureStore, MissingOrMalformedCredentialsAreUsageErrors) {
   ::unsetenv("AZURE_STORAGE_KEY");
   EXPECT_EQ(usage_error_message([&] { store::open_store(url_); }),
-            "store '" + url_ + "': no key: set AZURE_STORAGE_KEY (the account's access key) or "
-            "AZURE_STORAGE_CONNECTION_STRING");
+            "store '" + url_ +
+                "': no key: set AZURE_STORAGE_KEY (the account's access key) or "
+                "AZURE_STORAGE_CONNECTION_STRING");
   ::setenv("AZURE_STORAGE_KEY", "not base64!", 1);
   EXPECT_EQ(usage_error_message([&] { store::open_store(url_); }),
-            "store '" + url_ + "': the account key is not base64 (check AZURE_STORAGE_KEY or "
-            "AZURE_STORAGE_CONNECTION_STRING)");
+            "store '" + url_ +
+                "': the account key is not base64 (check AZURE_STORAGE_KEY or "
+                "AZURE_STORAGE_CONNECTION_STRING)");
   ::setenv("AZURE_STORAGE_KEY", kAzuriteKey, 1);
   ::setenv("AZURE_STORAGE_BLOB_ENDPOINT", "ftp://127.0.0.1/x", 1);
   EXPECT_EQ(usage_error_message([&] { store::open_store(url_); }),
@@ -404,15 +414,15 @@ TEST_F(AzureStore, TheConnectionStringGivesKeyAndEndpoint) {
 // The example of the SharedKey documentation's layout: every field in its place, x-ms-* headers
 // sorted, query parameters lowercased and sorted after the resource.
 TEST(AzureSigning, TheStringToSignFollowsTheSharedKeyLayout) {
-  std::string s = store::azure_string_to_sign(
-      "PUT",
-      {{"x-ms-version", "2021-12-02"},
-       {"content-length", "5"},
-       {"if-none-match", "*"},
-       {"x-ms-date", "Sat, 05 Dec 2026 00:10:00 GMT"},
-       {"content-type", "application/octet-stream"},
-       {"x-ms-blob-type", "BlockBlob"}},
-      "/acct/acct/cont/p/claims/0.0", {{"comp", "lease"}, {"Restype", "x"}});
+  std::string s =
+      store::azure_string_to_sign("PUT",
+                                  {{"x-ms-version", "2021-12-02"},
+                                   {"content-length", "5"},
+                                   {"if-none-match", "*"},
+                                   {"x-ms-date", "Sat, 05 Dec 2026 00:10:00 GMT"},
+                                   {"content-type", "application/octet-stream"},
+                                   {"x-ms-blob-type", "BlockBlob"}},
+                                  "/acct/acct/cont/p/claims/0.0", {{"comp", "lease"}, {"Restype", "x"}});
   EXPECT_EQ(s,
             "PUT\n\n\n5\n\napplication/octet-stream\n\n\n\n*\n\n\n"
             "x-ms-blob-type:BlockBlob\nx-ms-date:Sat, 05 Dec 2026 00:10:00 GMT\nx-ms-version:2021-12-02\n"

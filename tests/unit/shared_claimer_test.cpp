@@ -256,8 +256,8 @@ class FaultProxy {
       const std::string script = std::string(MPMUX_SOURCE_DIR) + "/tests/unit/fault_proxy.py";
       const std::string args[] = {std::to_string(upstream_port), std::to_string(seed), std::to_string(rate),
                                   std::to_string(delay_s)};
-      ::execl("/usr/bin/python3", "python3", script.c_str(), args[0].c_str(), args[1].c_str(), args[2].c_str(),
-              args[3].c_str(), static_cast<char*>(nullptr));
+      ::execl("/usr/bin/python3", "python3", script.c_str(), args[0].c_str(), args[1].c_str(),
+              args[2].c_str(), args[3].c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ::close(in[0]);

@@ -25,8 +25,9 @@ inline std::string azurite_endpoint() {
   std::ifstream in(file);
   std::string endpoint;
   if (!(in >> endpoint))
-    throw std::runtime_error("no Azurite: run this test through ctest (fixture azurite) or start one with "
-                             "scripts/start-azurite.sh " MPMUX_BINARY_DIR "/azurite");
+    throw std::runtime_error(
+        "no Azurite: run this test through ctest (fixture azurite) or start one with "
+        "scripts/start-azurite.sh " MPMUX_BINARY_DIR "/azurite");
   return endpoint;
 }
 
@@ -74,12 +75,15 @@ class StoreLocation {
 
   store::StoreOptions options() const {
     store::StoreOptions o;
-    o.exclusive_create = backend_ == Backend::kFileLink ? store::ExclusiveCreate::kLink : store::ExclusiveCreate::kOExcl;
+    o.exclusive_create =
+        backend_ == Backend::kFileLink ? store::ExclusiveCreate::kLink : store::ExclusiveCreate::kOExcl;
     return o;
   }
 
   std::unique_ptr<store::ObjectStore> open() const { return store::open_store(url_, options()); }
-  std::unique_ptr<store::ObjectStore> open(const store::StoreOptions& o) const { return store::open_store(url_, o); }
+  std::unique_ptr<store::ObjectStore> open(const store::StoreOptions& o) const {
+    return store::open_store(url_, o);
+  }
 
  private:
   Backend backend_;
