@@ -10,11 +10,17 @@ packages=(
   libhdf5-dev hdf5-tools
   libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev
+  libcurl4-openssl-dev libssl-dev
   python3-h5py python3-numpy python3-mpi4py python3-pandas
   parallel libtbb-dev
   clang libfuzzer-14-dev clang-tidy
   slurmctld slurmd slurm-client munge libpmix-dev
 )
+
+# Node.js and npm run Azurite (scripts/start-azurite.sh) for the az:// tests; a machine with a
+# node of its own (another distribution's package) keeps it.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

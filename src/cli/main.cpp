@@ -15,6 +15,7 @@
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
 #include "store/h5_input.hpp"
+#include "store/object_store.hpp"
 
 namespace {
 
@@ -38,14 +39,17 @@ void mpmux::cli::say_error(const std::string& message) {
 
 namespace {
 
+// A mux directory, a file:// URL of one or a mux id; any other scheme is refused, never taken as
+// a relative directory.
 std::filesystem::path mux_dir_of(const std::string& arg) {
-  if (arg.rfind("file://", 0) == 0 || arg.find("://") != std::string::npos) return MuxId::parse(arg).dir;
-  return std::filesystem::absolute(arg);
+  if (arg.find('#') != std::string::npos && !store::url_scheme(arg).empty()) return MuxId::parse(arg).dir;
+  return std::filesystem::absolute(store::local_path_of(arg, "MUX_DIR"));
 }
 
-int cmd_new(const std::filesystem::path& root, const std::string& from, const std::string& format,
+int cmd_new(const std::string& root_arg, const std::string& from, const std::string& format,
             const std::string& encoding_name, const std::vector<std::string>& grid, std::uint64_t range,
             bool range_given, const std::string& tag) {
+  const std::filesystem::path root = store::local_path_of(root_arg, "ROOT");
   const int sources = !from.empty() + !grid.empty() + range_given;
   if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
   const TextEncoding encoding = text_encoding_from_string(encoding_name);

@@ -10,6 +10,7 @@
 
 #include "mpmux/error.hpp"
 #include "store/fs.hpp"
+#include "store/uri.hpp"
 
 namespace mpmux {
 
@@ -26,27 +27,9 @@ bool is_alnum(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
-// The bytes str() leaves as they are; everything else is percent-encoded, which keeps the id
-// one shell word and free of URI delimiters ('#', '?', '%').
-bool is_plain_path_byte(unsigned char c) {
-  return is_alnum(c) || c == '/' || c == '.' || c == '_' || c == '~' || c == '-';
-}
-
 bool is_session_byte(unsigned char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// A byte for an error message: printable ASCII as itself, anything else as \xNN.
-std::string show_byte(unsigned char c) {
-  if (c >= 0x20 && c < 0x7F) return std::string(1, static_cast<char>(c));
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  return std::string("\\x") + kHex[c >> 4] + kHex[c & 0xF];
-}
+using store::show_byte;
 
 // Absolute, lexically normal, without a trailing separator.
 stdfs::path normal_dir(const stdfs::path& dir) {
@@ -58,20 +41,7 @@ stdfs::path normal_dir(const stdfs::path& dir) {
 }  // namespace
 
 std::string MuxId::str() const {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out(kFileScheme);
-  for (unsigned char c : dir.native()) {
-    if (is_plain_path_byte(c)) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    }
-  }
-  out += "#s=";
-  out += session;
-  return out;
+  return std::string(kFileScheme) + store::percent_encode_path(dir.native()) + "#s=" + session;
 }
 
 MuxId MuxId::parse(std::string_view text) {
@@ -82,6 +52,7 @@ MuxId MuxId::parse(std::string_view text) {
   std::size_t colon = text.find("://");
   if (colon == std::string_view::npos) throw fail("not a URI (expected file:///path/to/mux#s=SESSION)");
   std::string_view scheme = text.substr(0, colon);
+  if (scheme == "az") throw fail("az:// sessions are not available in this version yet");
   if (scheme != "file") throw fail("unsupported scheme '" + std::string(scheme) + "'");
 
   std::string_view rest = text.substr(kFileScheme.size());
@@ -89,28 +60,8 @@ MuxId MuxId::parse(std::string_view text) {
   std::string_view encoded = rest.substr(0, hash);
   if (encoded.empty() || encoded.front() != '/')
     throw fail("the path must be absolute (file:///path/to/mux#s=SESSION)");
-
-  std::string path;
-  path.reserve(encoded.size());
-  for (std::size_t i = 0; i < encoded.size(); ++i) {
-    auto c = static_cast<unsigned char>(encoded[i]);
-    if (c == '%') {
-      bool whole = i + 2 < encoded.size();
-      int hi = whole ? hex_value(encoded[i + 1]) : -1;
-      int lo = whole ? hex_value(encoded[i + 2]) : -1;
-      if (hi < 0 || lo < 0)
-        throw fail("bad percent escape '" + std::string(encoded.substr(i, 3)) + "' at byte " +
-                   std::to_string(kFileScheme.size() + i));
-      char decoded = static_cast<char>(hi << 4 | lo);
-      if (decoded == '\0') throw fail("the path contains a NUL byte (%00)");
-      path.push_back(decoded);
-      i += 2;
-    } else if (is_plain_path_byte(c)) {
-      path.push_back(static_cast<char>(c));
-    } else {
-      throw fail("character '" + show_byte(c) + "' in the path must be percent-encoded");
-    }
-  }
+  std::string path =
+      store::percent_decode_path(encoded, kFileScheme.size(), "mux id '" + std::string(text) + "'");
 
   if (hash == std::string_view::npos) throw fail("missing '#s=SESSION' fragment");
   std::string_view fragment = rest.substr(hash + 1);

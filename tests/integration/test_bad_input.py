@@ -124,7 +124,9 @@ class Corpus(TempDirTest):
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-        p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120,
+        # `cwd` runs the command in a directory the check below covers (a relative path made there).
+        cwd = self.fill(case["cwd"]) if "cwd" in case else None
+        p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120, cwd=cwd,
                            preexec_fn=limit_file_size if limit else None)
         self.assertEqual(p.returncode, case["exit"], f"stdout: {p.stdout}\nstderr: {p.stderr}")
         lines = p.stderr.splitlines()
