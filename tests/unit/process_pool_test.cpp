@@ -413,13 +413,13 @@ TEST(ProcessPool, ExceptionsComeBackWithIndexAndMessage) {
       EXPECT_EQ(e.failures()[0].message, "bad " + std::to_string(e.failures()[0].index));
     }
     try {
-      pool.map(task, iota_vec(100), fed_by(direct, {.chunk_size = 4, .on_error = OnError::kReportAll}));
+      pool.map(task, iota_vec(100), fed_by(direct, {.chunk_size = 4, .on_error = OnError::report_all}));
       FAIL() << "expected TaskError";
     } catch (const TaskError& e) {
       ASSERT_EQ(e.failures().size(), 10u);
       for (std::size_t k = 0; k < 10; ++k) {
         EXPECT_EQ(e.failures()[k].index, 10 * k + 3);
-        EXPECT_EQ(e.failures()[k].kind, FailureKind::kException);
+        EXPECT_EQ(e.failures()[k].kind, FailureKind::exception);
         EXPECT_EQ(e.failures()[k].message, "bad " + std::to_string(10 * k + 3));
       }
     }
@@ -431,7 +431,7 @@ TEST(ProcessPool, ExceptionsComeBackWithIndexAndMessage) {
           [](std::uint64_t x) -> std::uint64_t {
             return x % 1000 == 999 ? throw std::runtime_error("odd") : x;
           },
-          in, fed_by(direct, {.chunk_size = 700, .on_error = OnError::kReportAll}));
+          in, fed_by(direct, {.chunk_size = 700, .on_error = OnError::report_all}));
       FAIL() << "expected TaskError";
     } catch (const TaskError& e) {
       ASSERT_EQ(e.failures().size(), 5u);
@@ -441,7 +441,7 @@ TEST(ProcessPool, ExceptionsComeBackWithIndexAndMessage) {
   }
 }
 
-// kRaiseFirst: the map throws the first failure and does not start what it had not started.
+// raise_first: the map throws the first failure and does not start what it had not started.
 // Elements of 2 ms keep what a worker holds at two chunks, so only a few run after the failure.
 TEST(ProcessPool, RaiseFirstCancelsTheRestOfTheMap) {
   shared_counter();  // mapped before the fork, or the workers get a private copy
@@ -556,7 +556,7 @@ void kill_twenty_times_during_a_map(bool direct) {
   g->kills_done.store(0);
   for (auto& s : g->started) s.store(false);
   // A worker may be killed more than once while it runs one element (the killer picks at
-  // random); that must not turn the element into a kCrash failure here.
+  // random); that must not turn the element into a crash failure here.
   ProcessPool pool({.n_jobs = 2, .max_crash_retries = kKills});
   std::set<pid_t> victims;
   std::atomic<bool> over{false};
@@ -697,12 +697,12 @@ TEST(ProcessPool, ARunawayTaskIsKilledAndReportedAsTimedOut) {
   for (bool direct : {true, false}) {
     SCOPED_TRACE(path_name(direct));
     try {
-      pool.map(task, iota_vec(40), fed_by(direct, {.chunk_size = 4, .on_error = OnError::kReportAll}));
+      pool.map(task, iota_vec(40), fed_by(direct, {.chunk_size = 4, .on_error = OnError::report_all}));
       FAIL() << "expected TaskError";
     } catch (const TaskError& e) {
       ASSERT_EQ(e.failures().size(), 1u);
       EXPECT_EQ(e.failures()[0].index, 3u);
-      EXPECT_EQ(e.failures()[0].kind, FailureKind::kTimeout);
+      EXPECT_EQ(e.failures()[0].kind, FailureKind::timeout);
       EXPECT_NE(e.failures()[0].message.find("task_timeout"), std::string::npos);
     }
     EXPECT_EQ(pool.map(square, iota_vec(5)), (std::vector<int>{0, 1, 4, 9, 16}));  // the map goes on
@@ -718,12 +718,12 @@ TEST(ProcessPool, AnElementThatKeepsCrashingItsWorkerIsReportedAfterRetries) {
   for (bool direct : {true, false}) {
     SCOPED_TRACE(path_name(direct));
     try {
-      pool.map(task, iota_vec(20), fed_by(direct, {.chunk_size = 3, .on_error = OnError::kReportAll}));
+      pool.map(task, iota_vec(20), fed_by(direct, {.chunk_size = 3, .on_error = OnError::report_all}));
       FAIL() << "expected TaskError";
     } catch (const TaskError& e) {
       ASSERT_EQ(e.failures().size(), 1u);
       EXPECT_EQ(e.failures()[0].index, 5u);
-      EXPECT_EQ(e.failures()[0].kind, FailureKind::kCrash);
+      EXPECT_EQ(e.failures()[0].kind, FailureKind::crash);
       EXPECT_NE(e.failures()[0].message.find("signal 9"), std::string::npos) << e.failures()[0].message;
     }
   }

@@ -232,7 +232,7 @@ TEST(ThreadPool, ExceptionsComeBackWithIndexAndMessage) {
       EXPECT_NE(std::string(e.what()).find("element " + std::to_string(i)), std::string::npos);
     }
     MapOptions all = first;
-    all.on_error = OnError::kReportAll;
+    all.on_error = OnError::report_all;
     try {
       pool.map(task, iota_vec(100), all);
       FAIL() << "expected TaskError";
