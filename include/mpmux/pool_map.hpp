@@ -139,13 +139,15 @@ class BasicPool {
   template <class F, class... Args>
     requires(!std::is_same_v<std::decay_t<F>, Requestor>)
   auto apply(F&& f, Args&&... args) {
-    return apply_async(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...).get();
+    return apply(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// apply() on behalf of requestor `who` (PoolOptions::worker_requestors).
   template <class F, class... Args>
   auto apply(Requestor who, F&& f, Args&&... args) {
-    return apply_async(who, std::forward<F>(f), std::forward<Args>(args)...).get();
+    auto result = apply_async(who, std::forward<F>(f), std::forward<Args>(args)...);
+    Engine::await(result);
+    return result.get();
   }
 
   /// Runs f(args...) on a worker; the future holds its value or a TaskError.

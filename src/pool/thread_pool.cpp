@@ -18,6 +18,18 @@ namespace mpmux::pool_detail {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Waits up to kLookBeforeSleep for `queued` to be non-zero; true when it was. A caller that
+// waits for each result (apply) posts its next task a few microseconds after it has it; a worker
+// still looking takes that task without a sleep and a wake-up.
+bool look_for_work(const std::atomic<std::size_t>& queued) {
+  const auto end = Clock::now() + ThreadEngine::kLookBeforeSleep;
+  for (unsigned i = 0;; ++i) {
+    if (queued.load(std::memory_order_relaxed) > 0) return true;
+    if ((i & 63) == 63 && Clock::now() > end) return false;
+    std::this_thread::yield();
+  }
+}
 }  // namespace
 
 using Work = std::function<void(Worker&)>;
@@ -32,6 +44,8 @@ struct WakeSlot {
 struct ThreadEngine::State {
   std::mutex mutex;  // queue, slots, idle, stopping, ready
   TaskQueue queue;
+  std::atomic<std::size_t> queued{0};  // queue.size(), for workers looking before they sleep
+  int looking = 0;                     // workers looking for work before they sleep
   std::vector<std::unique_ptr<WakeSlot>> slots;  // one per started worker
   std::vector<int> idle;                         // workers waiting for a task, longest first
   bool stopping = false;
@@ -115,7 +129,9 @@ void ThreadEngine::post(std::function<void(Worker&)> work, int requestor) {
     std::lock_guard lock(s_->mutex);
     if (s_->stopping) throw UsageError("ThreadPool: the pool was stopped; it takes no more work");
     s_->queue.push(std::move(work), requestor);
-    if (!s_->idle.empty()) {
+    s_->queued.store(s_->queue.size(), std::memory_order_relaxed);
+    // A looking worker takes a task without being woken; a sleeping one is woken for the rest.
+    if (!s_->idle.empty() && s_->queue.size() > static_cast<std::size_t>(s_->looking)) {
       // The longest idle worker is woken: the one that idled last may still be on its way to
       // sleep and then finds the task itself (waking it instead cost 1.5 us per round trip).
       // With affinity: an idle worker bound to this requestor, else an unbound one (so that
@@ -217,30 +233,46 @@ void ThreadEngine::worker_main(int id) {
 
   std::uint64_t since_start = 0;
   std::any item;
+  // Waiting and working times are insights; without them the clock is not read per task.
+  const bool timed = options.enable_insights;
   for (;;) {
-    auto t_wait = Clock::now();
+    auto t_wait = timed ? Clock::now() : Clock::time_point{};
     {
       std::unique_lock lock(s.mutex);
+      // With affinity a task waits for the worker the rule picks, so none looks by itself.
+      bool looked = s.queue.has_affinity();
       while (!s.queue.pop(id, item)) {
         if (s.stopping) break;
+        if (!looked) {
+          looked = true;
+          ++s.looking;
+          lock.unlock();
+          look_for_work(s.queued);
+          lock.lock();
+          --s.looking;
+          continue;
+        }
         slot->woken = false;
         s.idle.push_back(id);
         slot->cv.wait(lock, [&] { return slot->woken || s.stopping; });
       }
+      s.queued.store(s.queue.size(), std::memory_order_relaxed);
     }
     if (!item.has_value()) break;
     Work& work = *std::any_cast<Work>(&item);
-    auto t_work = Clock::now();
+    auto t_work = timed ? Clock::now() : Clock::time_point{};
     try {
       work(*worker);
     } catch (...) {
       reports.fail("ThreadPool: a task escaped its wrapper in worker " + std::to_string(id) + ": " +
                    exception_message(std::current_exception()));
     }
-    reports.update(id, [&](WorkerInsights& ins) {
-      ins.waiting_s += std::chrono::duration<double>(t_work - t_wait).count();
-      ins.working_s += seconds_since(t_work);
-    });
+    if (timed) {
+      reports.update(id, [&](WorkerInsights& ins) {
+        ins.waiting_s += std::chrono::duration<double>(t_work - t_wait).count();
+        ins.working_s += seconds_since(t_work);
+      });
+    }
     item.reset();  // the task's captures (results sink, inputs) go before the next wait
     if (options.worker_lifespan > 0 && ++since_start >= options.worker_lifespan) {
       end_worker();

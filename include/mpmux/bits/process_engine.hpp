@@ -272,6 +272,10 @@ class MPMUX_EXPORT ProcessEngine : public PoolEngine {
   template <class Out, class F, class R>
   std::vector<Out> direct_map(F& f, R& inputs, const MapOptions& options);
 
+  /// The caller of apply() sleeps in get() at once: the event loop and the worker need the CPU.
+  template <class R>
+  static void await(const std::future<R>&) {}
+
   /// Runs f(args...) in a worker (arguments and result cross as bytes) and fulfils `promise`.
   template <class R, class Fn, class Tuple>
   void post_apply(std::shared_ptr<std::promise<R>> promise, Fn fn, Tuple args, int requestor);

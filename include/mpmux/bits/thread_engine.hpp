@@ -12,6 +12,7 @@
 #include <mutex>
 #include <ranges>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -64,6 +65,21 @@ class MPMUX_EXPORT ThreadEngine : public PoolEngine {
     return ThreadBackend<Fn, In>{this, std::make_shared<Fn>(std::forward<G>(f)), requestor};
   }
 
+  /// How long a worker or an apply() caller looks for what it waits for before it sleeps: a
+  /// short task's round trip then needs no sleep and wake-up, which are most of its cost.
+  static constexpr std::chrono::microseconds kLookBeforeSleep{50};
+
+  /// Looks for the result of an apply() for kLookBeforeSleep; the caller then sleeps in get().
+  template <class R>
+  static void await(const std::future<R>& result) {
+    const auto end = std::chrono::steady_clock::now() + kLookBeforeSleep;
+    for (unsigned i = 0;; ++i) {
+      if (result.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return;
+      if ((i & 15) == 15 && std::chrono::steady_clock::now() > end) return;
+      std::this_thread::yield();
+    }
+  }
+
   /// Runs f(args...) on a worker and fulfils `promise`.
   template <class R, class Fn, class Tuple>
   void post_apply(std::shared_ptr<std::promise<R>> promise, Fn fn, Tuple args, int requestor) {
@@ -81,7 +97,11 @@ class MPMUX_EXPORT ThreadEngine : public PoolEngine {
     validate_map_options(options);
     const std::uint64_t n = std::ranges::size(inputs);
     std::vector<Out> out(n);
-    if (n == 0) return out;
+    if (n == 0) {
+      // Its end is reported as on every other path, so that a progress display closes.
+      if (options.progress) options.progress(progress_at(0, 0, 0, std::chrono::steady_clock::now(), true));
+      return out;
+    }
     struct Job {
       std::atomic<std::uint64_t> next{0};
       std::atomic<std::uint64_t> done{0};
