@@ -106,7 +106,8 @@ class BasicPool {
     }
     std::vector<Out> out;
     if constexpr (std::ranges::sized_range<R>) out.reserve(std::ranges::size(inputs));
-    auto stream = make_stream(std::forward<F>(f), std::forward<R>(inputs), std::move(options), true, run_serially);
+    auto stream =
+        make_stream(std::forward<F>(f), std::forward<R>(inputs), std::move(options), true, run_serially);
     while (auto v = stream.next()) out.push_back(std::move(*v));
     return out;
   }
@@ -137,8 +138,7 @@ class BasicPool {
   /// Runs f(args...) (or f(worker, args...)) on a worker and waits; a throw comes back as
   /// TaskError with index 0.
   template <class F, class... Args>
-    requires(!std::is_same_v<std::decay_t<F>, Requestor>)
-  auto apply(F&& f, Args&&... args) {
+  requires(!std::is_same_v<std::decay_t<F>, Requestor>) auto apply(F&& f, Args&&... args) {
     return apply(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -152,8 +152,7 @@ class BasicPool {
 
   /// Runs f(args...) on a worker; the future holds its value or a TaskError.
   template <class F, class... Args>
-    requires(!std::is_same_v<std::decay_t<F>, Requestor>)
-  auto apply_async(F&& f, Args&&... args) {
+  requires(!std::is_same_v<std::decay_t<F>, Requestor>) auto apply_async(F&& f, Args&&... args) {
     return apply_async(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -173,7 +172,8 @@ class BasicPool {
       Tuple args_tuple(std::forward<Args>(args)...);
       pool_detail::fulfil(*promise, fn, serial_worker(), args_tuple);
     } else {
-      engine_->post_apply(std::move(promise), Fn(std::forward<F>(f)), Tuple(std::forward<Args>(args)...), who.id);
+      engine_->post_apply(std::move(promise), Fn(std::forward<F>(f)), Tuple(std::forward<Args>(args)...),
+                          who.id);
     }
     return future;
   }

@@ -145,7 +145,8 @@ bool EventLoop::flush_outgoing(bool& progressed) {
       st.stop_sent = true;
     }
     if (st.phase != Phase::running) continue;
-    std::uint32_t mark = st.posted_held > 0 ? kWakeAlways : static_cast<std::uint32_t>(st.assigned.size() / 2);
+    std::uint32_t mark =
+        st.posted_held > 0 ? kWakeAlways : static_cast<std::uint32_t>(st.assigned.size() / 2);
     if (mark != st.wake_left) ps_.shm[i]->wake_left.store(st.wake_left = mark);
     if (st.out_off == st.outbuf.size()) continue;
     Ring& r = ps_.task_rings[i];
@@ -206,8 +207,8 @@ void EventLoop::sleep(long sleep_ms) {
   }
   {
     std::lock_guard lock(ps_.mutex);
-    visible = visible || !ps_.inbox.empty() || !ps_.direct_inbox.empty() || (ps_.stop_requested && !stopping_) ||
-              (ps_.grow_target > active_ && !stopping_);
+    visible = visible || !ps_.inbox.empty() || !ps_.direct_inbox.empty() ||
+              (ps_.stop_requested && !stopping_) || (ps_.grow_target > active_ && !stopping_);
   }
   if (!visible) {
     pollfd p{ps_.parent_efd, POLLIN, 0};
@@ -453,7 +454,8 @@ void EventLoop::file_results(int k, std::uint32_t len, ParseTally& tally) {
   if (with_ns_) {
     const char* rec = b.data() + st.in_off;
     const char* body = rec + 5;
-    tally.slow.push_back({c.task.first + c.received, static_cast<double>(get<std::uint64_t>(body)) * 1e-9, k});
+    tally.slow.push_back(
+        {c.task.first + c.received, static_cast<double>(get<std::uint64_t>(body)) * 1e-9, k});
     tally.one.clear();
     begin_record(tally.one, static_cast<std::uint8_t>(rec[4]));
     tally.one.append(body + 8, len - 1 - 8);
@@ -533,12 +535,15 @@ void EventLoop::on_control(int k, std::uint8_t kind, const char* body, std::size
     });
   } else if (kind == kRecExit) {
     st.goodbye = true;
-    ps_.reports.update(k, [&](WorkerInsights& ins) { ins.exit_s += static_cast<double>(get<std::uint64_t>(body + 1)) * 1e-9; });
+    ps_.reports.update(k, [&](WorkerInsights& ins) {
+      ins.exit_s += static_cast<double>(get<std::uint64_t>(body + 1)) * 1e-9;
+    });
     if (body[9]) ps_.reports.add_exit_value(ExitValue::from_bytes(std::string(body + 10, body_len - 10)));
   } else if (kind == kRecError) {
     ps_.fail(std::string(body, body_len));
   } else {
-    ps_.fail("ProcessPool: worker " + std::to_string(k) + " sent a record of unknown kind " + std::to_string(kind));
+    ps_.fail("ProcessPool: worker " + std::to_string(k) + " sent a record of unknown kind " +
+             std::to_string(kind));
   }
 }
 
@@ -615,8 +620,9 @@ void EventLoop::sweep() {
     }
   }
   if (!ps_.queue.empty()) {
-    ps_.queue.remove_if([](const std::any& a) { return std::any_cast<const ChunkSlice&>(a).chunk->cancelled(); },
-                        [&](std::any&& a) { complete(std::any_cast<ChunkSlice&>(a).chunk, true); });
+    ps_.queue.remove_if(
+        [](const std::any& a) { return std::any_cast<const ChunkSlice&>(a).chunk->cancelled(); },
+        [&](std::any&& a) { complete(std::any_cast<ChunkSlice&>(a).chunk, true); });
     ps_.queue_size.store(ps_.queue.size());
   }
   for (auto it = sources_.begin(); it != sources_.end();) {

@@ -169,7 +169,6 @@ inline void hand_back(DirectJob& j) {
   j.cv.notify_all();
 }
 
-
 template <class Buffer>
 void begin_record(Buffer& out, std::uint8_t kind) {
   put<std::uint32_t>(out, 0);

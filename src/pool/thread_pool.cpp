@@ -44,8 +44,8 @@ struct WakeSlot {
 struct ThreadEngine::State {
   std::mutex mutex;  // queue, slots, idle, stopping, ready
   TaskQueue queue;
-  std::atomic<std::size_t> queued{0};  // queue.size(), for workers looking before they sleep
-  int looking = 0;                     // workers looking for work before they sleep
+  std::atomic<std::size_t> queued{0};            // queue.size(), for workers looking before they sleep
+  int looking = 0;                               // workers looking for work before they sleep
   std::vector<std::unique_ptr<WakeSlot>> slots;  // one per started worker
   std::vector<int> idle;                         // workers waiting for a task, longest first
   bool stopping = false;
@@ -101,7 +101,6 @@ std::string ThreadEngine::start_workers(int to) {
 }
 
 ThreadEngine::~ThreadEngine() { stop(); }
-
 
 std::size_t ThreadEngine::queued() const {
   std::lock_guard lock(s_->mutex);

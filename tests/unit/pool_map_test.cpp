@@ -7,9 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/serialization/utility.hpp>
 #include <boost/serialization/vector.hpp>
-#include <atomic>
 #include <list>
 #include <numeric>
 #include <sstream>
@@ -140,8 +140,9 @@ TYPED_TEST(PoolMap, ApplyAndApplyAsyncReturnValuesAndErrors) {
   EXPECT_EQ(pool.apply([](int a, int b) { return a + b; }, 2, 40), 42);
   EXPECT_EQ(pool.apply([](int a, int b) { return a * b; }, 6, 7), 42);
   auto f1 = pool.apply_async([](const std::string& s) { return s.size(); }, std::string("hello"));
-  auto f2 = pool.apply_async([](const std::string& s, int k) { return s.substr(0, static_cast<std::size_t>(k)); },
-                             std::string("process"), 4);
+  auto f2 =
+      pool.apply_async([](const std::string& s, int k) { return s.substr(0, static_cast<std::size_t>(k)); },
+                       std::string("process"), 4);
   auto f3 = pool.apply_async([](Worker& w, int x) { return w.id() >= 0 ? x : -1; }, 7);
   auto f4 = pool.apply_async([](Worker& w) { return w.id(); });
   auto f5 = pool.apply_async([] { g_board->counter.store(77); });
@@ -197,7 +198,8 @@ TYPED_TEST(PoolMap, IterableLenGivesAGeneratorItsTotal) {
   CountingGenerator gen(500, produced);
   Progress last;
   auto out = pool.map([](std::uint64_t x) { return x; }, gen,
-                      {.iterable_len = 500, .progress = [&](const Progress& p) { last = p; },
+                      {.iterable_len = 500,
+                       .progress = [&](const Progress& p) { last = p; },
                        .progress_interval = std::chrono::milliseconds(0)});
   ASSERT_EQ(out.size(), 500u);
   for (std::uint64_t i = 0; i < 500; ++i) ASSERT_EQ(out[i], i);
@@ -320,7 +322,8 @@ TYPED_TEST(PoolMap, ExceptionsComeBackWithIndexAndMessage) {
       ASSERT_EQ(e.failures().size(), 5u);
       for (std::size_t k = 0; k < 5; ++k) EXPECT_EQ(e.failures()[k].index, 1000 * k + 999);
     }
-    EXPECT_EQ(pool.map(square, iota_vec(4), fed_by(direct, {})), (std::vector<int>{0, 1, 4, 9}));  // still usable
+    EXPECT_EQ(pool.map(square, iota_vec(4), fed_by(direct, {})),
+              (std::vector<int>{0, 1, 4, 9}));  // still usable
   }
 }
 
@@ -365,8 +368,9 @@ TYPED_TEST(PoolMap, MaxLoadAverageRunsTheMapSeriallyInTheCaller) {
   EXPECT_TRUE(std::all_of(plain.begin(), plain.end(), [](int id) { return id == -1; }));
   EXPECT_EQ(pool.apply([](Worker& w) { return w.id(); }), -1);
   load = 0.2;
-  auto on_workers = pool.map([](Worker& w, int) { return std::make_pair(w.id(), static_cast<int>(getpid())); },
-                             iota_vec(100), {.chunk_size = 1});
+  auto on_workers =
+      pool.map([](Worker& w, int) { return std::make_pair(w.id(), static_cast<int>(getpid())); },
+               iota_vec(100), {.chunk_size = 1});
   for (auto& [id, pid] : on_workers) {
     EXPECT_GE(id, 0);
     if constexpr (std::is_same_v<TypeParam, ProcessPool>) EXPECT_NE(pid, getpid());
@@ -454,8 +458,9 @@ TYPED_TEST(PoolMap, InsightsCountEveryElementAndKeepTheFiveSlowest) {
 TYPED_TEST(PoolMap, SharedObjectsAreReachableFromTasks) {
   auto table = std::make_shared<const std::vector<int>>(iota_vec(100));
   TypeParam pool({.n_jobs = 2, .shared_objects = table});
-  auto out = pool.map([](Worker& w, int i) { return w.shared<std::vector<int>>()[static_cast<std::size_t>(i)]; },
-                      iota_vec(100));
+  auto out =
+      pool.map([](Worker& w, int i) { return w.shared<std::vector<int>>()[static_cast<std::size_t>(i)]; },
+               iota_vec(100));
   EXPECT_EQ(out, iota_vec(100));
 }
 

@@ -36,7 +36,6 @@
 namespace mpmux {
 namespace {
 
-
 std::vector<int> iota_vec(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), 0);

@@ -37,15 +37,14 @@ decltype(auto) call_task(F& f, Worker& w, Arg&& arg) {
   if constexpr (std::is_invocable_v<F&, Worker&, Arg&&>) {
     return std::invoke(f, w, std::forward<Arg>(arg));
   } else {
-    static_assert(std::is_invocable_v<F&, Arg&&>,
-                  "a pool task takes (const In&) or (Worker&, const In&)");
+    static_assert(std::is_invocable_v<F&, Arg&&>, "a pool task takes (const In&) or (Worker&, const In&)");
     return std::invoke(f, std::forward<Arg>(arg));
   }
 }
 
 template <class F, class In>
-using TaskResult = std::decay_t<decltype(call_task(std::declval<F&>(), std::declval<Worker&>(),
-                                                   std::declval<In&>()))>;
+using TaskResult =
+    std::decay_t<decltype(call_task(std::declval<F&>(), std::declval<Worker&>(), std::declval<In&>()))>;
 
 /// Stands in for void results so that apply() of a void function has something to carry.
 struct Unit {
@@ -93,7 +92,8 @@ auto apply_task(F& f, Worker& w, Tuple& args) {
 template <class F, class Tuple>
 using ApplyValue = decltype(apply_task(std::declval<F&>(), std::declval<Worker&>(), std::declval<Tuple&>()));
 template <class F, class Tuple>
-using ApplyResult = std::conditional_t<std::is_same_v<ApplyValue<F, Tuple>, Unit>, void, ApplyValue<F, Tuple>>;
+using ApplyResult =
+    std::conditional_t<std::is_same_v<ApplyValue<F, Tuple>, Unit>, void, ApplyValue<F, Tuple>>;
 
 inline std::string exception_message(const std::exception_ptr& e) {
   try {
@@ -492,7 +492,8 @@ struct SerialBackend {
       try {
         d.values[k].emplace(call_task(*f, *worker, items[k]));
       } catch (...) {
-        d.failures.push_back({first + k, FailureKind::exception, exception_message(std::current_exception())});
+        d.failures.push_back(
+            {first + k, FailureKind::exception, exception_message(std::current_exception())});
       }
     }
     sink->put(std::move(d));

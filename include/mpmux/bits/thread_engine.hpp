@@ -83,11 +83,9 @@ class MPMUX_EXPORT ThreadEngine : public PoolEngine {
   /// Runs f(args...) on a worker and fulfils `promise`.
   template <class R, class Fn, class Tuple>
   void post_apply(std::shared_ptr<std::promise<R>> promise, Fn fn, Tuple args, int requestor) {
-    post(
-        [promise = std::move(promise), fn = std::move(fn), args = std::move(args)](Worker& w) mutable {
-          fulfil(*promise, fn, w, args);
-        },
-        requestor);
+    post([promise = std::move(promise), fn = std::move(fn),
+          args = std::move(args)](Worker& w) mutable { fulfil(*promise, fn, w, args); },
+         requestor);
   }
 
   // map over a random-access input: workers claim guided index ranges with one atomic add and
@@ -214,7 +212,8 @@ struct ThreadBackend {
         try {
           d.values[k].emplace(call_task(*fn, w, in[k]));
         } catch (...) {
-          d.failures.push_back({first + k, FailureKind::exception, exception_message(std::current_exception())});
+          d.failures.push_back(
+              {first + k, FailureKind::exception, exception_message(std::current_exception())});
         }
         if (insights) {
           double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
