@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the pool benchmarks built in a build directory ($1, or $MPMUX_BUILD_DIR, or ./build) and
 # prints one table: contender, median, min, max, ratio to the baseline, and the machine.
-# Builds nothing: make -C BUILD bench_pool_mpmux_thread bench_pool_mpmux_process bench_pool_omp bench_pool_tbb
+# Builds nothing: make -C BUILD bench_pool_mpmux_thread bench_pool_mpmux_process bench_pool_condvar bench_pool_omp bench_pool_tbb
 # The contenders run in ROUNDS rounds (default 3) of REPS repetitions each (default 5), taking
 # turns, so that a change of machine load during the run reaches every contender alike; each
 # median is over all the samples of its contender.
@@ -14,12 +14,12 @@ bin="$build/bench/pool"
 samples=$(mktemp)
 trap 'rm -f "$samples"' EXIT
 
-for prog in bench_pool_omp bench_pool_tbb bench_pool_mpmux_thread bench_pool_mpmux_process; do
+for prog in bench_pool_omp bench_pool_tbb bench_pool_condvar bench_pool_mpmux_thread bench_pool_mpmux_process; do
   [ -x "$bin/$prog" ] || echo "note: $bin/$prog not built, skipped" >&2
 done
 round=0
 while [ "$round" -lt "$rounds" ]; do
-  for prog in bench_pool_omp bench_pool_tbb bench_pool_mpmux_thread bench_pool_mpmux_process; do
+  for prog in bench_pool_omp bench_pool_tbb bench_pool_condvar bench_pool_mpmux_thread bench_pool_mpmux_process; do
     if [ -x "$bin/$prog" ]; then
       "$bin/$prog" "$reps" >>"$samples" || true
     fi
@@ -61,4 +61,8 @@ print(f"thread_vs_best_ratio={t['mpmux_thread'] / best:.2f}" if best and "mpmux_
 p = med.get("process_map_1e6", {})
 print(f"process_vs_python_ratio={p['python_mp'] / p['mpmux_process']:.1f}"
       if "python_mp" in p and "mpmux_process" in p else "process_vs_python_ratio=nan")
+# The apply round trip against its floor, a bare condition-variable ping-pong (target <= 1.5).
+r = med.get("round_trip_per_task", {})
+print(f"round_trip_vs_condvar_ratio={r['mpmux_thread'] / r['condvar_pingpong']:.2f}"
+      if "mpmux_thread" in r and "condvar_pingpong" in r else "round_trip_vs_condvar_ratio=nan")
 PY

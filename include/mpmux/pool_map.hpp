@@ -1,479 +1,25 @@
-// The part of map/imap shared by ThreadPool and ProcessPool: reading the input in the caller's
-// thread, cutting it into chunks, bounding what is in flight, putting results back in order,
-// errors and progress. A backend runs the chunks.
+// The pool front: the map family, apply, stop, insights and options, written once for every
+// engine. ThreadPool (mpmux/thread_pool.hpp) and ProcessPool (mpmux/process_pool.hpp) are
+// BasicPool over their engines; the engines and the chunked-map machinery are implementation
+// detail in mpmux/bits/.
 #pragma once
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cmath>
-#include <concepts>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <exception>
-#include <functional>
+#include <future>
 #include <iterator>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ranges>
-#include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "mpmux/bits/map_driver.hpp"
 #include "mpmux/pool_error.hpp"
 #include "mpmux/pool_options.hpp"
 
 namespace mpmux {
-
-namespace pool_detail {
-
-/// Calls a task with the worker context when it asks for one (first parameter Worker&).
-template <class F, class Arg>
-decltype(auto) call_task(F& f, Worker& w, Arg&& arg) {
-  if constexpr (std::is_invocable_v<F&, Worker&, Arg&&>) {
-    return std::invoke(f, w, std::forward<Arg>(arg));
-  } else {
-    static_assert(std::is_invocable_v<F&, Arg&&>,
-                  "a pool task takes (const In&) or (Worker&, const In&)");
-    return std::invoke(f, std::forward<Arg>(arg));
-  }
-}
-
-template <class F, class In>
-using TaskResult = std::decay_t<decltype(call_task(std::declval<F&>(), std::declval<Worker&>(),
-                                                   std::declval<In&>()))>;
-
-/// Stands in for void results so that apply() of a void function has something to carry.
-struct Unit {
-  template <class A>
-  void serialize(A&, unsigned) {}
-};
-
-/// The same call with a void result mapped to Unit.
-template <class F, class Arg>
-auto call_task_value(F& f, Worker& w, Arg&& arg) {
-  using R = decltype(call_task(f, w, std::forward<Arg>(arg)));
-  if constexpr (std::is_void_v<R>) {
-    call_task(f, w, std::forward<Arg>(arg));
-    return Unit{};
-  } else {
-    return call_task(f, w, std::forward<Arg>(arg));
-  }
-}
-
-/// Calls f(args...) or f(w, args...) with a tuple of arguments, void mapped to Unit.
-template <class F, class Tuple>
-auto apply_task(F& f, Worker& w, Tuple& args) {
-  return std::apply(
-      [&](auto&... a) {
-        if constexpr (std::is_invocable_v<F&, Worker&, decltype(a)...>) {
-          if constexpr (std::is_void_v<std::invoke_result_t<F&, Worker&, decltype(a)...>>) {
-            std::invoke(f, w, a...);
-            return Unit{};
-          } else {
-            return std::invoke(f, w, a...);
-          }
-        } else {
-          if constexpr (std::is_void_v<std::invoke_result_t<F&, decltype(a)...>>) {
-            std::invoke(f, a...);
-            return Unit{};
-          } else {
-            return std::invoke(f, a...);
-          }
-        }
-      },
-      args);
-}
-
-inline std::string exception_message(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
-/// The results of one chunk: elements first..first+values.size()-1; a failed element has no
-/// value and one entry in failures.
-template <class Out>
-struct Finished {
-  std::uint64_t first = 0;
-  std::uint64_t count = 0;
-  bool skipped = false;  // cancelled before it ran
-  std::vector<std::optional<Out>> values;
-  std::vector<Failure> failures;
-};
-
-/// Where a backend puts finished chunks for the caller's thread.
-template <class Done>
-struct Sink {
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<Done> done;
-  std::atomic<bool> cancelled{false};
-
-  void put(Done&& d) {
-    {
-      std::lock_guard lock(mutex);
-      done.push_back(std::move(d));
-    }
-    cv.notify_one();
-  }
-};
-
-/// Keeps the `keep` slowest tasks of a list, slowest first.
-MPMUX_EXPORT void keep_slowest(std::vector<SlowTask>& tasks, std::size_t keep = 5);
-
-/// Validates the options of one call; throws UsageError naming the option.
-MPMUX_EXPORT void validate_map_options(const MapOptions& options);
-
-/// Throws UsageError naming `what` unless `requestor` is -1 (none) or an id >= 0.
-MPMUX_EXPORT void validate_requestor(int requestor, const char* what);
-
-/// Hands `g` to options.on_grow, or writes format_growth(g) as one line on std::cerr.
-MPMUX_EXPORT void announce_growth(const MapOptions& options, const GrowthNotice& g);
-
-/// Guided chunk size for the next chunk.
-inline std::uint64_t next_chunk_size(const MapOptions& o, int n_jobs, std::uint64_t produced,
-                                     std::uint64_t total) {
-  if (o.chunk_size) return *o.chunk_size;
-  std::uint64_t workers2 = 2 * static_cast<std::uint64_t>(n_jobs);
-  std::uint64_t c;
-  if (total > 0) {
-    std::uint64_t remaining = total > produced ? total - produced : 1;
-    c = (remaining + workers2 - 1) / workers2;
-  } else {
-    // Unknown length: assume as much is left as was read so far, so chunks grow geometrically.
-    c = produced / workers2;
-  }
-  return std::clamp<std::uint64_t>(c, 1, std::max<std::uint64_t>(o.max_chunk_size, 1));
-}
-
-/// The lazy source of results behind imap/imap_unordered (and map).
-template <class Out>
-class ResultSource {
- public:
-  virtual ~ResultSource() = default;
-  /// The next result, or nullopt when all were delivered. Throws TaskError per OnError.
-  virtual std::optional<Out> next() = 0;
-};
-
-/// A backend that can add workers (MapOptions::target_duration): `int max_n_jobs()` is the cap,
-/// `int grow_to(int n)` starts workers until there are min(n, cap), waits until they are ready
-/// and returns how many there are now.
-template <class Backend>
-concept GrowableBackend = requires(Backend& b, int n) {
-  { b.max_n_jobs() } -> std::convertible_to<int>;
-  { b.grow_to(n) } -> std::convertible_to<int>;
-};
-
-/// Backend contract:
-///   using In, Out, Done;  int n_jobs();
-///   void submit(std::shared_ptr<Sink<Done>>, std::uint64_t first, std::vector<In>&& items);
-///   Finished<Out> decode(Done&&);  void check_health();  (throws PoolError if workers broke)
-/// Optional: GrowableBackend; without it a late map is reported at the cap of n_jobs.
-template <class Backend, class View>
-class MapDriver final : public ResultSource<typename Backend::Out> {
- public:
-  using In = typename Backend::In;
-  using Out = typename Backend::Out;
-  using Done = typename Backend::Done;
-  using Clock = std::chrono::steady_clock;
-
-  MapDriver(Backend backend, View view, MapOptions options, bool ordered)
-      : backend_(std::move(backend)),
-        view_(std::move(view)),
-        options_(std::move(options)),
-        ordered_(ordered),
-        it_(std::ranges::begin(view_)),
-        sink_(std::make_shared<Sink<Done>>()),
-        start_(Clock::now()),
-        last_progress_(start_),
-        window_start_(start_) {
-    validate_map_options(options_);
-    if constexpr (std::ranges::sized_range<View>) {
-      total_ = static_cast<std::uint64_t>(std::ranges::size(view_));
-    } else if (options_.iterable_len) {
-      total_ = *options_.iterable_len;
-    }
-    max_active_ = options_.max_tasks_active.value_or(3 * static_cast<std::uint64_t>(backend_.n_jobs()));
-  }
-
-  ~MapDriver() override { drain(); }
-  MapDriver(const MapDriver&) = delete;
-  MapDriver& operator=(const MapDriver&) = delete;
-
-  std::optional<Out> next() override {
-    for (;;) {
-      if (failed_) return std::nullopt;
-      if (auto v = pop_ready()) return v;
-      feed();
-      if (exhausted_ && in_flight_ == 0 && ready_.empty() && reorder_.empty()) {
-        report(true);
-        if (!failures_.empty()) {
-          failed_ = true;
-          std::sort(failures_.begin(), failures_.end(),
-                    [](const Failure& a, const Failure& b) { return a.index < b.index; });
-          throw TaskError(std::move(failures_));
-        }
-        return std::nullopt;
-      }
-      if (in_flight_ > 0) receive();
-    }
-  }
-
- private:
-  using Iter = std::ranges::iterator_t<View>;
-
-  std::optional<Out> pop_ready() {
-    while (!ready_.empty()) {
-      Finished<Out>& f = ready_.front();
-      while (cursor_ < f.values.size()) {
-        auto& v = f.values[cursor_++];
-        if (v) return std::move(*v);
-      }
-      ready_.pop_front();
-      cursor_ = 0;
-    }
-    return std::nullopt;
-  }
-
-  // Takes chunks from the input while fewer than max_tasks_active are outstanding: running,
-  // or finished but not yet handed to the caller.
-  void feed() {
-    while (!exhausted_ && in_flight_ + reorder_.size() + ready_.size() < max_active_) {
-      std::uint64_t c = next_chunk_size(options_, chunk_workers(), produced_, total_);
-      std::vector<In> items;
-      items.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(c, 1u << 16)));
-      while (items.size() < c && it_ != std::ranges::end(view_)) {
-        items.emplace_back(*it_);
-        ++it_;
-      }
-      if (it_ == std::ranges::end(view_)) exhausted_ = true;
-      if (items.empty()) break;
-      std::uint64_t first = produced_;
-      produced_ += items.size();
-      backend_.submit(sink_, first, std::move(items));
-      ++in_flight_;  // only once submitted: a refused chunk must not be waited for
-    }
-  }
-
-  // Waits for at least one finished chunk and files its results.
-  void receive() {
-    std::deque<Done> got;
-    {
-      std::unique_lock lock(sink_->mutex);
-      auto has = [&] { return !sink_->done.empty(); };
-      if (options_.progress || timed()) {
-        // Progress and lateness are checked between results too, since none may come for long.
-        std::chrono::milliseconds wait = std::chrono::seconds(1);
-        if (options_.progress) wait = std::max(options_.progress_interval, std::chrono::milliseconds(1));
-        if (timed()) wait = std::min(wait, std::chrono::milliseconds(100));
-        while (!sink_->cv.wait_for(lock, wait, has)) {
-          lock.unlock();
-          backend_.check_health();
-          report(false);
-          consider_growth();
-          lock.lock();
-        }
-      } else {
-        // The timeout only lets a broken pool be noticed; results wake the wait at once.
-        while (!sink_->cv.wait_for(lock, std::chrono::seconds(1), has)) {
-          lock.unlock();
-          backend_.check_health();
-          lock.lock();
-        }
-      }
-      got.swap(sink_->done);
-    }
-    in_flight_ -= got.size();
-    for (Done& d : got) {
-      Finished<Out> f = backend_.decode(std::move(d));
-      done_ += f.count;
-      failed_count_ += f.failures.size();
-      if (f.skipped && !sink_->cancelled) {
-        // Nobody here cancelled it: the pool was stopped. Fewer results than inputs would be
-        // a silent loss, so the call fails.
-        failed_ = true;
-        sink_->cancelled = true;
-        throw PoolError("the pool was stopped before the map ran to its end");
-      }
-      if (!f.skipped) {
-        window_done_ += f.count;
-        ++window_chunks_;
-      }
-      if (!f.failures.empty()) {
-        if (options_.on_error == OnError::kRaiseFirst) {
-          failed_ = true;
-          sink_->cancelled = true;
-          std::vector<Failure> first{f.failures.front()};
-          throw TaskError(std::move(first));
-        }
-        failures_.insert(failures_.end(), f.failures.begin(), f.failures.end());
-      }
-      if (ordered_) {
-        std::uint64_t key = f.first;
-        reorder_.emplace(key, std::move(f));
-        while (!reorder_.empty() && reorder_.begin()->first == next_deliver_) {
-          next_deliver_ += reorder_.begin()->second.count;
-          ready_.push_back(std::move(reorder_.begin()->second));
-          reorder_.erase(reorder_.begin());
-        }
-      } else {
-        ready_.push_back(std::move(f));
-      }
-    }
-    backend_.check_health();
-    report(false);
-    consider_growth();
-  }
-
-  bool timed() const { return options_.target_duration.count() > 0 && total_ > 0; }
-
-  int max_workers() {
-    if constexpr (GrowableBackend<Backend>) {
-      return std::max(backend_.max_n_jobs(), backend_.n_jobs());
-    } else {
-      return backend_.n_jobs();
-    }
-  }
-
-  // With a target, guided chunks are cut for the workers the pool may grow to: the rate is
-  // measured on finished chunks, and chunks already cut must be small enough to spread.
-  int chunk_workers() { return timed() ? max_workers() : backend_.n_jobs(); }
-
-  // The target_duration rule (see MapOptions): measure the rate since the start or the last
-  // growth, and when it says the rest finishes late, add the workers it says are needed.
-  void consider_growth() {
-    if (!timed() || window_chunks_ == 0 || said_at_cap_) return;
-    std::uint64_t remaining = total_ - std::min(total_, done_);
-    if (remaining == 0) return;
-    auto now = Clock::now();
-    double window_s = std::chrono::duration<double>(now - window_start_).count();
-    if (window_s <= 0 || window_done_ == 0) return;
-    GrowthNotice g;
-    g.rate = static_cast<double>(window_done_) / window_s;
-    g.remaining = remaining;
-    g.eta_s = static_cast<double>(remaining) / g.rate;
-    g.time_left_s = std::chrono::duration<double>(start_ + options_.target_duration - now).count();
-    if (g.eta_s <= g.time_left_s) return;
-    g.workers_before = backend_.n_jobs();
-    g.cap = max_workers();
-    int want = g.cap;
-    if (g.time_left_s > 0) {
-      // Workers needed if each keeps the measured per-worker rate until the target.
-      double per_worker = g.rate / g.workers_before;
-      double need = std::ceil(static_cast<double>(remaining) / (g.time_left_s * per_worker));
-      want = need < static_cast<double>(g.cap) ? static_cast<int>(need) : g.cap;
-    }
-    want = std::clamp(want, g.workers_before, g.cap);
-    g.workers_after = g.workers_before;
-    if (want > g.workers_before) {
-      if constexpr (GrowableBackend<Backend>) g.workers_after = backend_.grow_to(want);
-    }
-    if (g.workers_after > g.workers_before) {
-      window_start_ = Clock::now();
-      window_done_ = 0;
-      window_chunks_ = 0;
-      if (!options_.max_tasks_active) max_active_ = 3 * static_cast<std::uint64_t>(g.workers_after);
-    } else {
-      said_at_cap_ = true;
-    }
-    announce_growth(options_, g);
-  }
-
-  void report(bool finished) {
-    if (!options_.progress) return;
-    auto now = Clock::now();
-    if (!finished && now - last_progress_ < options_.progress_interval) return;
-    if (finished && reported_finish_) return;
-    reported_finish_ = finished;
-    last_progress_ = now;
-    Progress p;
-    p.done = done_;
-    p.failed = failed_count_;
-    p.total = total_;
-    p.elapsed_s = std::chrono::duration<double>(now - start_).count();
-    p.rate = p.elapsed_s > 0 ? static_cast<double>(done_) / p.elapsed_s : 0;
-    if (total_ > 0 && p.rate > 0) p.eta_s = static_cast<double>(total_ - std::min(total_, done_)) / p.rate;
-    p.finished = finished;
-    options_.progress(p);
-  }
-
-  // Cancels what has not run and waits for what runs: tasks may refer to the caller's data.
-  void drain() {
-    sink_->cancelled = true;
-    std::unique_lock lock(sink_->mutex);
-    while (in_flight_ > 0) {
-      sink_->cv.wait(lock, [&] { return !sink_->done.empty(); });
-      in_flight_ -= sink_->done.size();
-      sink_->done.clear();
-    }
-  }
-
-  Backend backend_;
-  View view_;
-  MapOptions options_;
-  bool ordered_;
-  Iter it_;
-  std::shared_ptr<Sink<Done>> sink_;
-  std::uint64_t total_ = 0;
-  std::uint64_t max_active_ = 0;
-  std::uint64_t produced_ = 0;
-  std::uint64_t in_flight_ = 0;
-  std::uint64_t done_ = 0;
-  std::uint64_t failed_count_ = 0;
-  std::uint64_t next_deliver_ = 0;
-  bool exhausted_ = false;
-  bool failed_ = false;
-  bool reported_finish_ = false;
-  std::map<std::uint64_t, Finished<Out>> reorder_;
-  std::deque<Finished<Out>> ready_;
-  std::size_t cursor_ = 0;
-  std::vector<Failure> failures_;
-  Clock::time_point start_;
-  Clock::time_point last_progress_;
-  // target_duration: the measuring window (since the start or the last growth).
-  Clock::time_point window_start_;
-  std::uint64_t window_done_ = 0;
-  std::uint64_t window_chunks_ = 0;
-  bool said_at_cap_ = false;
-};
-
-/// Runs each chunk at once in the caller's thread (max_load_average says the node is busy).
-template <class F, class InT>
-struct SerialBackend {
-  using In = InT;
-  using Out = TaskResult<F, In>;
-  using Done = Finished<Out>;
-  F* f;
-  Worker* worker;
-  int n_jobs() const { return 1; }
-  void check_health() {}
-  void submit(const std::shared_ptr<Sink<Done>>& sink, std::uint64_t first, std::vector<In>&& items) {
-    Done d;
-    d.first = first;
-    d.count = items.size();
-    d.values.resize(items.size());
-    for (std::size_t k = 0; k < items.size(); ++k) {
-      try {
-        d.values[k].emplace(call_task(*f, *worker, items[k]));
-      } catch (...) {
-        d.failures.push_back({first + k, FailureKind::kException, exception_message(std::current_exception())});
-      }
-    }
-    sink->put(std::move(d));
-  }
-  Finished<Out> decode(Done&& d) { return std::move(d); }
-};
-
-}  // namespace pool_detail
-
 /// The results of imap/imap_unordered, produced lazily as it is iterated: the input is read only
 /// as far as max_tasks_active allows ahead of the consumer. Destroying it early cancels the
 /// chunks not yet started and waits for the running ones. Single pass.
@@ -510,6 +56,195 @@ class ResultStream {
  private:
   std::unique_ptr<pool_detail::ResultSource<Out>> source_;
   std::optional<Out> current_;
+};
+
+/// A pool of workers with an mpire-style front, over an engine that runs them (threads:
+/// ThreadPool; forked processes: ProcessPool). Workers are created in the constructor and kept,
+/// with their per-worker state, until stop() or destruction: "persistent workers". Every call
+/// is synchronous except imap* (lazy) and apply_async (a future). Calls may come from several
+/// threads at once.
+///
+/// Tasks are callables taking (const In&) or (Worker&, const In&) (a ProcessPool takes only
+/// function pointers and captureless lambdas). An element that throws is reported as a Failure
+/// with its index and message (see OnError); results never get lost.
+///
+/// Several submitters may share the pool with requestor affinity (PoolOptions::
+/// worker_requestors, MapOptions::requestor, Requestor), and a map may ask for more workers
+/// when it runs late (MapOptions::target_duration, PoolOptions::max_n_jobs).
+template <class Engine>
+class BasicPool {
+ public:
+  /// Starts the workers, pins them (cpu_ids) and runs worker_init in each; returns when all are
+  /// ready. Throws UsageError for bad options (naming the option and value), PoolError when a
+  /// worker cannot start or its worker_init throws.
+  explicit BasicPool(PoolOptions options = {}) : engine_(std::make_unique<Engine>(std::move(options))) {}
+
+  /// Workers now: n_jobs, plus the workers a late map added (up to max_n_jobs()).
+  int n_jobs() const { return engine_->n_jobs(); }
+  /// The most workers the pool may grow to (PoolOptions::max_n_jobs, default n_jobs).
+  int max_n_jobs() const { return engine_->max_n_jobs(); }
+  /// Tasks (chunks, applies) waiting for a free worker now; for monitoring and tests.
+  std::size_t queued_tasks() const { return engine_->queued(); }
+
+  /// f applied to every input, results in input order. A sized random-access input without
+  /// max_tasks_active is handed to the workers whole (they claim index ranges; no hand-off per
+  /// chunk), unless a worker's next choice matters (worker_requestors) or the worker count may
+  /// change (target_duration); both ways report failures and progress alike.
+  template <class F, class R>
+  auto map(F&& f, R&& inputs, MapOptions options = {}) {
+    using Fn = std::decay_t<F>;
+    using Out = pool_detail::TaskResult<Fn, std::ranges::range_value_t<R>>;
+    static_assert(!std::is_void_v<Out>, "map needs a task that returns a value; use apply for void");
+    Engine::template check_task<Fn>();
+    const bool run_serially = serial();
+    if constexpr (std::ranges::random_access_range<R> && std::ranges::sized_range<R> &&
+                  std::is_default_constructible_v<Out>) {
+      if (!options.max_tasks_active && !run_serially && !engine_->has_affinity() &&
+          options.target_duration.count() == 0 && engine_->direct_map_allowed()) {
+        return engine_->template direct_map<Out>(f, inputs, options);
+      }
+    }
+    std::vector<Out> out;
+    if constexpr (std::ranges::sized_range<R>) out.reserve(std::ranges::size(inputs));
+    auto stream =
+        make_stream(std::forward<F>(f), std::forward<R>(inputs), std::move(options), true, run_serially);
+    while (auto v = stream.next()) out.push_back(std::move(*v));
+    return out;
+  }
+
+  /// f applied to every input, results in completion order.
+  template <class F, class R>
+  auto map_unordered(F&& f, R&& inputs, MapOptions options = {}) {
+    using Out = pool_detail::TaskResult<std::decay_t<F>, std::ranges::range_value_t<R>>;
+    std::vector<Out> out;
+    auto stream = imap_unordered(std::forward<F>(f), std::forward<R>(inputs), std::move(options));
+    while (auto v = stream.next()) out.push_back(std::move(*v));
+    return out;
+  }
+
+  /// Lazy map in input order. The input range is read in the caller's thread as the stream is
+  /// iterated; an lvalue range must outlive the stream, an rvalue one is moved into it.
+  template <class F, class R>
+  auto imap(F&& f, R&& inputs, MapOptions options = {}) {
+    return make_stream(std::forward<F>(f), std::forward<R>(inputs), std::move(options), true, serial());
+  }
+
+  /// Lazy map in completion order.
+  template <class F, class R>
+  auto imap_unordered(F&& f, R&& inputs, MapOptions options = {}) {
+    return make_stream(std::forward<F>(f), std::forward<R>(inputs), std::move(options), false, serial());
+  }
+
+  /// Runs f(args...) (or f(worker, args...)) on a worker and waits; a throw comes back as
+  /// TaskError with index 0.
+  template <class F, class... Args>
+  requires(!std::is_same_v<std::decay_t<F>, Requestor>) auto apply(F&& f, Args&&... args) {
+    return apply(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// apply() on behalf of requestor `who` (PoolOptions::worker_requestors).
+  template <class F, class... Args>
+  auto apply(Requestor who, F&& f, Args&&... args) {
+    auto result = apply_async(who, std::forward<F>(f), std::forward<Args>(args)...);
+    Engine::await(result);
+    return result.get();
+  }
+
+  /// Runs f(args...) on a worker; the future holds its value or a TaskError.
+  template <class F, class... Args>
+  requires(!std::is_same_v<std::decay_t<F>, Requestor>) auto apply_async(F&& f, Args&&... args) {
+    return apply_async(Requestor{}, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// apply_async() on behalf of requestor `who`: `pool.apply_async(Requestor{1}, f, x)` goes
+  /// preferably to the workers bound to requestor 1.
+  template <class F, class... Args>
+  auto apply_async(Requestor who, F&& f, Args&&... args) {
+    if (who.id < -1) pool_detail::validate_requestor(who.id, "Requestor::id");
+    using Fn = std::decay_t<F>;
+    using Tuple = std::tuple<std::decay_t<Args>...>;
+    using R = pool_detail::ApplyResult<Fn, Tuple>;
+    Engine::template check_task<Fn>();
+    auto promise = std::make_shared<std::promise<R>>();
+    auto future = promise->get_future();
+    if (serial()) {
+      Fn fn(std::forward<F>(f));
+      Tuple args_tuple(std::forward<Args>(args)...);
+      pool_detail::fulfil(*promise, fn, serial_worker(), args_tuple);
+    } else {
+      engine_->post_apply(std::move(promise), Fn(std::forward<F>(f)), Tuple(std::forward<Args>(args)...),
+                          who.id);
+    }
+    return future;
+  }
+
+  /// Finishes queued work, runs worker_exit in each worker and ends the workers (threads
+  /// joined, processes reaped). The pool takes no more calls afterwards. The destructor calls it.
+  void stop() { engine_->stop(); }
+
+  /// The values returned by worker_exit so far (replaced workers, and all workers after stop()).
+  template <class T>
+  std::vector<T> exit_values() const {
+    std::vector<T> out;
+    for (const ExitValue& v : engine_->exit_values()) out.push_back(v.as<T>());
+    return out;
+  }
+
+  /// Per-worker insights (PoolOptions::enable_insights).
+  Insights insights() const { return engine_->insights(); }
+
+ protected:
+  Engine& engine() const { return *engine_; }
+
+ private:
+  // max_load_average: the node is busy, so the call runs in the caller.
+  bool serial() {
+    const PoolOptions& o = engine_->options();
+    if (o.max_load_average <= 0) return false;
+    double load = o.load_reader ? o.load_reader() : read_load_per_core();
+    return load > o.max_load_average;
+  }
+
+  Worker& serial_worker() {
+    std::call_once(serial_once_, [&] {
+      serial_worker_ = std::make_unique<Worker>(-1, &engine_->options().shared_objects);
+      if (engine_->options().worker_init) engine_->options().worker_init(*serial_worker_);
+    });
+    return *serial_worker_;
+  }
+
+  template <class F, class R>
+  auto make_stream(F&& f, R&& inputs, MapOptions options, bool ordered, bool run_serially) {
+    using Fn = std::decay_t<F>;
+    using View = std::views::all_t<R>;
+    using In = std::ranges::range_value_t<R>;
+    using Out = pool_detail::TaskResult<Fn, In>;
+    Engine::template check_task<Fn>();
+    // The default growth notice prints; it is put in here, in the caller's program, so that the
+    // pool library never prints by itself.
+    if (!options.on_grow) options.on_grow = print_growth;
+    std::unique_ptr<pool_detail::ResultSource<Out>> source;
+    if (run_serially) {
+      struct Owning : pool_detail::SerialBackend<Fn, In> {
+        std::shared_ptr<Fn> keep;
+      };
+      Owning b;
+      b.keep = std::make_shared<Fn>(std::forward<F>(f));
+      b.f = b.keep.get();
+      b.worker = &serial_worker();
+      source = std::make_unique<pool_detail::MapDriver<Owning, View>>(
+          std::move(b), std::views::all(std::forward<R>(inputs)), std::move(options), ordered);
+    } else {
+      auto b = engine_->template backend<Fn, In>(std::forward<F>(f), options.requestor);
+      source = std::make_unique<pool_detail::MapDriver<decltype(b), View>>(
+          std::move(b), std::views::all(std::forward<R>(inputs)), std::move(options), ordered);
+    }
+    return ResultStream<Out>(std::move(source));
+  }
+
+  std::unique_ptr<Engine> engine_;
+  std::once_flag serial_once_;
+  std::unique_ptr<Worker> serial_worker_;
 };
 
 }  // namespace mpmux

@@ -4,7 +4,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <iosfwd>
+#include <iostream>
+#include <ostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,7 +107,7 @@ struct PoolOptions {
   /// Read-only data for the tasks (Worker::shared<T>()); see Worker::shared.
   std::any shared_objects;
   /// Per-element time limit (ProcessPool only; a ThreadPool rejects it): the runaway worker is
-  /// killed, the element reported as FailureKind::kTimeout, and the map goes on. 0: none.
+  /// killed, the element reported as FailureKind::timeout, and the map goes on. 0: none.
   std::chrono::milliseconds task_timeout{0};
   /// When the 1-minute load per core is above this at the start of a call, the call runs
   /// serially in the caller (worker id -1). 0: never.
@@ -120,7 +121,7 @@ struct PoolOptions {
   /// larger than a ring stream through it, so this bounds memory, not message size.
   std::size_t ring_bytes = std::size_t{1} << 20;
   /// ProcessPool: how often an element whose worker died while running it is re-run before it
-  /// is reported as FailureKind::kCrash.
+  /// is reported as FailureKind::crash.
   int max_crash_retries = 3;
 
   /// Requestor affinity. Empty: none, tasks run in submission order. Otherwise one entry per worker (max_n_jobs of them when set, else
@@ -146,8 +147,8 @@ struct Requestor {
 
 /// What to do when an element fails.
 enum class OnError {
-  kRaiseFirst,  ///< throw TaskError at the first failure; the rest of the call is cancelled
-  kReportAll,   ///< process every element, then throw TaskError listing all failures
+  raise_first,  ///< throw TaskError at the first failure; the rest of the call is cancelled
+  report_all,   ///< process every element, then throw TaskError listing all failures
 };
 
 /// Where a call stands, given to MapOptions::progress.
@@ -164,7 +165,14 @@ struct Progress {
 /// Formats `p` as one progress-bar line: "  4200/10000  42% |#####     | 3100/s ETA 2s".
 MPMUX_EXPORT std::string format_progress(const Progress& p);
 /// A progress callback that redraws the bar on `out` (with \r), and ends the line when done.
-MPMUX_EXPORT std::function<void(const Progress&)> progress_bar(std::ostream& out);
+/// Inline, like print_growth: the pool library hands progress to callbacks and never prints.
+inline std::function<void(const Progress&)> progress_bar(std::ostream& out) {
+  return [&out](const Progress& p) {
+    out << '\r' << format_progress(p) << "\033[K";
+    if (p.finished) out << '\n';
+    out.flush();
+  };
+}
 
 /// What MapOptions::on_grow is told when a map with a target_duration runs late: the pool added
 /// workers (workers_after > workers_before), or it was already at its cap (equal; said once).
@@ -182,6 +190,11 @@ struct GrowthNotice {
 /// adding 2 workers (4, cap 6)" or "...; already at the cap of 6 workers".
 MPMUX_EXPORT std::string format_growth(const GrowthNotice& g);
 
+/// The default of MapOptions::on_grow: format_growth(g) as one line on std::cerr. The pool front
+/// puts it in when a call gives none; it is inline so that the printing happens in the caller's
+/// program, never in the pool library.
+inline void print_growth(const GrowthNotice& g) { std::cerr << format_growth(g) << std::endl; }
+
 /// Options of one map/imap/apply call.
 struct MapOptions {
   /// Elements per chunk (one task); 0 is an error. Default: guided,
@@ -195,7 +208,7 @@ struct MapOptions {
   /// At most this many chunks are taken from the input and not yet returned to the caller;
   /// the input is never read further ahead. Default: 3 * n_jobs.
   std::optional<std::uint64_t> max_tasks_active;
-  OnError on_error = OnError::kRaiseFirst;
+  OnError on_error = OnError::raise_first;
   /// Called in the calling thread as results arrive, at most every progress_interval, and once
   /// at the end with finished = true.
   std::function<void(const Progress&)> progress;
@@ -209,8 +222,8 @@ struct MapOptions {
   /// workers that rate says are needed, up to PoolOptions::max_n_jobs, and says so (on_grow);
   /// late at the cap, it says so once. Guided chunks are then cut for the cap.
   std::chrono::milliseconds target_duration{0};
-  /// Told of each growth (and of lateness at the cap), in the calling thread. Default: one line
-  /// (format_growth) on std::cerr.
+  /// Told of each growth (and of lateness at the cap), in the calling thread. Default
+  /// (print_growth): one line (format_growth) on std::cerr.
   std::function<void(const GrowthNotice&)> on_grow;
 };
 

@@ -25,7 +25,7 @@ namespace mpmux {
 /// is thrown. Errors of one element (RESULT with ok == 0) are TaskError instead.
 class MPMUX_EXPORT WorkerProgramError : public PoolError {
  public:
-  enum class Reason : std::uint8_t { kExitedAtStart, kGarbage, kDied, kTimeout };
+  enum class Reason : std::uint8_t { exited_at_start, garbage, died, timeout };
   WorkerProgramError(Reason reason, const std::string& message) : PoolError(message), reason_(reason) {}
   Reason reason() const { return reason_; }
 
@@ -42,7 +42,7 @@ struct WorkerProgramOptions {
   int n_workers = 1;
   /// From spawning to READY.
   std::chrono::milliseconds start_timeout{10'000};
-  /// Per element; 0 waits for ever. A worker past it is killed and the element fails (kTimeout).
+  /// Per element; 0 waits for ever. A worker past it is killed and the element fails (timeout).
   std::chrono::milliseconds task_timeout{0};
   /// After BYE, how long a worker may take to exit before its process group is killed.
   std::chrono::milliseconds stop_timeout{1'000};
@@ -65,7 +65,7 @@ class MPMUX_EXPORT WorkerProgram {
   void start(const WorkerProgramOptions& options);
   void start(const std::vector<std::string>& argv, std::string_view init_data);
 
-  /// Runs one element and returns its result. Throws TaskError (one Failure, kException) when
+  /// Runs one element and returns its result. Throws TaskError (one Failure, exception) when
   /// the worker answered ok == 0 (the process stays usable), WorkerProgramError when the process
   /// failed (it is then stopped; start() again to replace it), UsageError when not running.
   std::string call(std::uint64_t index, std::string_view element);
@@ -93,8 +93,8 @@ class MPMUX_EXPORT WorkerProgramPool {
   WorkerProgramPool& operator=(const WorkerProgramPool&) = delete;
 
   /// Results in input order. A worker that dies (or writes garbage) during an element is
-  /// replaced and the element retried once; a second death reports it as kCrash, a timeout as
-  /// kTimeout, an ok == 0 answer as kException. Elements that failed are listed, sorted by
+  /// replaced and the element retried once; a second death reports it as crash, a timeout as
+  /// timeout, an ok == 0 answer as exception. Elements that failed are listed, sorted by
   /// index, in one TaskError thrown after all others ran; the pool stays usable. When a
   /// replacement cannot start, the pool shuts down (every worker reaped) and this throws
   /// PoolError, as does every later call. Calls are serialized.

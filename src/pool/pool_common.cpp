@@ -7,11 +7,10 @@
 #include <cstring>
 #include <fstream>
 #include <iomanip>
-#include <iostream>
-#include <ostream>
 #include <sstream>
 
-#include "mpmux/pool_map.hpp"
+#include "mpmux/bits/map_driver.hpp"
+#include "mpmux/bits/pool_engine.hpp"
 #include "pool/affinity.hpp"
 
 namespace mpmux {
@@ -20,8 +19,8 @@ namespace {
 std::string describe_failure(const std::vector<Failure>& failures) {
   if (failures.empty()) return "task failed";
   const Failure& f = failures.front();
-  const char* kind = f.kind == FailureKind::kTimeout ? "timed out"
-                     : f.kind == FailureKind::kCrash ? "crashed its worker"
+  const char* kind = f.kind == FailureKind::timeout ? "timed out"
+                     : f.kind == FailureKind::crash ? "crashed its worker"
                                                      : "failed";
   std::string msg = "element " + std::to_string(f.index) + " " + kind + ": " + f.message;
   if (failures.size() > 1) msg += " (and " + std::to_string(failures.size() - 1) + " more failures)";
@@ -64,14 +63,6 @@ std::string format_progress(const Progress& p) {
   else o << " ETA " << format_duration(p.eta_s);
   if (p.failed > 0) o << " (" << p.failed << " failed)";
   return o.str();
-}
-
-std::function<void(const Progress&)> progress_bar(std::ostream& out) {
-  return [&out](const Progress& p) {
-    out << '\r' << format_progress(p) << "\033[K";
-    if (p.finished) out << '\n';
-    out.flush();
-  };
 }
 
 std::string format_growth(const GrowthNotice& g) {
@@ -128,14 +119,6 @@ void validate_requestor(int requestor, const char* what) {
   if (requestor < -1) {
     throw UsageError(std::string(what) + " must be -1 (none) or a requestor id >= 0 (got " +
                      std::to_string(requestor) + ")");
-  }
-}
-
-void announce_growth(const MapOptions& options, const GrowthNotice& g) {
-  if (options.on_grow) {
-    options.on_grow(g);
-  } else {
-    std::cerr << format_growth(g) << std::endl;
   }
 }
 
@@ -225,6 +208,67 @@ void pin_calling_thread(const std::vector<int>& cpus, int worker_id) {
     throw PoolError("pinning worker " + std::to_string(worker_id) + " with sched_setaffinity failed: " +
                     std::strerror(errno));
   }
+}
+
+void WorkerReports::reserve(int cap) {
+  std::lock_guard lock(mutex_);
+  insights_.reserve(static_cast<std::size_t>(cap));
+}
+
+void WorkerReports::open_slots(int from, int to) {
+  std::lock_guard lock(mutex_);
+  for (int id = from; id < to; ++id) insights_.push_back(WorkerInsights{.id = id});
+}
+
+void WorkerReports::keep_slots(int n) {
+  std::lock_guard lock(mutex_);
+  insights_.resize(static_cast<std::size_t>(n));
+}
+
+void WorkerReports::add_slowest(const std::vector<SlowTask>& slow) {
+  std::lock_guard lock(mutex_);
+  slowest_.insert(slowest_.end(), slow.begin(), slow.end());
+  keep_slowest(slowest_);
+}
+
+void WorkerReports::add_exit_value(ExitValue value) {
+  std::lock_guard lock(mutex_);
+  exit_values_.push_back(std::move(value));
+}
+
+void WorkerReports::fail(const std::string& what) {
+  std::lock_guard lock(mutex_);
+  if (error_.empty()) error_ = what;
+}
+
+std::string WorkerReports::error() const {
+  std::lock_guard lock(mutex_);
+  return error_;
+}
+
+void WorkerReports::check() const {
+  std::lock_guard lock(mutex_);
+  if (!error_.empty()) throw PoolError(error_);
+}
+
+Insights WorkerReports::insights() const {
+  std::lock_guard lock(mutex_);
+  return Insights{insights_, slowest_};
+}
+
+std::vector<ExitValue> WorkerReports::exit_values() const {
+  std::lock_guard lock(mutex_);
+  return exit_values_;
+}
+
+PoolEngine::PoolEngine(PoolOptions options, const char* pool) {
+  PoolSize size = validate_pool_options(options, pool);
+  options_ = std::move(options);
+  initial_jobs_ = size.n_jobs;
+  cap_ = size.cap;
+  has_affinity_ = std::any_of(options_.worker_requestors.begin(), options_.worker_requestors.end(),
+                              [](int r) { return r >= 0; });
+  reports_.reserve(cap_);
 }
 
 }  // namespace pool_detail

@@ -1,4 +1,4 @@
-#include "mpmux/thread_pool.hpp"
+#include "mpmux/bits/thread_engine.hpp"
 
 #include <algorithm>
 #include <any>
@@ -18,6 +18,18 @@ namespace mpmux::pool_detail {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Waits up to kLookBeforeSleep for `queued` to be non-zero; true when it was. A caller that
+// waits for each result (apply) posts its next task a few microseconds after it has it; a worker
+// still looking takes that task without a sleep and a wake-up.
+bool look_for_work(const std::atomic<std::size_t>& queued) {
+  const auto end = Clock::now() + ThreadEngine::kLookBeforeSleep;
+  for (unsigned i = 0;; ++i) {
+    if (queued.load(std::memory_order_relaxed) > 0) return true;
+    if ((i & 63) == 63 && Clock::now() > end) return false;
+    std::this_thread::yield();
+  }
+}
 }  // namespace
 
 using Work = std::function<void(Worker&)>;
@@ -30,11 +42,10 @@ struct WakeSlot {
 };
 
 struct ThreadEngine::State {
-  PoolOptions options;
-  int cap = 0;
-  std::atomic<int> n{0};
   std::mutex mutex;  // queue, slots, idle, stopping, ready
   TaskQueue queue;
+  std::atomic<std::size_t> queued{0};            // queue.size(), for workers looking before they sleep
+  int looking = 0;                               // workers looking for work before they sleep
   std::vector<std::unique_ptr<WakeSlot>> slots;  // one per started worker
   std::vector<int> idle;                         // workers waiting for a task, longest first
   bool stopping = false;
@@ -43,27 +54,18 @@ struct ThreadEngine::State {
   std::vector<std::thread> threads;
   int ready = 0;
   std::condition_variable ready_cv;
-
-  mutable std::mutex report_mutex;  // exit values, insights, errors
-  std::vector<ExitValue> exit_values;
-  std::vector<WorkerInsights> insights;
-  std::vector<SlowTask> slowest;
-  std::string error;
 };
 
-ThreadEngine::ThreadEngine(PoolOptions options) : s_(std::make_unique<State>()) {
-  PoolSize size = validate_pool_options(options, "ThreadPool");
-  if (options.task_timeout.count() > 0) {
+ThreadEngine::ThreadEngine(PoolOptions options)
+    : PoolEngine(std::move(options), "ThreadPool"), s_(std::make_unique<State>()) {
+  if (this->options().task_timeout.count() > 0) {
     throw UsageError("ThreadPool: task_timeout needs a ProcessPool (a thread cannot be killed)");
   }
-  s_->options = std::move(options);
-  s_->cap = size.cap;
-  s_->queue = TaskQueue(s_->options.worker_requestors, s_->options.affinity_patience);
+  s_->queue = TaskQueue(this->options().worker_requestors, this->options().affinity_patience);
   // Reserved for the cap, so that growing never moves a slot a worker thread refers to.
-  s_->insights.reserve(static_cast<std::size_t>(size.cap));
-  s_->slots.reserve(static_cast<std::size_t>(size.cap));
-  s_->threads.reserve(static_cast<std::size_t>(size.cap));
-  std::string error = start_workers(size.n_jobs);
+  s_->slots.reserve(static_cast<std::size_t>(max_n_jobs()));
+  s_->threads.reserve(static_cast<std::size_t>(max_n_jobs()));
+  std::string error = start_workers(initial_jobs());
   if (!error.empty()) {
     stop();
     throw PoolError(error);
@@ -74,11 +76,8 @@ ThreadEngine::ThreadEngine(PoolOptions options) : s_(std::make_unique<State>()) 
 // cpu_ids or a failing worker_init surfaces to the caller. Returns the first error (a failed
 // init or pinning, else a thread that could not be started), or "".
 std::string ThreadEngine::start_workers(int to) {
-  int from = s_->n.load();
-  {
-    std::lock_guard lock(s_->report_mutex);
-    for (int id = from; id < to; ++id) s_->insights.push_back(WorkerInsights{.id = id});
-  }
+  int from = n_jobs();
+  reports().open_slots(from, to);
   {
     std::lock_guard lock(s_->mutex);
     for (int id = from; id < to; ++id) s_->slots.push_back(std::make_unique<WakeSlot>());
@@ -95,18 +94,13 @@ std::string ThreadEngine::start_workers(int to) {
     s_->ready_cv.wait(lock, [&] { return s_->ready == started; });
     s_->slots.resize(static_cast<std::size_t>(started));  // ids stay dense if a start failed
   }
-  s_->n = started;
-  std::lock_guard lock(s_->report_mutex);
-  s_->insights.resize(static_cast<std::size_t>(started));
-  return s_->error.empty() ? spawn_error : s_->error;
+  set_n_jobs(started);
+  reports().keep_slots(started);
+  std::string error = reports().error();
+  return error.empty() ? spawn_error : error;
 }
 
 ThreadEngine::~ThreadEngine() { stop(); }
-
-int ThreadEngine::n_jobs() const { return s_->n.load(std::memory_order_relaxed); }
-int ThreadEngine::max_n_jobs() const { return s_->cap; }
-bool ThreadEngine::has_affinity() const { return s_->queue.has_affinity(); }
-const PoolOptions& ThreadEngine::options() const { return s_->options; }
 
 std::size_t ThreadEngine::queued() const {
   std::lock_guard lock(s_->mutex);
@@ -115,8 +109,8 @@ std::size_t ThreadEngine::queued() const {
 
 int ThreadEngine::grow_to(int n) {
   std::lock_guard stop_lock(s_->stop_mutex);
-  int now = s_->n.load();
-  int to = std::min(n, s_->cap);
+  int now = n_jobs();
+  int to = std::min(n, max_n_jobs());
   {
     std::lock_guard lock(s_->mutex);
     if (s_->stopping || to <= now) return now;
@@ -125,7 +119,7 @@ int ThreadEngine::grow_to(int n) {
   // A failed worker_init breaks the pool (as at construction); a thread the system would not
   // start only leaves it smaller, which the caller sees in the count.
   check_health();
-  return s_->n.load();
+  return n_jobs();
 }
 
 void ThreadEngine::post(std::function<void(Worker&)> work, int requestor) {
@@ -134,7 +128,9 @@ void ThreadEngine::post(std::function<void(Worker&)> work, int requestor) {
     std::lock_guard lock(s_->mutex);
     if (s_->stopping) throw UsageError("ThreadPool: the pool was stopped; it takes no more work");
     s_->queue.push(std::move(work), requestor);
-    if (!s_->idle.empty()) {
+    s_->queued.store(s_->queue.size(), std::memory_order_relaxed);
+    // A looking worker takes a task without being woken; a sleeping one is woken for the rest.
+    if (!s_->idle.empty() && s_->queue.size() > static_cast<std::size_t>(s_->looking)) {
       // The longest idle worker is woken: the one that idled last may still be on its way to
       // sleep and then finds the task itself (waking it instead cost 1.5 us per round trip).
       // With affinity: an idle worker bound to this requestor, else an unbound one (so that
@@ -174,87 +170,57 @@ void ThreadEngine::stop() {
   s_->stopped = true;
 }
 
-std::vector<ExitValue> ThreadEngine::exit_values() const {
-  std::lock_guard lock(s_->report_mutex);
-  return s_->exit_values;
-}
-
-Insights ThreadEngine::insights() const {
-  std::lock_guard lock(s_->report_mutex);
-  return Insights{s_->insights, s_->slowest};
-}
-
 void ThreadEngine::note_elements(int id, std::uint64_t elements, const std::vector<SlowTask>& slowest) {
-  std::lock_guard lock(s_->report_mutex);
   // Counted before the chunk's results reach the caller, so a finished map sees them all.
-  s_->insights[static_cast<std::size_t>(id)].elements += elements;
-  ++s_->insights[static_cast<std::size_t>(id)].chunks;
-  s_->slowest.insert(s_->slowest.end(), slowest.begin(), slowest.end());
-  keep_slowest(s_->slowest);
-}
-
-void ThreadEngine::check_health() const {
-  std::lock_guard lock(s_->report_mutex);
-  if (!s_->error.empty()) throw PoolError(s_->error);
+  reports().update(id, [&](WorkerInsights& ins) {
+    ins.elements += elements;
+    ++ins.chunks;
+  });
+  reports().add_slowest(slowest);
 }
 
 void ThreadEngine::worker_main(int id) {
   auto born = Clock::now();
   State& s = *s_;
-  WorkerInsights* ins_ptr;
+  const PoolOptions& options = this->options();
+  WorkerReports& reports = this->reports();
   WakeSlot* slot;
-  {
-    std::lock_guard lock(s.report_mutex);
-    ins_ptr = &s.insights[static_cast<std::size_t>(id)];
-  }
   {
     std::lock_guard lock(s.mutex);
     slot = s.slots[static_cast<std::size_t>(id)].get();
   }
-  WorkerInsights& ins = *ins_ptr;
   bool init_failed = false;
-  auto fail = [&](const std::string& what) {
-    std::lock_guard lock(s.report_mutex);
-    if (s.error.empty()) s.error = what;
-  };
   try {
-    pin_calling_thread(cpu_set_for(s.options, id), id);
+    pin_calling_thread(cpu_set_for(options, id), id);
   } catch (const std::exception& e) {
-    fail(std::string("ThreadPool: ") + e.what());
+    reports.fail(std::string("ThreadPool: ") + e.what());
   }
   std::unique_ptr<Worker> worker;
   auto start_worker = [&] {
-    worker = std::make_unique<Worker>(id, &s.options.shared_objects);
-    if (!s.options.worker_init) return;
+    worker = std::make_unique<Worker>(id, &options.shared_objects);
+    if (!options.worker_init) return;
     auto t0 = Clock::now();
     try {
-      s.options.worker_init(*worker);
+      options.worker_init(*worker);
     } catch (...) {
       init_failed = true;
-      fail("ThreadPool: worker_init failed in worker " + std::to_string(id) + ": " +
-           exception_message(std::current_exception()));
+      reports.fail("ThreadPool: worker_init failed in worker " + std::to_string(id) + ": " +
+                   exception_message(std::current_exception()));
     }
-    std::lock_guard lock(s.report_mutex);
-    ins.init_s += seconds_since(t0);
+    reports.update(id, [&](WorkerInsights& ins) { ins.init_s += seconds_since(t0); });
   };
   auto end_worker = [&] {
-    if (!s.options.worker_exit) return;
+    if (!options.worker_exit) return;
     auto t0 = Clock::now();
     try {
-      ExitValue v = s.options.worker_exit(*worker);
-      std::lock_guard lock(s.report_mutex);
-      s.exit_values.push_back(std::move(v));
+      reports.add_exit_value(options.worker_exit(*worker));
     } catch (...) {
-      fail("ThreadPool: worker_exit failed in worker " + std::to_string(id) + ": " +
-           exception_message(std::current_exception()));
+      reports.fail("ThreadPool: worker_exit failed in worker " + std::to_string(id) + ": " +
+                   exception_message(std::current_exception()));
     }
-    std::lock_guard lock(s.report_mutex);
-    ins.exit_s += seconds_since(t0);
+    reports.update(id, [&](WorkerInsights& ins) { ins.exit_s += seconds_since(t0); });
   };
-  {
-    std::lock_guard lock(s.report_mutex);
-    ins.starting_s += seconds_since(born);
-  }
+  reports.update(id, [&](WorkerInsights& ins) { ins.starting_s += seconds_since(born); });
   start_worker();
   {
     std::lock_guard lock(s.mutex);
@@ -266,38 +232,52 @@ void ThreadEngine::worker_main(int id) {
 
   std::uint64_t since_start = 0;
   std::any item;
+  // Waiting and working times are insights; without them the clock is not read per task.
+  const bool timed = options.enable_insights;
   for (;;) {
-    auto t_wait = Clock::now();
+    auto t_wait = timed ? Clock::now() : Clock::time_point{};
     {
       std::unique_lock lock(s.mutex);
+      // With affinity a task waits for the worker the rule picks, so none looks by itself.
+      bool looked = s.queue.has_affinity();
       while (!s.queue.pop(id, item)) {
         if (s.stopping) break;
+        if (!looked) {
+          looked = true;
+          ++s.looking;
+          lock.unlock();
+          look_for_work(s.queued);
+          lock.lock();
+          --s.looking;
+          continue;
+        }
         slot->woken = false;
         s.idle.push_back(id);
         slot->cv.wait(lock, [&] { return slot->woken || s.stopping; });
       }
+      s.queued.store(s.queue.size(), std::memory_order_relaxed);
     }
     if (!item.has_value()) break;
     Work& work = *std::any_cast<Work>(&item);
-    auto t_work = Clock::now();
+    auto t_work = timed ? Clock::now() : Clock::time_point{};
     try {
       work(*worker);
     } catch (...) {
-      fail("ThreadPool: a task escaped its wrapper in worker " + std::to_string(id) + ": " +
-           exception_message(std::current_exception()));
+      reports.fail("ThreadPool: a task escaped its wrapper in worker " + std::to_string(id) + ": " +
+                   exception_message(std::current_exception()));
     }
-    {
-      std::lock_guard lock(s.report_mutex);
-      ins.waiting_s += std::chrono::duration<double>(t_work - t_wait).count();
-      ins.working_s += seconds_since(t_work);
+    if (timed) {
+      reports.update(id, [&](WorkerInsights& ins) {
+        ins.waiting_s += std::chrono::duration<double>(t_work - t_wait).count();
+        ins.working_s += seconds_since(t_work);
+      });
     }
     item.reset();  // the task's captures (results sink, inputs) go before the next wait
-    if (s.options.worker_lifespan > 0 && ++since_start >= s.options.worker_lifespan) {
+    if (options.worker_lifespan > 0 && ++since_start >= options.worker_lifespan) {
       end_worker();
       start_worker();
       since_start = 0;
-      std::lock_guard lock(s.report_mutex);
-      ++ins.restarts;
+      reports.update(id, [](WorkerInsights& ins) { ++ins.restarts; });
     }
   }
   end_worker();

@@ -134,12 +134,12 @@ struct WorkerProgram::State {
     int st = reap(true);
     if (closed_only)
       throw WorkerProgramError(
-          at_start ? WorkerProgramError::Reason::kExitedAtStart : WorkerProgramError::Reason::kDied,
+          at_start ? WorkerProgramError::Reason::exited_at_start : WorkerProgramError::Reason::died,
           name + " closed its socket during " + during + " and was killed");
     if (at_start)
-      throw WorkerProgramError(WorkerProgramError::Reason::kExitedAtStart,
+      throw WorkerProgramError(WorkerProgramError::Reason::exited_at_start,
                                name + " exited at once (" + describe_status(st) + ") before READY");
-    throw WorkerProgramError(WorkerProgramError::Reason::kDied,
+    throw WorkerProgramError(WorkerProgramError::Reason::died,
                              name + " died during " + during + " (" + describe_status(st) + ")");
   }
 
@@ -151,7 +151,7 @@ struct WorkerProgram::State {
       if (deadline != Clock::time_point::max()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left <= 0)
-          fail(WorkerProgramError::Reason::kTimeout,
+          fail(WorkerProgramError::Reason::timeout,
                "timed out during " + during + " after " +
                    std::to_string((at_start ? options.start_timeout : options.task_timeout).count()) + " ms");
         ms = static_cast<int>(std::min<long long>(left + 1, 1 << 30));
@@ -159,7 +159,7 @@ struct WorkerProgram::State {
       int n = poll(p, 2, ms);
       if (n < 0) {
         if (errno == EINTR) continue;
-        fail(WorkerProgramError::Reason::kDied, "poll failed: " + errno_text(errno));
+        fail(WorkerProgramError::Reason::died, "poll failed: " + errno_text(errno));
       }
       // Data already on the socket is read before a death is reported.
       if (p[0].revents != 0) return true;
@@ -199,7 +199,7 @@ struct WorkerProgram::State {
       try {
         if (std::uint8_t type = take(inbuf, payload)) return type;
       } catch (const Garbage& e) {
-        fail(WorkerProgramError::Reason::kGarbage, "wrote garbage during " + during + ": " + e.what());
+        fail(WorkerProgramError::Reason::garbage, "wrote garbage during " + during + ": " + e.what());
       }
       if (!wait_socket(POLLIN, deadline, at_start, during)) {
         // The child exited: drain what it wrote before giving up.
@@ -325,7 +325,7 @@ void WorkerProgram::start(const WorkerProgramOptions& options) {
   s_->send_frame(kInit, {}, s_->options.init_data, deadline, true, "start");
   std::string payload;
   if (s_->read_frame(payload, deadline, true, "start") != kReady)
-    s_->fail(WorkerProgramError::Reason::kGarbage, "wrote garbage during start: RESULT before READY");
+    s_->fail(WorkerProgramError::Reason::garbage, "wrote garbage during start: RESULT before READY");
 }
 
 std::string WorkerProgram::call(std::uint64_t index, std::string_view element) {
@@ -338,18 +338,18 @@ std::string WorkerProgram::call(std::uint64_t index, std::string_view element) {
   s_->send_frame(kTask, head, element, deadline, false, during);
   std::string payload;
   if (s_->read_frame(payload, deadline, false, during) != kResult)
-    s_->fail(WorkerProgramError::Reason::kGarbage,
+    s_->fail(WorkerProgramError::Reason::garbage,
              "wrote garbage during " + during + ": READY instead of RESULT");
   Result result;
   try {
     result = decode_result(payload);
   } catch (const Garbage& e) {
-    s_->fail(WorkerProgramError::Reason::kGarbage, "wrote garbage during " + during + ": " + e.what());
+    s_->fail(WorkerProgramError::Reason::garbage, "wrote garbage during " + during + ": " + e.what());
   }
   if (result.index != index)
-    s_->fail(WorkerProgramError::Reason::kGarbage,
+    s_->fail(WorkerProgramError::Reason::garbage,
              "wrote garbage during " + during + ": RESULT for index " + std::to_string(result.index));
-  if (!result.ok) throw TaskError({Failure{index, FailureKind::kException, std::string(result.body)}});
+  if (!result.ok) throw TaskError({Failure{index, FailureKind::exception, std::string(result.body)}});
   return std::string(result.body);
 }
 
@@ -426,14 +426,14 @@ struct WorkerProgramPool::State {
         (*results)[i] = wp.call(i, (*elements)[i]);
         return;
       } catch (const TaskError& e) {
-        fail_element(i, FailureKind::kException, e.failures().front().message);
+        fail_element(i, FailureKind::exception, e.failures().front().message);
         return;
       } catch (const WorkerProgramError& e) {
         std::string what = e.what();
-        bool timeout = e.reason() == WorkerProgramError::Reason::kTimeout;
+        bool timeout = e.reason() == WorkerProgramError::Reason::timeout;
         if (!replace(w, what)) return;
         if (timeout || attempt >= 1) {
-          fail_element(i, timeout ? FailureKind::kTimeout : FailureKind::kCrash, what);
+          fail_element(i, timeout ? FailureKind::timeout : FailureKind::crash, what);
           return;
         }
       } catch (const std::exception& e) {

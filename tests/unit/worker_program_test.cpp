@@ -106,7 +106,7 @@ TEST_F(WorkerProgramTest, ElementErrorsAreListedAtTheEndAndThePoolStaysUsable) {
     ASSERT_EQ(e.failures().size(), 2U);
     EXPECT_EQ(e.failures()[0].index, 3U);
     EXPECT_EQ(e.failures()[1].index, 11U);
-    EXPECT_EQ(e.failures()[0].kind, mpmux::FailureKind::kException);
+    EXPECT_EQ(e.failures()[0].kind, mpmux::FailureKind::exception);
     EXPECT_NE(e.failures()[0].message.find("UnicodeDecodeError"), std::string::npos)
         << e.failures()[0].message;
   }
@@ -147,7 +147,7 @@ TEST_F(WorkerProgramTest, ProgramThatExitsAtOnceReportsItsStatus) {
     mpmux::WorkerProgramPool pool({.argv = {"/bin/sh", "-c", "exit 3"}, .n_workers = 2});
     FAIL() << "expected WorkerProgramError";
   } catch (const mpmux::WorkerProgramError& e) {
-    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::kExitedAtStart);
+    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::exited_at_start);
     EXPECT_NE(std::string(e.what()).find("exited at once (status 3)"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(no_children());
@@ -159,7 +159,7 @@ TEST_F(WorkerProgramTest, ProgramThatWritesGarbageIsKilledAtOnce) {
       mpmux::WorkerProgramPool pool({.argv = {"/bin/sh", "-c", "echo hello >&3; sleep 5"}, .n_workers = 1});
       FAIL() << "expected WorkerProgramError";
     } catch (const mpmux::WorkerProgramError& e) {
-      EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::kGarbage);
+      EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::garbage);
       EXPECT_NE(std::string(e.what()).find("wrote garbage"), std::string::npos) << e.what();
     }
   });
@@ -173,7 +173,7 @@ TEST_F(WorkerProgramTest, ProgramThatNeverAnswersTimesOutAtStart) {
     w.start({.argv = {"/bin/sh", "-c", "sleep 5"}, .start_timeout = std::chrono::milliseconds(200)});
     FAIL() << "expected WorkerProgramError";
   } catch (const mpmux::WorkerProgramError& e) {
-    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::kTimeout);
+    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::timeout);
   }
   EXPECT_FALSE(w.running());
   EXPECT_TRUE(no_children());
@@ -211,7 +211,7 @@ TEST_F(WorkerProgramTest, CallToAKilledWorkerReportsTheSignal) {
     w.call(5, "x");
     FAIL() << "expected WorkerProgramError";
   } catch (const mpmux::WorkerProgramError& e) {
-    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::kDied);
+    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::died);
     EXPECT_NE(std::string(e.what()).find("died during task 5 (signal 9)"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(w.running());
@@ -241,7 +241,7 @@ TEST_F(WorkerProgramTest, ElementThatKillsEveryWorkerIsReportedAsCrash) {
   } catch (const mpmux::TaskError& e) {
     ASSERT_EQ(e.failures().size(), 1U);
     EXPECT_EQ(e.failures()[0].index, 1U);
-    EXPECT_EQ(e.failures()[0].kind, mpmux::FailureKind::kCrash);
+    EXPECT_EQ(e.failures()[0].kind, mpmux::FailureKind::crash);
     EXPECT_NE(e.failures()[0].message.find("died during task 1 (signal 9)"), std::string::npos)
         << e.failures()[0].message;
   }
@@ -261,7 +261,7 @@ TEST_F(WorkerProgramTest, SlowElementTimesOutAndTheOthersComplete) {
   } catch (const mpmux::TaskError& e) {
     ASSERT_EQ(e.failures().size(), 1U);
     EXPECT_EQ(e.failures()[0].index, 1U);
-    EXPECT_EQ(e.failures()[0].kind, mpmux::FailureKind::kTimeout);
+    EXPECT_EQ(e.failures()[0].kind, mpmux::FailureKind::timeout);
   }
   EXPECT_EQ(pool.map({"d", "e"}), (std::vector<std::string>{"d", "e"}));
 }
