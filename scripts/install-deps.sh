@@ -13,6 +13,7 @@ packages=(
   python3-h5py python3-numpy python3-mpi4py python3-pandas
   parallel libtbb-dev
   clang libfuzzer-14-dev clang-tidy
+  clang-16 libclang-rt-16-dev
   slurmctld slurmd slurm-client munge libpmix-dev
 )
 
