@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake make pkg-config git
+  g++ cmake make pkg-config git ccache
   openmpi-bin libopenmpi-dev
   libboost-mpi-dev libboost-serialization-dev
   libhdf5-dev hdf5-tools
@@ -14,6 +14,7 @@ packages=(
   python3-h5py python3-numpy python3-mpi4py python3-pandas
   parallel libtbb-dev
   clang libfuzzer-14-dev clang-tidy
+  clang-16 libclang-rt-16-dev
   slurmctld slurmd slurm-client munge libpmix-dev
 )
 
