@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   const std::uint64_t size = std::strtoull(argv[4], nullptr, 10);
   mpmux::store::StoreOptions store_options;
   for (int a = 5; a < argc; ++a) {
-    if (std::string(argv[a]) == "link") store_options.exclusive_create = mpmux::store::ExclusiveCreate::kLink;
+    if (std::string(argv[a]) == "link") store_options.exclusive_create = mpmux::store::ExclusiveCreate::link;
     if (std::string(argv[a]) == "nosync") store_options.durable = false;
     if (std::string(argv[a]) == "create") store_options.create_container = true;
   }

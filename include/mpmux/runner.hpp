@@ -51,13 +51,13 @@ struct MPMUX_EXPORT RunnerOptions {
 
 /// How a run ended; the same on every rank.
 enum class RunEnd {
-  kAllDone,     // every element handed out was recorded, none failed for good
-  kSomeFailed,  // some element of the session is failed for good
-  kStopped,     // stopped (signal, deadline, journal write error) with elements left pending
+  all_done,     // every element handed out was recorded, none failed for good
+  some_failed,  // some element of the session is failed for good
+  stopped,      // stopped (signal, deadline, journal write error) with elements left pending
 };
 
 struct MPMUX_EXPORT RunReport {
-  RunEnd end = RunEnd::kAllDone;
+  RunEnd end = RunEnd::all_done;
   RunSummary summary;  // as this rank saw it (the root sees the whole run)
   /// Root only: the session's counts after the run, and why results.h5 was not rebuilt from the
   /// journals (empty when it was, or when the journal failed and the old file was left alone).

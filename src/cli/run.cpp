@@ -101,11 +101,11 @@ int cmd_run(const RunArgs& args) {
   const RunReport report = runner.run();
   if (!report.results_h5_error.empty()) say_error("results.h5 not updated: " + report.results_h5_error);
   switch (report.end) {
-    case RunEnd::kAllDone:
+    case RunEnd::all_done:
       return kExitOk;
-    case RunEnd::kSomeFailed:
+    case RunEnd::some_failed:
       return kExitFailed;
-    case RunEnd::kStopped:
+    case RunEnd::stopped:
       if (runner.is_root()) {
         std::fprintf(stderr,
                      "mpmux: stopped (%s): %llu of %llu elements done, the rest stays pending; "

@@ -154,8 +154,8 @@ void ProcessState::worker_main(int id) {
     auto kind = static_cast<std::uint8_t>(msg[0]);
     if (kind == kMsgStop) finish(false);
     // The parent sent its own function pointers: the child is a fork, with the same addresses.
-    auto runner = reinterpret_cast<ChunkRunner>(
-        get<std::uint64_t>(msg.data() + 1));  // NOLINT(performance-no-int-to-ptr)
+    // NOLINTNEXTLINE(performance-no-int-to-ptr)
+    auto runner = reinterpret_cast<ChunkRunner>(get<std::uint64_t>(msg.data() + 1));
     auto fn = static_cast<std::uintptr_t>(get<std::uint64_t>(msg.data() + 9));
     ctx.index = get<std::uint64_t>(msg.data() + 17);
     auto count = get<std::uint32_t>(msg.data() + 25);

@@ -106,8 +106,8 @@ RunEnd Runner::State::decide_end(RunReport& report) const {
   }
   report.stat = session_stat(session);
   const Stat& st = report.stat;
-  if (report.summary.stopped && st.done + st.failed < st.total) return RunEnd::kStopped;
-  return st.failed > 0 ? RunEnd::kSomeFailed : RunEnd::kAllDone;
+  if (report.summary.stopped && st.done + st.failed < st.total) return RunEnd::stopped;
+  return st.failed > 0 ? RunEnd::some_failed : RunEnd::all_done;
 }
 
 Runner::Runner(const MuxId& id, MPI_Comm comm, RunnerOptions options) : state_(std::make_unique<State>()) {

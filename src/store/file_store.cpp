@@ -35,7 +35,7 @@ class FileStore final : public ObjectStore {
 
   std::optional<std::string> put_if_absent(const std::string& key, std::string_view data) override {
     const stdfs::path file = path_of(key);
-    if (options_.exclusive_create == ExclusiveCreate::kLink) return link_create(key, file, data);
+    if (options_.exclusive_create == ExclusiveCreate::link) return link_create(key, file, data);
     int fd = open_making_parents(key, file, O_WRONLY | O_CREAT | O_EXCL);
     if (fd == -EEXIST) return std::nullopt;
     if (fd < 0) fail("create", key, -fd);
@@ -226,7 +226,7 @@ class FileStore final : public ObjectStore {
   // The exclusive create of an update's marker, the same way as objects are created: O_EXCL, or
   // a link to the update's temporary file, checked by its link count. Returns 0 or errno.
   int create_marker(const stdfs::path& tmp, const stdfs::path& marker) const {
-    if (options_.exclusive_create == ExclusiveCreate::kOExcl) {
+    if (options_.exclusive_create == ExclusiveCreate::o_excl) {
       int fd = posix::open_file_noexcept(marker, O_WRONLY | O_CREAT | O_EXCL);
       if (fd < 0) return -fd;
       ::close(fd);

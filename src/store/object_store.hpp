@@ -37,11 +37,11 @@ struct ListedObject {
 /// How file:// makes an exclusive create: open(O_CREAT | O_EXCL), or a temporary file linked to
 /// the name and then checked by its link count (for file systems whose O_EXCL is not atomic,
 /// such as old NFS; link() also makes the object appear with its whole content at once).
-enum class ExclusiveCreate { kOExcl, kLink };
+enum class ExclusiveCreate { o_excl, link };
 
 /// Options of a store; every field has a default that suits a run.
 struct StoreOptions {
-  ExclusiveCreate exclusive_create = ExclusiveCreate::kOExcl;
+  ExclusiveCreate exclusive_create = ExclusiveCreate::o_excl;
   /// file://: fsync each object and its directory before a write returns (a claim or a done
   /// record survives a crash of the node). Heartbeats pass durable=false to put().
   bool durable = true;

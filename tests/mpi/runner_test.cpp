@@ -74,7 +74,7 @@ TEST(Runner, RunsACommandPerElementAndEveryRankReturnsTheSameEnd) {
     const mpmux::RunReport report = runner.run();
     // Element 7 fails for good in the first run and again when --rerun-failed is not set: the
     // second run has nothing to hand out, and the session still holds the failure.
-    EXPECT_EQ(report.end, mpmux::RunEnd::kSomeFailed) << "procs " << procs;
+    EXPECT_EQ(report.end, mpmux::RunEnd::some_failed) << "procs " << procs;
     if (runner.is_root()) {
       EXPECT_EQ(report.stat.done, 39u);
       EXPECT_EQ(report.stat.failed, 1u);

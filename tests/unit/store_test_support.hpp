@@ -76,7 +76,7 @@ class StoreLocation {
   store::StoreOptions options() const {
     store::StoreOptions o;
     o.exclusive_create =
-        backend_ == Backend::kFileLink ? store::ExclusiveCreate::kLink : store::ExclusiveCreate::kOExcl;
+        backend_ == Backend::kFileLink ? store::ExclusiveCreate::link : store::ExclusiveCreate::o_excl;
     return o;
   }
 
