@@ -14,7 +14,12 @@
 #include "mpmux/journal.hpp"
 #include "mpmux/multiplexer.hpp"
 
+#include "mpi_test_support.hpp"
+
 namespace {
+
+using mpitest::bcast_string;
+using mpitest::rank_of;
 
 struct Params {
   double alpha = 0;
@@ -28,20 +33,6 @@ struct Params {
 
 Params params_of(std::uint64_t i) {
   return Params{0.5 * static_cast<double>(i), static_cast<int>(i) * 7, "p" + std::to_string(i)};
-}
-
-int rank_of(MPI_Comm comm) {
-  int r = 0;
-  MPI_Comm_rank(comm, &r);
-  return r;
-}
-
-std::string bcast_string(std::string s, MPI_Comm comm) {
-  int n = static_cast<int>(s.size());
-  MPI_Bcast(&n, 1, MPI_INT, 0, comm);
-  s.resize(static_cast<std::size_t>(n));
-  MPI_Bcast(s.data(), n, MPI_CHAR, 0, comm);
-  return s;
 }
 
 // A temporary root directory made by rank 0 of `comm` and removed at the end.

@@ -17,17 +17,15 @@
 #include "../../src/claim/window.hpp"
 #include "mpmux/error.hpp"
 
+#include "mpi_test_support.hpp"
+
 namespace {
+
+using mpitest::rank_of;
 
 constexpr std::uint64_t kCount = 10000;
 constexpr const char* kNoShared = "MPMUX_RMA_NO_SHARED";
 constexpr const char* kClaim = "MPMUX_CLAIM";
-
-int rank_of(MPI_Comm comm) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  return rank;
-}
 
 int size_of(MPI_Comm comm) {
   int size = 0;

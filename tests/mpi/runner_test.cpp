@@ -12,21 +12,12 @@
 #include "mpmux/runner.hpp"
 #include "mpmux/session.hpp"
 
+#include "mpi_test_support.hpp"
+
 namespace {
 
-int rank_of(MPI_Comm comm) {
-  int r = 0;
-  MPI_Comm_rank(comm, &r);
-  return r;
-}
-
-std::string bcast_string(std::string s, MPI_Comm comm) {
-  int n = static_cast<int>(s.size());
-  MPI_Bcast(&n, 1, MPI_INT, 0, comm);
-  s.resize(static_cast<std::size_t>(n));
-  MPI_Bcast(s.data(), n, MPI_CHAR, 0, comm);
-  return s;
-}
+using mpitest::bcast_string;
+using mpitest::rank_of;
 
 // A session on a set of n elements {"i": 0} ... {"i": n-1}, made by rank 0 under a temporary
 // directory that is removed at the end.
