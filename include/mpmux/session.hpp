@@ -64,6 +64,10 @@ class MPMUX_EXPORT Session {
   std::filesystem::path elements_file() const;  // DIR/elements.h5
   /// Status file the coordinator of a live run rewrites (atomically) every few seconds.
   std::filesystem::path run_status_file() const;  // DIR/sessions/<id>/run.json
+  /// Where the session's claim objects live (claim/session_claims.hpp): the session directory
+  /// as an absolute path for a local session; az://ACCOUNT/CONTAINER/PREFIX/sessions/<id> for a
+  /// session on Azure Blob storage.
+  std::string store_url() const;
   std::uint64_t total() const { return total_; }
 
  private:

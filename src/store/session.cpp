@@ -280,4 +280,6 @@ stdfs::path Session::journal_dir() const { return dir() / "journal"; }
 stdfs::path Session::elements_file() const { return id_.dir / kElementsFile; }
 stdfs::path Session::run_status_file() const { return dir() / "run.json"; }
 
+std::string Session::store_url() const { return dir().string(); }
+
 }  // namespace mpmux

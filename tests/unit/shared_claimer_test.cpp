@@ -2,6 +2,7 @@
 // (Azurite): exactly-once hand-out among threads and processes, reclaim of a silent
 // participant's batch after the lease, fenced late commits, adaptive batch sizes.
 #include "claim/shared_claimer.hpp"
+#include "claim/session_claims.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -354,6 +355,23 @@ TEST(SharedClaimerFaults, ThroughAFaultyProxyNothingIsLostAndNothingCountedTwice
   for (std::uint64_t i = 0; i < total; ++i) EXPECT_EQ(recorded[i], 1) << "index " << i;
   for (const char* kind : {"drop", "delay", "503", "500-after", "reset-after"})
     EXPECT_GT(count_of(report, kind), 0) << kind << " never injected: " << report;
+}
+
+TEST_P(SharedClaimerTest, TheLatestRoundIsTheHighestWholeMarkerAndEachRoundHasItsOwnPrefix) {
+  auto store = store::open_store(location_->url(), location_->options());
+  EXPECT_EQ(claim::latest_round(*store), 0u);
+  ASSERT_TRUE(store->put_if_absent(claim::round_marker_key(1), "{}"));
+  ASSERT_TRUE(store->put_if_absent(claim::round_marker_key(12), "{}"));
+  ASSERT_TRUE(store->put_if_absent("rounds/000099.json.partial", "{}"));  // not a marker
+  EXPECT_FALSE(store->put_if_absent(claim::round_marker_key(12), "{}"));
+  EXPECT_EQ(claim::latest_round(*store), 12u);
+  EXPECT_EQ(claim::round_marker_key(12), "rounds/000012.json");
+  EXPECT_EQ(claim::round_url(location_->url(), 3), location_->url() + "/round-000003");
+  // A claimer of round 3 keeps its objects under round-000003/ only.
+  SharedStoreClaimer c(claim::round_url(location_->url(), 3), location_->options(), 10, short_lease(false));
+  ASSERT_TRUE(c.try_claim());
+  EXPECT_FALSE(store->list_keys("round-000003/claims/").empty());
+  EXPECT_TRUE(store->list_keys("claims/").empty());
 }
 
 }  // namespace
