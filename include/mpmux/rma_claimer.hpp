@@ -156,8 +156,10 @@ class MPMUX_EXPORT RmaClaimer {
   /// the job's.
   const std::vector<WindowPath>& paths() const;
 
-  /// Root: answers every claim request that has arrived (two-sided path), without blocking.
-  /// Returns how many it answered; 0 at once on other ranks and when nobody claims by message.
+  /// Root: answers every claim request that has arrived (two-sided path), without blocking, and
+  /// with HandOut::published the held-back takes that an exhaust() ended. Returns how many it
+  /// answered; 0 at once on other ranks. An open hand-out's root calls it in its loop while it
+  /// does not publish: osc/pt2pt serves the others' reads of its region only while it calls MPI.
   std::size_t serve();
   /// Collective: this rank is done claiming (later claims fail); returns once every rank called
   /// it, the root answering requests until then. The destructor calls it when nobody did.

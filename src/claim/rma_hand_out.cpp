@@ -21,7 +21,7 @@ void RmaClaimer::State::end_hand_out(Claim& out) {
 // up to them. `count` 0 asks for the guided chunk.
 ClaimStatus RmaClaimer::State::take_published(std::uint64_t count, Claim& out, bool block) {
   if (by_message) return take_by_message(count == 0 ? guided_count() : count, out, block);
-  if (message_claimers > 0) serve_waiting();
+  if (rank == root) serve_waiting();  // answers (or progresses) the others first
   bool fresh = false;
   if (held.empty()) {
     if (last_seen >= total) {

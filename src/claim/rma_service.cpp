@@ -12,7 +12,16 @@ namespace mpmux {
 using namespace claim::rma;
 
 std::size_t RmaClaimer::State::serve_waiting() {
-  if (rank != root || message_claimers == 0) return 0;
+  if (rank != root) return 0;
+  if (message_claimers == 0) {
+    // Some components (osc/pt2pt) serve one-sided accesses only while the target calls MPI: a
+    // root that waits to publish more must not starve the ranks reading its region.
+    if (open() && remote) {
+      int arrived = 0;
+      check(MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, own.get(), &arrived, MPI_STATUS_IGNORE), "MPI_Iprobe");
+    }
+    return 0;
+  }
   std::size_t answered = 0;
   for (;;) {
     int arrived = 0;
