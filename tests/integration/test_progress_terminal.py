@@ -41,6 +41,9 @@ class TerminalTest(TempDirTest):
         env = {k: v for k, v in ENV.items() if k not in ("MPMUX_PROGRESS", "TMUX", "TMUX_PANE")}
         env["PS1"] = "$ "
         self.tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "bash --norc --noprofile", env=env)
+        # What the terminal receives, byte for byte.
+        self.received = os.path.join(self.tmp, "received")
+        self.tmux("pipe-pane", "-O", "-t", "t", f"cat > {shlex.quote(self.received)}")
         _, self.mux_id = self.new_session("--range", str(ELEMENTS))
 
     def tearDown(self):
@@ -73,7 +76,7 @@ class TerminalTest(TempDirTest):
             time.sleep(0.05)  # the pace of looking at the screen, not a wait for something
         raise AssertionError(f"the run did not end in {timeout} s; the screen:\n{screens[-1]}")
 
-    def assertLiveBar(self, launcher):
+    def assertLiveBar(self, launcher, whole_lines=False):
         self.type_run(launcher)
         screens, status = self.watch()
         self.assertEqual(status, 0, screens[-1])
@@ -92,6 +95,17 @@ class TerminalTest(TempDirTest):
         # The bar's line ends before the next output: the marker starts a line of its own.
         self.assertRegex(final, re.compile(r"^run-ended 0$", re.M))
         self.assertEqual(self.stat(self.mux_id)["done"], ELEMENTS)
+        if whole_lines:
+            # srun holds back what is not a whole line (a bar redrawn with a carriage return
+            # alone arrives in bursts of many redraws): each redraw ends its line, and the next
+            # one moves up over it.
+            with open(self.received, "rb") as f:
+                received = f.read()
+            draws = re.findall(rb"\[#* *\] \d+/%d [^\x1b]*\x1b\[K(.{0,4})" % ELEMENTS, received, re.S)
+            self.assertGreaterEqual(len(draws), 2, received[-2000:])
+            for after in draws:
+                self.assertTrue(after.startswith(b"\r\n") or after.startswith(b"\n"), (after, received[-2000:]))
+            self.assertGreaterEqual(received.count(b"\x1b[A\r["), len(draws) - 1)
 
     def assertPlainLinesInFile(self, launcher):
         err = os.path.join(self.tmp, "err.txt")
@@ -139,7 +153,7 @@ class SrunTerminalTest(TerminalTest):
                                     "scripts/start-slurm.sh brings one up")
 
     def test_srun_typed_in_a_terminal_shows_a_live_bar(self):
-        self.assertLiveBar(self.launcher)
+        self.assertLiveBar(self.launcher, whole_lines=True)
 
     def test_srun_with_stderr_in_a_file_writes_plain_lines_only(self):
         self.assertPlainLinesInFile(self.launcher)
