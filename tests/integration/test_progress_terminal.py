@@ -125,6 +125,43 @@ class TerminalTest(TempDirTest):
         self.assertTrue(lines[-1].startswith("mpmux: %d/%d elements (100.0%%)" % (ELEMENTS, ELEMENTS)), text)
 
 
+class ProgressOptionTest(TempDirTest):
+    """MPMUX_PROGRESS stands in for --progress; --progress and --no-progress win over it."""
+
+    def setUp(self):
+        super().setUp()
+        _, self.mux_id = self.new_session("--range", "3")
+
+    def run_with(self, env_value, *args):
+        env = dict(ENV, MPMUX_PROGRESS=env_value)
+        p = subprocess.run([MPMUX, "run", self.mux_id, "--exec", "true", *args], capture_output=True, env=env,
+                           timeout=120)
+        p.stdout, p.stderr = p.stdout.decode(), p.stderr.decode()  # carriage returns kept
+        return p
+
+    def test_a_bad_mpmux_progress_is_a_usage_error_naming_it(self):
+        self.assertUsageError(self.run_with("fancy"), "MPMUX_PROGRESS", "fancy")
+        self.assertEqual(self.stat(self.mux_id)["done"], 0)
+
+    def test_the_option_wins_over_the_environment(self):
+        p = self.run_with("fancy", "--progress", "lines")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("mpmux: 3/3 elements (100.0%)", p.stderr)
+
+    def test_mpmux_progress_none_and_no_progress_print_nothing(self):
+        p = self.run_with("none")
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        self.assertEqual(self.stat(self.mux_id)["done"], 3)
+        _, self.mux_id = self.new_session("--range", "3", "--tag", "again")
+        p = self.run_with("bar", "--no-progress")
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+
+    def test_a_bar_asked_for_is_drawn_into_a_file_too(self):
+        p = self.run_with("bar")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stderr, r"\r\[#+\] 3/3 100\.0% [\d.]+/s in \d\d:\d\d\x1b\[K\n$")
+
+
 class MpirunTerminalTest(TerminalTest):
     launcher = [shlex.quote(MPIEXEC), "-n", "3", "--oversubscribe"]
 
