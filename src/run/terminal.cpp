@@ -96,6 +96,35 @@ std::optional<fs::path> srun_on_this_node(const fs::path& proc, unsigned long po
   return std::nullopt;
 }
 
+// The parent of a process, from /proc/<pid>/stat ("pid (comm) state ppid ...").
+std::optional<unsigned long> parent_of(const fs::path& process) {
+  std::string stat;
+  std::getline(std::ifstream(process / "stat"), stat);
+  const auto paren = stat.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 1));
+  std::string state, ppid;
+  if (!(fields >> state >> ppid)) return std::nullopt;
+  return number(ppid);
+}
+
+// The process holding the other end of our stderr pipe: the parent, or above it while the
+// parents write to the same pipe (a wrapper script between mpirun and mpmux).
+fs::path launcher_of(const ProcessContext& context) {
+  struct stat ours {};
+  ::fstat(context.stderr_fd, &ours);
+  const std::string same_pipe = "pipe:[" + std::to_string(ours.st_ino) + "]";
+  fs::path process = context.proc / std::to_string(context.parent >= 0 ? context.parent : ::getppid());
+  for (int level = 0; level < 8; ++level) {
+    std::error_code ec;
+    if (fs::read_symlink(process / "fd" / "2", ec).string() != same_pipe || ec) break;
+    const auto parent = parent_of(process);
+    if (!parent || *parent <= 1) break;
+    process = context.proc / std::to_string(*parent);
+  }
+  return process;
+}
+
 struct StderrEnd {
   bool terminal = false;
   bool whole_lines = false;  // srun forwards it: line by line
@@ -109,9 +138,8 @@ StderrEnd find_stderr_end(const ProcessContext& context) {
   if (::isatty(context.stderr_fd)) return {true, false, columns_of(context.stderr_fd)};
   if (!is_pipe(context.stderr_fd)) return {};  // a file
   if (context.env("OMPI_COMM_WORLD_SIZE")) {
-    const pid_t parent = context.parent >= 0 ? context.parent : ::getppid();
-    if (auto columns = terminal_at(context.proc / std::to_string(parent) / "fd" / "2"))
-      return {true, false, *columns};
+    const fs::path launcher = launcher_of(context);
+    if (auto columns = terminal_at(launcher / "fd" / "2")) return {true, false, *columns};
     return {};
   }
   if (context.env("SLURM_STEP_ID")) {

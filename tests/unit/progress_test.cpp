@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -125,6 +126,30 @@ TEST_F(ProgressDisplayTest, UnderOpenMpiTheTerminalOfTheLaunchingMpirunCounts) {
   EXPECT_EQ(d.kind, Kind::bar);
   EXPECT_FALSE(d.whole_lines);  // mpirun forwards what is written, a line or not
   EXPECT_EQ(d.columns, 90);
+}
+
+TEST_F(ProgressDisplayTest, UnderOpenMpiAWrapperScriptBetweenMpirunAndTheRankIsLookedThrough) {
+  PseudoTerminal tty(90);
+  Pipe pipe;
+  struct stat st {};
+  ASSERT_EQ(::fstat(pipe.fds[1], &st), 0);
+  const std::string our_pipe = "pipe:[" + std::to_string(st.st_ino) + "]";
+  context_.stderr_fd = pipe.fds[1];
+  context_.parent = 4300;
+  env_["OMPI_COMM_WORLD_SIZE"] = "3";
+  // mpirun (4100) -> sh -c (4200) -> bash wrapper.sh (4300) -> mpmux; the shells write to our pipe.
+  add_process(4100, "mpirun", {{2, tty.path}});
+  add_process(4200, "sh", {{2, our_pipe}});
+  add_process(4300, "bash", {{2, our_pipe}});
+  std::ofstream(context_.proc / "4200" / "stat") << "4200 (sh) S 4100 4200 17601 0 -1 4194560 100\n";
+  std::ofstream(context_.proc / "4300" / "stat") << "4300 (bash (a) b) S 4200 4200 17601 0 -1 4194560 90\n";
+  const ProgressDisplay d = progress_display(ProgressOutput::automatic, context_);
+  EXPECT_EQ(d.kind, Kind::bar);
+  EXPECT_EQ(d.columns, 90);
+  // A wrapper that writes elsewhere is where the pipe ends: its stderr decides.
+  fs::remove(context_.proc / "4300" / "fd" / "2");
+  fs::create_symlink("pipe:[1]", context_.proc / "4300" / "fd" / "2");
+  EXPECT_EQ(progress_display(ProgressOutput::automatic, context_).kind, Kind::lines);
 }
 
 TEST_F(ProgressDisplayTest, UnderOpenMpiAnMpirunWritingToAFileOrPipeGivesLines) {
