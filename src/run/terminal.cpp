@@ -32,11 +32,13 @@ bool is_pipe(int fd) {
 }
 
 // The width of the terminal another process's descriptor (a /proc/<pid>/fd/<n> link) is open
-// on, or nothing when it is not a terminal. Only device paths are opened: never a pipe.
+// on, or nothing when it is not a terminal. Only terminal devices are opened: never a pipe, nor
+// a device that acts on open.
 std::optional<int> terminal_at(const fs::path& fd_link) {
   std::error_code ec;
-  const fs::path target = fs::read_symlink(fd_link, ec);
-  if (ec || !target.string().starts_with("/dev/")) return std::nullopt;
+  const std::string target = fs::read_symlink(fd_link, ec).string();
+  if (ec || !(target.starts_with("/dev/pts/") || target.starts_with("/dev/tty") || target == "/dev/console"))
+    return std::nullopt;
   const int fd = ::open(fd_link.c_str(), O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   std::optional<int> columns;
