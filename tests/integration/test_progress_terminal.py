@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -37,21 +38,24 @@ class TerminalTest(TempDirTest):
 
     def setUp(self):
         super().setUp()
-        self.socket = f"mpmux-progress-{os.getpid()}-{id(self)}"
+        self.socket = os.path.join(tempfile.gettempdir(), f"mpmux-progress-{os.getpid()}-{id(self)}.sock")
         env = {k: v for k, v in ENV.items() if k not in ("MPMUX_PROGRESS", "TMUX", "TMUX_PANE")}
         env["PS1"] = "$ "
         self.tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "bash --norc --noprofile", env=env)
+        # The server, its shell and whatever runs there end with the test, however it ends.
+        self.addCleanup(self.end_tmux)
         # What the terminal receives, byte for byte.
         self.received = os.path.join(self.tmp, "received")
         self.tmux("pipe-pane", "-O", "-t", "t", f"cat > {shlex.quote(self.received)}")
         _, self.mux_id = self.new_session("--range", str(ELEMENTS))
 
-    def tearDown(self):
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
-        super().tearDown()
+    def end_tmux(self):
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
 
     def tmux(self, *args, env=None):
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True,
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True,
                               env=env or ENV).stdout
 
     def screen(self):
