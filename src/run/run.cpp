@@ -426,7 +426,9 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
     throw;
   }
   s.start_pass(std::move(tags));
-  if (s.is_root() && s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
+  if (s.is_root() && s.options.progress)
+    s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s,
+                       run::progress_display(s.options.progress_output));
   if (s.is_root()) s.write_status(false);
   s.started = Clock::now();
 }
