@@ -60,13 +60,14 @@ struct Tick {
   std::string label;
 };
 
-// A bar chart of stacked done/failed bins with labelled axes, scaled as one picture.
+// A bar chart of stacked done/failed bins with labelled axes, scaled as one picture; with
+// `counts` the y axis counts attempts and its ticks are whole numbers.
 void append_bar_chart(std::string& out, const std::string& id, const std::vector<Bin>& bins,
-                      const std::vector<Tick>& x_ticks, const std::string& y_unit) {
+                      const std::vector<Tick>& x_ticks, const std::string& y_unit, bool counts) {
   constexpr double kLeft = 70, kRight = 960, kTop = 24, kBottom = 210;
   double top = 0;
   for (const Bin& b : bins) top = std::max(top, b.done + b.failed);
-  const double step = nice_step(top, 4);
+  const double step = counts ? std::max(1.0, nice_step(top, 4)) : nice_step(top, 4);  // no half attempts
   const double y_max = std::max(step, std::ceil(top / step) * step);
   const auto y_of = [&](double v) { return kBottom - v / y_max * (kBottom - kTop); };
   out += "<svg class=\"chart\" id=\"" + id + "\" viewBox=\"0 0 1000 240\" role=\"img\">\n";
@@ -263,7 +264,7 @@ void append_throughput(std::string& out, const Report& r) {
   }
   out += "<p class=\"note\">Attempts ended per second, in bins of " + duration_text(bin_s) +
          "; failed attempts stacked on top in red.</p>\n";
-  append_bar_chart(out, "throughput-chart", bins, time_ticks(span.seconds()), "per s");
+  append_bar_chart(out, "throughput-chart", bins, time_ticks(span.seconds()), "per s", false);
   out += "</section>\n";
 }
 
@@ -300,7 +301,7 @@ void append_histogram(std::string& out, const Report& r) {
   for (int k = 0; k <= kBins; k += 8) ticks.push_back({static_cast<double>(k) / kBins, duration_text(edges[k])});
   out += "<p class=\"note\">Attempts by duration, " + std::string(log_bins ? "log-spaced" : "linear") +
          " bins; failed attempts stacked on top in red.</p>\n";
-  append_bar_chart(out, "durations-chart", bins, ticks, "attempts");
+  append_bar_chart(out, "durations-chart", bins, ticks, "attempts", true);
   out += "</section>\n";
 }
 

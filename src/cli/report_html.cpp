@@ -323,6 +323,7 @@ std::string number_text(double value, int digits) {
 
 std::string duration_text(double s) {
   char buf[64];
+  if (s <= 0) return "0 s";
   if (s < 1e-3) {
     std::snprintf(buf, sizeof buf, "%s us", number_text(s * 1e6).c_str());
   } else if (s < 1) {
