@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
     const int workers = std::max(2, argc == 3 ? std::atoi(argv[2]) : 64);
     std::vector<std::unique_ptr<mpmux::JournalWriter>> runs;
     for (std::uint32_t p = 0; p < 2; ++p) {
-      runs.push_back(std::make_unique<mpmux::JournalWriter>(session, "node" + std::to_string(2 * p), 4000 + p));
+      runs.push_back(
+          std::make_unique<mpmux::JournalWriter>(session, "node" + std::to_string(2 * p), 4000 + p));
       runs.back()->set_fsync(false);
     }
     std::mt19937_64 rng(1);

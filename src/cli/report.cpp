@@ -38,9 +38,8 @@ report::Participant participant_of(const stdfs::path& journal) {
   p.journal = journal.filename().string();
   const std::string stem = journal.stem().string();
   const std::size_t time_dash = stem.rfind('-');
-  const std::size_t pid_dash = time_dash == std::string::npos || time_dash == 0
-                                   ? std::string::npos
-                                   : stem.rfind('-', time_dash - 1);
+  const std::size_t pid_dash =
+      time_dash == std::string::npos || time_dash == 0 ? std::string::npos : stem.rfind('-', time_dash - 1);
   if (pid_dash == std::string::npos) {
     p.host = stem;
     return p;
@@ -63,8 +62,8 @@ report::Report gather(const Session& session) {
   for (const stdfs::path& file : journal_scan::journal_files(session.journal_dir())) {
     const auto participant = static_cast<std::uint32_t>(r.participants.size());
     r.participants.push_back(participant_of(file));
-    r.torn_bytes += journal_scan::for_each_record(
-        file, session.id().session, [&](const journal_scan::RecordRef& rec) {
+    r.torn_bytes +=
+        journal_scan::for_each_record(file, session.id().session, [&](const journal_scan::RecordRef& rec) {
           key.first.assign(rec.host);
           key.second = rec.worker;
           auto [it, added] = row_of.try_emplace(key, static_cast<std::uint32_t>(row_keys.size()));
@@ -88,7 +87,8 @@ report::Report gather(const Session& session) {
   }
   for (Attempt& a : r.attempts) a.row = renumber[a.row];
   std::sort(r.attempts.begin(), r.attempts.end(), [](const Attempt& a, const Attempt& b) {
-    return std::tie(a.t_start, a.t_end, a.index, a.attempt) < std::tie(b.t_start, b.t_end, b.index, b.attempt);
+    return std::tie(a.t_start, a.t_end, a.index, a.attempt) <
+           std::tie(b.t_start, b.t_end, b.index, b.attempt);
   });
 
   for_each_result(

@@ -31,10 +31,14 @@ std::string fixed(double v, int decimals = 2) {
 // Severity of an outcome when attempts share a bucket: a failure is never hidden by successes.
 int severity(AttemptClass c) {
   switch (c) {
-    case AttemptClass::done: return 1;
-    case AttemptClass::failed_retried: return 2;
-    case AttemptClass::timed_out: return 3;
-    case AttemptClass::failed_final: return 4;
+    case AttemptClass::done:
+      return 1;
+    case AttemptClass::failed_retried:
+      return 2;
+    case AttemptClass::timed_out:
+      return 3;
+    case AttemptClass::failed_final:
+      return 4;
   }
   return 0;
 }
@@ -73,8 +77,8 @@ void append_bar_chart(std::string& out, const std::string& id, const std::vector
   out += "<svg class=\"chart\" id=\"" + id + "\" viewBox=\"0 0 1000 240\" role=\"img\">\n";
   for (double v = 0; v <= y_max * (1 + 1e-9); v += step) {
     out += "<line x1=\"" + fixed(kLeft - 4) + "\" x2=\"" + fixed(kRight) + "\" y1=\"" + fixed(y_of(v)) +
-           "\" y2=\"" + fixed(y_of(v)) + "\" stroke-opacity=\".3\"/><text x=\"" + fixed(kLeft - 7) + "\" y=\"" +
-           fixed(y_of(v) + 4) + "\" text-anchor=\"end\">" + number_text(v) + "</text>\n";
+           "\" y2=\"" + fixed(y_of(v)) + "\" stroke-opacity=\".3\"/><text x=\"" + fixed(kLeft - 7) +
+           "\" y=\"" + fixed(y_of(v) + 4) + "\" text-anchor=\"end\">" + number_text(v) + "</text>\n";
   }
   out += "<text x=\"8\" y=\"12\">" + y_unit + "</text>\n";
   const double w = (kRight - kLeft) / static_cast<double>(std::max<std::size_t>(1, bins.size()));
@@ -92,8 +96,8 @@ void append_bar_chart(std::string& out, const std::string& id, const std::vector
              fixed(y_of(b.done) - y_of(b.done + b.failed)) + "\"/>";
     out += "</g>\n";
   }
-  out += "<line x1=\"" + fixed(kLeft) + "\" x2=\"" + fixed(kRight) + "\" y1=\"" + fixed(kBottom) + "\" y2=\"" +
-         fixed(kBottom) + "\"/>\n";
+  out += "<line x1=\"" + fixed(kLeft) + "\" x2=\"" + fixed(kRight) + "\" y1=\"" + fixed(kBottom) +
+         "\" y2=\"" + fixed(kBottom) + "\"/>\n";
   for (const Tick& t : x_ticks) {
     const double x = kLeft + t.at * (kRight - kLeft);
     out += "<line x1=\"" + fixed(x) + "\" x2=\"" + fixed(x) + "\" y1=\"" + fixed(kBottom) + "\" y2=\"" +
@@ -115,13 +119,14 @@ std::vector<Tick> time_ticks(double seconds) {
 void append_legend(std::string& out) {
   out += "<span class=\"legend\">";
   for (int k = 0; k < kAttemptClasses; ++k)
-    out += "<span class=\"sw k" + std::to_string(k) + "\"></span>" + class_label(static_cast<AttemptClass>(k));
+    out +=
+        "<span class=\"sw k" + std::to_string(k) + "\"></span>" + class_label(static_cast<AttemptClass>(k));
   out += "</span>";
 }
 
 // The bars of one row: each attempt its own rect, titled with what it was.
-void append_row_bars(std::string& out, const Report& r, const std::vector<std::size_t>& row_attempts, double y,
-                     double h, const Span& span, const std::vector<bool>& straggler) {
+void append_row_bars(std::string& out, const Report& r, const std::vector<std::size_t>& row_attempts,
+                     double y, double h, const Span& span, const std::vector<bool>& straggler) {
   const double scale = kWidth / static_cast<double>(span.t1 - span.t0);
   for (std::size_t i : row_attempts) {
     const Attempt& a = r.attempts[i];
@@ -179,10 +184,14 @@ void append_row_buckets(std::string& out, const Report& r, const std::vector<std
 
 const char* class_label(AttemptClass c) {
   switch (c) {
-    case AttemptClass::done: return "done";
-    case AttemptClass::failed_retried: return "failed, retried";
-    case AttemptClass::failed_final: return "failed for good";
-    case AttemptClass::timed_out: return "timed out";
+    case AttemptClass::done:
+      return "done";
+    case AttemptClass::failed_retried:
+      return "failed, retried";
+    case AttemptClass::failed_final:
+      return "failed for good";
+    case AttemptClass::timed_out:
+      return "timed out";
   }
   return "";
 }
@@ -204,9 +213,10 @@ void append_timeline(std::string& out, const Report& r, const std::vector<bool>&
   std::vector<std::vector<std::size_t>> by_row(rows);
   for (std::size_t i = 0; i < r.attempts.size(); ++i) by_row[r.attempts[i].row].push_back(i);
 
-  out += "<p class=\"tools\"><button id=\"tl-in\" title=\"zoom in\">+</button><button id=\"tl-out\" "
-         "title=\"zoom out\">&minus;</button><button id=\"tl-reset\">whole run</button> <span class=\"note\">"
-         "wheel to zoom, drag to pan</span>";
+  out +=
+      "<p class=\"tools\"><button id=\"tl-in\" title=\"zoom in\">+</button><button id=\"tl-out\" "
+      "title=\"zoom out\">&minus;</button><button id=\"tl-reset\">whole run</button> <span class=\"note\">"
+      "wheel to zoom, drag to pan</span>";
   append_legend(out);
   out += "</p>\n";
   if (aggregated)
@@ -252,13 +262,14 @@ void append_throughput(std::string& out, const Report& r) {
   const double bin_s = span.seconds() / n;
   std::vector<Bin> bins(n);
   for (const Attempt& a : r.attempts) {
-    const int b = std::clamp(static_cast<int>(static_cast<double>(a.t_end - span.t0) * 1e-9 / bin_s), 0, n - 1);
+    const int b =
+        std::clamp(static_cast<int>(static_cast<double>(a.t_end - span.t0) * 1e-9 / bin_s), 0, n - 1);
     (a.cls == AttemptClass::done ? bins[b].done : bins[b].failed) += 1;
   }
   for (int b = 0; b < n; ++b) {
-    bins[b].tip = "+" + number_text(b * bin_s, 4) + " s to +" + number_text((b + 1) * bin_s, 4) + " s: " +
-                  number_text(bins[b].done / bin_s) + " done/s, " + number_text(bins[b].failed / bin_s) +
-                  " failed/s";
+    bins[b].tip = "+" + number_text(b * bin_s, 4) + " s to +" + number_text((b + 1) * bin_s, 4) +
+                  " s: " + number_text(bins[b].done / bin_s) + " done/s, " +
+                  number_text(bins[b].failed / bin_s) + " failed/s";
     bins[b].done /= bin_s;
     bins[b].failed /= bin_s;
   }
@@ -291,14 +302,16 @@ void append_histogram(std::string& out, const Report& r) {
   for (const Attempt& a : r.attempts) {
     const double d = static_cast<double>(a.duration()) * 1e-9;
     const auto it = std::upper_bound(edges.begin() + 1, edges.end() - 1, d);
-    (a.cls == AttemptClass::done ? bins[it - edges.begin() - 1].done : bins[it - edges.begin() - 1].failed) += 1;
+    (a.cls == AttemptClass::done ? bins[it - edges.begin() - 1].done : bins[it - edges.begin() - 1].failed) +=
+        1;
   }
   for (int k = 0; k < kBins; ++k)
     bins[k].tip = duration_text(edges[k]) + " to " + duration_text(edges[k + 1]) + ": " +
                   std::to_string(static_cast<long long>(bins[k].done)) + " done, " +
                   std::to_string(static_cast<long long>(bins[k].failed)) + " failed";
   std::vector<Tick> ticks;
-  for (int k = 0; k <= kBins; k += 8) ticks.push_back({static_cast<double>(k) / kBins, duration_text(edges[k])});
+  for (int k = 0; k <= kBins; k += 8)
+    ticks.push_back({static_cast<double>(k) / kBins, duration_text(edges[k])});
   out += "<p class=\"note\">Attempts by duration, " + std::string(log_bins ? "log-spaced" : "linear") +
          " bins; failed attempts stacked on top in red.</p>\n";
   append_bar_chart(out, "durations-chart", bins, ticks, "attempts", true);

@@ -145,9 +145,9 @@ void append_numbers(std::string& out, const Report& r, const std::vector<double>
   append_row(out, {"pending", count_text(r.stat.pending)});
   append_row(out, {"attempts", count_text(r.attempts.size())});
   append_row(out, {"failed attempts", count_text(failed)});
-  append_row(out, {"workers / hosts / participants",
-                   count_text(r.rows.size()) + " / " + count_text(hosts.size()) + " / " +
-                       count_text(r.participants.size())});
+  append_row(out,
+             {"workers / hosts / participants", count_text(r.rows.size()) + " / " + count_text(hosts.size()) +
+                                                    " / " + count_text(r.participants.size())});
   if (!r.attempts.empty()) {
     append_row(out, {"first start", utc_text(span.t0)});
     append_row(out, {"last end", utc_text(span.t1)});
@@ -171,16 +171,19 @@ void append_failures(std::string& out, const Report& r) {
   }
   out += "<p class=\"note\">" + count_text(r.failed_total) + " element(s) failed for good";
   if (r.failed_total > r.failed.size())
-    out += "; the first " + count_text(r.failed.size()) + " are listed (<code>mpmux stat --all</code> lists every one)";
-  out += ".</p>\n<table><tr><th>element</th><th>attempts</th><th class=\"t\">status</th><th class=\"t\">worker</th>"
-         "<th class=\"t\">stderr tail</th></tr>\n";
+    out += "; the first " + count_text(r.failed.size()) +
+           " are listed (<code>mpmux stat --all</code> lists every one)";
+  out +=
+      ".</p>\n<table><tr><th>element</th><th>attempts</th><th class=\"t\">status</th><th "
+      "class=\"t\">worker</th>"
+      "<th class=\"t\">stderr tail</th></tr>\n";
   for (const FailedElement& f : r.failed) {
     const Outcome& o = f.outcome;
     std::string status = exit_status(o);
     if (o.flags & Outcome::kTimedOut) status += ", timed out";
     out += "<tr class=\"failed\"><td>" + std::to_string(f.index) + "</td><td>" + std::to_string(f.attempts) +
-           "</td><td class=\"t\">" + html_escape(status) + "</td><td class=\"t\">" + html_escape(o.host) + ":" +
-           std::to_string(o.worker) + "</td><td class=\"t\"><pre class=\"stderr\">";
+           "</td><td class=\"t\">" + html_escape(status) + "</td><td class=\"t\">" + html_escape(o.host) +
+           ":" + std::to_string(o.worker) + "</td><td class=\"t\"><pre class=\"stderr\">";
     append_escaped(out, o.stderr_tail);
     out += "</pre></td></tr>\n";
   }
@@ -199,12 +202,13 @@ void append_stragglers(std::string& out, const Report& r, const std::vector<std:
          count_text(r.attempts.size()) + ", from " + duration_text(seconds_of(r.attempts[slowest.back()])) +
          " (median " + duration_text(median) + ")";
   if (slowest.size() > kListedStragglers) out += "; the slowest " + count_text(kListedStragglers) + " listed";
-  out += ". They are outlined in the timeline.</p>\n<table><tr><th>element</th><th>attempt</th><th>duration</th>"
-         "<th>&times; median</th><th class=\"t\">worker</th><th class=\"t\">outcome</th><th>start</th></tr>\n";
+  out +=
+      ". They are outlined in the timeline.</p>\n<table><tr><th>element</th><th>attempt</th><th>duration</th>"
+      "<th>&times; median</th><th class=\"t\">worker</th><th class=\"t\">outcome</th><th>start</th></tr>\n";
   for (std::size_t k = 0; k < std::min(slowest.size(), kListedStragglers); ++k) {
     const Attempt& a = r.attempts[slowest[k]];
-    out += "<tr class=\"straggler\"><td>" + std::to_string(a.index) + "</td><td>" + std::to_string(a.attempt) +
-           "</td><td>" + duration_text(seconds_of(a)) + "</td><td>" +
+    out += "<tr class=\"straggler\"><td>" + std::to_string(a.index) + "</td><td>" +
+           std::to_string(a.attempt) + "</td><td>" + duration_text(seconds_of(a)) + "</td><td>" +
            (median > 0 ? number_text(seconds_of(a) / median) : std::string("-")) + "</td><td class=\"t\">" +
            worker_text(r, a.row) + "</td><td class=\"t\">" + class_label(a.cls) + "</td><td>" +
            since_text(a.t_start, span) + "</td></tr>\n";
@@ -233,21 +237,22 @@ void append_participants(std::string& out, const Report& r) {
   const Span span = span_of(r.attempts);
   std::vector<Tally> tally(r.participants.size());
   for (const Attempt& a : r.attempts) tally[a.participant].add(a);
-  out += "<section id=\"participants\"><h2>Participants</h2>\n<p class=\"note\">One per journal: a run "
-         "(its rank 0) that worked on the session.</p>\n<table><tr><th class=\"t\">journal</th>"
-         "<th class=\"t\">host</th><th>pid</th><th>workers</th><th>attempts</th><th>done</th><th>failed</th>"
-         "<th>start</th><th>end</th><th>done per second</th></tr>\n";
+  out +=
+      "<section id=\"participants\"><h2>Participants</h2>\n<p class=\"note\">One per journal: a run "
+      "(its rank 0) that worked on the session.</p>\n<table><tr><th class=\"t\">journal</th>"
+      "<th class=\"t\">host</th><th>pid</th><th>workers</th><th>attempts</th><th>done</th><th>failed</th>"
+      "<th>start</th><th>end</th><th>done per second</th></tr>\n";
   for (std::size_t i = 0; i < r.participants.size(); ++i) {
     const Participant& p = r.participants[i];
     const Tally& t = tally[i];
     const bool any = t.attempts > 0;
     const double wall = any ? std::max(1e-9, static_cast<double>(t.last - t.first) * 1e-9) : 0;
     out += "<tr class=\"participant\"><td class=\"t\">" + html_escape(p.journal) + "</td><td class=\"t\">" +
-           html_escape(p.host) + "</td><td>" + std::to_string(p.pid) + "</td><td>" + count_text(t.rows.size()) +
-           "</td><td>" + count_text(t.attempts) + "</td><td>" + count_text(t.done) + "</td><td>" +
-           count_text(t.failed) + "</td><td>" + (any ? since_text(t.first, span) : "-") + "</td><td>" +
-           (any ? since_text(t.last, span) : "-") + "</td><td>" +
-           (any ? number_text(static_cast<double>(t.done) / wall) : "-") + "</td></tr>\n";
+           html_escape(p.host) + "</td><td>" + std::to_string(p.pid) + "</td><td>" +
+           count_text(t.rows.size()) + "</td><td>" + count_text(t.attempts) + "</td><td>" +
+           count_text(t.done) + "</td><td>" + count_text(t.failed) + "</td><td>" +
+           (any ? since_text(t.first, span) : "-") + "</td><td>" + (any ? since_text(t.last, span) : "-") +
+           "</td><td>" + (any ? number_text(static_cast<double>(t.done) / wall) : "-") + "</td></tr>\n";
   }
   out += "</table></section>\n";
 }
@@ -256,16 +261,18 @@ void append_hosts(std::string& out, const Report& r) {
   const Span span = span_of(r.attempts);
   std::map<std::string_view, Tally> tally;
   for (const Attempt& a : r.attempts) tally[r.rows[a.row].host].add(a);
-  out += "<section id=\"hosts\"><h2>Hosts</h2>\n<p class=\"note\">Busy: the share of the workers' time "
-         "over the whole run spent in attempts.</p>\n<table><tr><th class=\"t\">host</th><th>workers</th>"
-         "<th>attempts</th><th>done</th><th>failed</th><th>mean duration</th><th>longest</th>"
-         "<th>busy</th></tr>\n";
+  out +=
+      "<section id=\"hosts\"><h2>Hosts</h2>\n<p class=\"note\">Busy: the share of the workers' time "
+      "over the whole run spent in attempts.</p>\n<table><tr><th class=\"t\">host</th><th>workers</th>"
+      "<th>attempts</th><th>done</th><th>failed</th><th>mean duration</th><th>longest</th>"
+      "<th>busy</th></tr>\n";
   for (const auto& [host, t] : tally) {
     const double capacity = static_cast<double>(t.rows.size()) * span.seconds();
-    out += "<tr class=\"host\"><td class=\"t\">" + html_escape(host) + "</td><td>" + count_text(t.rows.size()) +
-           "</td><td>" + count_text(t.attempts) + "</td><td>" + count_text(t.done) + "</td><td>" +
-           count_text(t.failed) + "</td><td>" + duration_text(t.busy_s / static_cast<double>(t.attempts)) +
-           "</td><td>" + duration_text(t.longest_s) + "</td><td>" + number_text(100 * t.busy_s / capacity) +
+    out += "<tr class=\"host\"><td class=\"t\">" + html_escape(host) + "</td><td>" +
+           count_text(t.rows.size()) + "</td><td>" + count_text(t.attempts) + "</td><td>" +
+           count_text(t.done) + "</td><td>" + count_text(t.failed) + "</td><td>" +
+           duration_text(t.busy_s / static_cast<double>(t.attempts)) + "</td><td>" +
+           duration_text(t.longest_s) + "</td><td>" + number_text(100 * t.busy_s / capacity) +
            "%</td></tr>\n";
   }
   out += "</table></section>\n";
@@ -279,11 +286,21 @@ void append_escaped(std::string& out, std::string_view s) {
     const std::size_t bad = utf8::first_invalid(s);
     for (char c : s.substr(0, bad)) {
       switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        case '\'': out += "&#39;"; break;
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&quot;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
         default:
           if ((static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') || c == 0x7F)
             out += kReplacement;
@@ -366,7 +383,8 @@ std::string render_html(const Report& r) {
       return r.attempts[a].duration() > r.attempts[b].duration() ||
              (r.attempts[a].duration() == r.attempts[b].duration() && a < b);
     };
-    std::partial_sort(slowest.begin(), slowest.begin() + static_cast<std::ptrdiff_t>(n), slowest.end(), slower);
+    std::partial_sort(slowest.begin(), slowest.begin() + static_cast<std::ptrdiff_t>(n), slowest.end(),
+                      slower);
     slowest.resize(n);
     for (std::size_t i : slowest) straggler[i] = true;
   }

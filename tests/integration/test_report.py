@@ -80,9 +80,10 @@ class ReportTest(TempDirTest):
     @unittest.skipUnless(CHROMIUM, "chromium is not installed (scripts/install-deps.sh installs it)")
     def test_a_real_run_shows_every_attempt_and_the_failures_in_a_browser(self):
         _, mux_id = self.new_session("--range", "12")
-        # Elements 1, 5 and 9 fail twice (one retry) with markup in their stderr.
-        task = ('if [ $(({i} % 4)) -eq 1 ]; then echo "boom <b>"{i}"</b> & \'co\'" >&2; exit 3; fi; '
-                'sleep 0.0{i}')
+        # Elements 1, 5 and 9 fail twice (one retry) with markup, a byte that is not UTF-8 and a
+        # terminal escape in their stderr.
+        task = ('if [ $(({i} % 4)) -eq 1 ]; then echo "boom <b>"{i}"</b> & \'co\'" >&2; '
+                r'printf "bad \377 \033[31m" >&2; exit 3; fi; sleep 0.0{i}')
         p = mpirun(3, "run", mux_id, "--shell", "--exec", task, "--retries", "1", "--no-progress")
         self.assertEqual(p.returncode, 1, p.stderr)
         attempts = self.attempts_in_journals(mux_id)
@@ -108,7 +109,8 @@ class ReportTest(TempDirTest):
         self.assertEqual(page.timeline.get("data-mode"), "bars")
         self.assertEqual(page.bars, attempts)
         self.assertGreater(page.axis_ticks, 2, "the script did not draw the time axis")
-        self.assertEqual(sorted(page.stderr), sorted(f"boom <b>{i}</b> & 'co'\n" for i in (1, 5, 9)))
+        self.assertEqual(sorted(page.stderr),
+                         sorted(f"boom <b>{i}</b> & 'co'\nbad \ufffd \ufffd[31m" for i in (1, 5, 9)))
         self.assertNotIn("b", page.tags, "stderr text became markup")
         for worker in ("1", "2"):  # ranks 1 and 2 ran tasks: a labelled row each
             self.assertRegex(dom.stdout, rf">[^<>]+:{worker}</text>")
