@@ -55,19 +55,20 @@ report::Report gather(const Session& session) {
   r.generated = posix::format_utc(posix::unix_time_ns() / 1'000'000'000, "%Y-%m-%dT%H:%M:%SZ");
   r.stat = session_stat(session);
 
-  // Rows are numbered as they are met, then renumbered in (host, rank) order.
-  std::map<std::pair<std::string, std::uint32_t>, std::uint32_t> row_of;
-  std::vector<std::pair<std::string, std::uint32_t>> row_keys;
-  std::pair<std::string, std::uint32_t> key;
+  // A worker is a rank of one run: the same host and rank in two runs (a resume) are two rows.
+  // Rows are numbered as they are met, then renumbered in (participant, host, rank) order.
+  using RowKey = std::tuple<std::uint32_t, std::string, std::uint32_t>;
+  std::map<RowKey, std::uint32_t> row_of;
+  RowKey key;
   for (const stdfs::path& file : journal_scan::journal_files(session.journal_dir())) {
     const auto participant = static_cast<std::uint32_t>(r.participants.size());
     r.participants.push_back(participant_of(file));
+    std::get<0>(key) = participant;
     r.torn_bytes +=
         journal_scan::for_each_record(file, session.id().session, [&](const journal_scan::RecordRef& rec) {
-          key.first.assign(rec.host);
-          key.second = rec.worker;
-          auto [it, added] = row_of.try_emplace(key, static_cast<std::uint32_t>(row_keys.size()));
-          if (added) row_keys.push_back(key);
+          std::get<1>(key).assign(rec.host);
+          std::get<2>(key) = rec.worker;
+          const auto it = row_of.try_emplace(key, static_cast<std::uint32_t>(row_of.size())).first;
           Attempt a;
           a.t_start = rec.t_start;
           a.t_end = std::max(rec.t_end, rec.t_start);  // a clock step back must not draw backwards
@@ -79,11 +80,10 @@ report::Report gather(const Session& session) {
           r.attempts.push_back(a);
         });
   }
-  std::vector<std::uint32_t> renumber(row_keys.size());
-  std::uint32_t next = 0;
-  for (const auto& [k, id] : row_of) {  // the map iterates in (host, rank) order
-    renumber[id] = next++;
-    r.rows.push_back({k.first, k.second});
+  std::vector<std::uint32_t> renumber(row_of.size());
+  for (const auto& [k, id] : row_of) {  // the map iterates in (participant, host, rank) order
+    renumber[id] = static_cast<std::uint32_t>(r.rows.size());
+    r.rows.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k)});
   }
   for (Attempt& a : r.attempts) a.row = renumber[a.row];
   std::sort(r.attempts.begin(), r.attempts.end(), [](const Attempt& a, const Attempt& b) {

@@ -28,8 +28,9 @@ struct Attempt {
   std::int64_t duration() const { return t_end - t_start; }
 };
 
-/// A timeline row: one worker, named by its host and MPI rank.
+/// A timeline row: one worker, a rank of one participant, named by its host and MPI rank.
 struct WorkerRow {
+  std::uint32_t participant = 0;  // into Report::participants
   std::string host;
   std::uint32_t rank = 0;
 };
@@ -54,7 +55,7 @@ struct Report {
   Stat stat;
   std::uint64_t torn_bytes = 0;
   std::vector<Attempt> attempts;  // sorted by t_start
-  std::vector<WorkerRow> rows;    // sorted by host, then rank
+  std::vector<WorkerRow> rows;    // sorted by participant, host, then rank
   std::vector<Participant> participants;
   std::vector<FailedElement> failed;  // the first kListedFailures, by index
   std::uint64_t failed_total = 0;     // elements failed for good, listed or not
@@ -83,6 +84,8 @@ void append_throughput(std::string& out, const Report& report);
 /// Appends the histogram of attempt durations (log-spaced bins when they span two decades).
 void append_histogram(std::string& out, const Report& report);
 
+/// "host:rank" of a timeline row, escaped; "#2 host:rank" when several participants have rows.
+std::string worker_label(const Report& report, std::uint32_t row);
 /// "850 us", "1.25 s", "3 min 20 s", "2 h 05 min".
 std::string duration_text(double seconds);
 /// A number with up to `digits` significant digits and no exponent for everyday sizes.

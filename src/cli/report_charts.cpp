@@ -227,8 +227,7 @@ void append_timeline(std::string& out, const Report& r, const std::vector<bool>&
   if (row_h >= 9) {
     for (std::size_t k = 0; k < rows; ++k) {
       out += "<text x=\"4\" y=\"" + fixed(row_h * static_cast<double>(k) + bar_h - 1, 1) + "\">";
-      append_escaped(out, r.rows[k].host);
-      out += ":" + std::to_string(r.rows[k].rank) + "</text>";
+      out += worker_label(r, static_cast<std::uint32_t>(k)) + "</text>";
     }
   } else {
     out += "<text x=\"4\" y=\"12\">" + std::to_string(rows) + " workers</text>";

@@ -118,10 +118,6 @@ std::string since_text(std::int64_t ns, const Span& span) {
   return "+" + number_text(static_cast<double>(ns - span.t0) * 1e-9, 4) + " s";
 }
 
-std::string worker_text(const Report& r, std::uint32_t row) {
-  return html_escape(r.rows[row].host) + ":" + std::to_string(r.rows[row].rank);
-}
-
 double seconds_of(const Attempt& a) { return static_cast<double>(a.duration()) * 1e-9; }
 
 // The duration at quantile q of the sorted durations (nearest rank).
@@ -210,7 +206,7 @@ void append_stragglers(std::string& out, const Report& r, const std::vector<std:
     out += "<tr class=\"straggler\"><td>" + std::to_string(a.index) + "</td><td>" +
            std::to_string(a.attempt) + "</td><td>" + duration_text(seconds_of(a)) + "</td><td>" +
            (median > 0 ? number_text(seconds_of(a) / median) : std::string("-")) + "</td><td class=\"t\">" +
-           worker_text(r, a.row) + "</td><td class=\"t\">" + class_label(a.cls) + "</td><td>" +
+           worker_label(r, a.row) + "</td><td class=\"t\">" + class_label(a.cls) + "</td><td>" +
            since_text(a.t_start, span) + "</td></tr>\n";
   }
   out += "</table></section>\n";
@@ -238,8 +234,11 @@ void append_participants(std::string& out, const Report& r) {
   std::vector<Tally> tally(r.participants.size());
   for (const Attempt& a : r.attempts) tally[a.participant].add(a);
   out +=
-      "<section id=\"participants\"><h2>Participants</h2>\n<p class=\"note\">One per journal: a run "
-      "(its rank 0) that worked on the session.</p>\n<table><tr><th class=\"t\">journal</th>"
+      "<section id=\"participants\"><h2>Participants</h2>\n<p class=\"note\">One per journal: a run (its "
+      "rank 0) that worked on the session";
+  if (r.participants.size() > 1) out += "; <code>#N</code> before a worker names its run";
+  out +=
+      ".</p>\n<table><tr><th>#</th><th class=\"t\">journal</th>"
       "<th class=\"t\">host</th><th>pid</th><th>workers</th><th>attempts</th><th>done</th><th>failed</th>"
       "<th>start</th><th>end</th><th>done per second</th></tr>\n";
   for (std::size_t i = 0; i < r.participants.size(); ++i) {
@@ -247,12 +246,13 @@ void append_participants(std::string& out, const Report& r) {
     const Tally& t = tally[i];
     const bool any = t.attempts > 0;
     const double wall = any ? std::max(1e-9, static_cast<double>(t.last - t.first) * 1e-9) : 0;
-    out += "<tr class=\"participant\"><td class=\"t\">" + html_escape(p.journal) + "</td><td class=\"t\">" +
-           html_escape(p.host) + "</td><td>" + std::to_string(p.pid) + "</td><td>" +
-           count_text(t.rows.size()) + "</td><td>" + count_text(t.attempts) + "</td><td>" +
-           count_text(t.done) + "</td><td>" + count_text(t.failed) + "</td><td>" +
-           (any ? since_text(t.first, span) : "-") + "</td><td>" + (any ? since_text(t.last, span) : "-") +
-           "</td><td>" + (any ? number_text(static_cast<double>(t.done) / wall) : "-") + "</td></tr>\n";
+    out += "<tr class=\"participant\"><td>" + std::to_string(i + 1) + "</td><td class=\"t\">" +
+           html_escape(p.journal) + "</td><td class=\"t\">" + html_escape(p.host) + "</td><td>" +
+           std::to_string(p.pid) + "</td><td>" + count_text(t.rows.size()) + "</td><td>" +
+           count_text(t.attempts) + "</td><td>" + count_text(t.done) + "</td><td>" + count_text(t.failed) +
+           "</td><td>" + (any ? since_text(t.first, span) : "-") + "</td><td>" +
+           (any ? since_text(t.last, span) : "-") + "</td><td>" +
+           (any ? number_text(static_cast<double>(t.done) / wall) : "-") + "</td></tr>\n";
   }
   out += "</table></section>\n";
 }
@@ -279,6 +279,12 @@ void append_hosts(std::string& out, const Report& r) {
 }
 
 }  // namespace
+
+std::string worker_label(const Report& r, std::uint32_t row) {
+  const WorkerRow& w = r.rows[row];
+  const std::string run = r.participants.size() > 1 ? "#" + std::to_string(w.participant + 1) + " " : "";
+  return run + html_escape(w.host) + ":" + std::to_string(w.rank);
+}
 
 void append_escaped(std::string& out, std::string_view s) {
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD

@@ -138,6 +138,20 @@ class ReportTest(TempDirTest):
         listed = re.search(r"(\d+) element\(s\) failed for good", open(page_file).read())
         self.assertEqual(int(listed.group(1)), failed)
 
+    def test_each_run_of_a_resumed_session_has_rows_of_its_own(self):
+        _, mux_id = self.new_session("--range", "4")
+        self.assertEqual(mpmux("run", mux_id, "--exec", "false", "--no-progress").returncode, 1)
+        mpmux("run", mux_id, "--exec", "true", "--rerun-failed", "--no-progress", check=0)
+        page_file = os.path.join(self.tmp, "resumed.html")
+        mpmux("report", mux_id, "-o", page_file, check=0)
+        text = open(page_file, encoding="utf-8").read()
+        page = Page(text)
+        self.assertEqual(page.bars, 8)
+        # Rank 0 of each run ran its elements, on this host: one row per run, named by its number.
+        labels = re.findall(r'<svg class="labels"[^>]*>(.*?)</svg>', text)[0]
+        self.assertEqual(re.findall(r">(#\d) [^<>]+:0</text>", labels), ["#1", "#2"])
+        self.assertEqual(len(re.findall(r'<tr class="participant">', text)), 2)
+
     def test_bad_input_is_one_line_and_exit_2_with_nothing_changed(self):
         mux_dir, mux_id = self.new_session("--range", "3")
         mpmux("run", mux_id, "--exec", "true", "--no-progress", check=0)
