@@ -138,6 +138,15 @@ class ReportTest(TempDirTest):
         listed = re.search(r"(\d+) element\(s\) failed for good", open(page_file).read())
         self.assertEqual(int(listed.group(1)), failed)
 
+    def test_a_session_never_run_says_so_with_every_element_pending(self):
+        _, mux_id = self.new_session("--range", "5")
+        page_file = os.path.join(self.tmp, "empty.html")
+        mpmux("report", mux_id, "-o", page_file, check=0)
+        text = open(page_file, encoding="utf-8").read()
+        self.assertIn("<tr><td>pending</td><td>5</td></tr>", text)
+        self.assertIn("No attempt recorded yet.", text)
+        self.assertEqual(Page(text).timeline, {})
+
     def test_each_run_of_a_resumed_session_has_rows_of_its_own(self):
         _, mux_id = self.new_session("--range", "4")
         self.assertEqual(mpmux("run", mux_id, "--exec", "false", "--no-progress").returncode, 1)
