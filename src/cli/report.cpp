@@ -3,12 +3,13 @@
 #include "cli/report.hpp"
 
 #include <algorithm>
-#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "cli/commands.hpp"
 #include "mpmux/error.hpp"

@@ -3,6 +3,7 @@
 // script inlined; its Content-Security-Policy forbids fetching anything, so it opens offline.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <set>
