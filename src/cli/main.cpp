@@ -1,4 +1,4 @@
-// The mpmux command: new, session, run, stat, done, destroy.
+// The mpmux command: new, session, run, stat, results, report, done, destroy.
 // Exit codes: 0 all done; 1 some elements failed for good (or not done, for `done`);
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
@@ -120,6 +120,7 @@ int main(int argc, char** argv) try {
   const Command run_cmd = add_run_command(app);
   const Command stat_cmd = add_stat_command(app);
   const Command results_cmd = add_results_command(app);
+  const Command report_cmd = add_report_command(app);
 
   std::string mux_id;
 
@@ -158,6 +159,7 @@ int main(int argc, char** argv) try {
     if (*run_cmd.app) return run_cmd.run();
     if (*stat_cmd.app) return stat_cmd.run();
     if (*results_cmd.app) return results_cmd.run();
+    if (*report_cmd.app) return report_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
     if (*destroy_cmd) {
       check_owner(mux_dir_of(dir), allow_foreign_owner);

@@ -19,6 +19,15 @@
 
 namespace mpmux::cli {
 
+std::string exit_status(const Outcome& o) {
+  if (o.signal != 0) {
+    std::string text = "signal " + std::to_string(o.signal);
+    if (const char* abbrev = ::sigabbrev_np(o.signal)) text += std::string(" (SIG") + abbrev + ")";
+    return text;
+  }
+  return "exit " + std::to_string(o.exit_code);
+}
+
 namespace {
 
 constexpr std::size_t kListedFailures = 20;  // without --all
@@ -66,16 +75,6 @@ std::string last_line(std::string_view text) {
     return line;
   }
   return "";
-}
-
-// "exit 3" or "signal 9 (SIGKILL)".
-std::string exit_status(const Outcome& o) {
-  if (o.signal != 0) {
-    std::string text = "signal " + std::to_string(o.signal);
-    if (const char* abbrev = ::sigabbrev_np(o.signal)) text += std::string(" (SIG") + abbrev + ")";
-    return text;
-  }
-  return "exit " + std::to_string(o.exit_code);
 }
 
 // Streams the rows of the failed elements, so a session of any size is listed in bounded memory.

@@ -555,8 +555,12 @@ std::uint64_t for_each_record(const stdfs::path& file, std::string_view expect_s
     ref.type = f.type;
     ref.index = f.index;
     ref.attempt = f.attempt;
+    ref.worker = f.worker;
+    ref.t_start = f.t_start;
     ref.t_end = f.t_end;
+    ref.pid = p.pid;
     ref.flags = p.flags;
+    ref.host = p.host;
     ref.result = p.result;
     each(ref);
   };
