@@ -505,7 +505,8 @@ AzureUrl parse_azure_url(std::string_view url_text) {
                    [](unsigned char c) { return (std::islower(c) || std::isdigit(c) || c == '-'); }))
     throw bad("the container name '" + container +
               "' must be 3 to 63 lowercase letters, digits and single dashes");
-  if (out.prefix.find("//") != std::string::npos) throw bad("empty part in the prefix '" + out.prefix + "'");
+  if (out.prefix.find("//") != std::string::npos || (!out.prefix.empty() && out.prefix.front() == '/'))
+    throw bad("empty part in the prefix '" + out.prefix + "'");
   return out;
 }
 
