@@ -57,8 +57,9 @@ std::string remote_mux_of(const std::string& arg) {
 int cmd_new(const std::string& root_arg, const std::string& from, const std::string& format,
             const std::string& encoding_name, const std::vector<std::string>& grid, std::uint64_t range,
             bool range_given, const std::string& tag) {
-  const std::filesystem::path root =
-      is_az(root_arg) ? std::filesystem::path() : std::filesystem::path(store::local_path_of(root_arg, "ROOT"));
+  const std::filesystem::path root = is_az(root_arg)
+                                         ? std::filesystem::path()
+                                         : std::filesystem::path(store::local_path_of(root_arg, "ROOT"));
   const int sources = !from.empty() + !grid.empty() + range_given;
   if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
   const TextEncoding encoding = text_encoding_from_string(encoding_name);
@@ -87,7 +88,8 @@ int cmd_new(const std::string& root_arg, const std::string& from, const std::str
   } else {
     parsed = make_range(range);
   }
-  std::cout << (is_az(root_arg) ? create_remote_mux(root_arg, parsed, tag) : create_mux(root, parsed, tag).string())
+  std::cout << (is_az(root_arg) ? create_remote_mux(root_arg, parsed, tag)
+                                : create_mux(root, parsed, tag).string())
             << '\n';
   return 0;
 }
@@ -111,7 +113,8 @@ int main(int argc, char** argv) try {
   std::vector<std::string> grid;
   std::uint64_t range = 0;
   auto* new_cmd = app.add_subcommand("new", "Store an element set; prints the mux directory");
-  new_cmd->add_option("ROOT", root, "Directory, or az://ACCOUNT/CONTAINER[/PREFIX], under which the mux is made")
+  new_cmd
+      ->add_option("ROOT", root, "Directory, or az://ACCOUNT/CONTAINER[/PREFIX], under which the mux is made")
       ->required();
   new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file, or FILE.h5:/DATASET");
   new_cmd->add_option("--format", format, "Format of --from when its name does not tell")

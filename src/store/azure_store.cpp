@@ -241,7 +241,8 @@ class AzureStore final : public ObjectStore {
     fail("create", key, r);
   }
 
-  std::uint64_t append(const std::string& key, std::string_view data, std::uint64_t expected_length) override {
+  std::uint64_t append(const std::string& key, std::string_view data,
+                       std::uint64_t expected_length) override {
     // Append Block takes at most 4 MiB in this API version.
     constexpr std::size_t kMaxBlock = 4u << 20;
     std::uint64_t length = expected_length;

@@ -153,7 +153,8 @@ class FileStore final : public ObjectStore {
 
   // One writer per append object, so the length check and the write at that offset need no
   // lock; the check catches a second writer or a truncated object rather than preventing them.
-  std::uint64_t append(const std::string& key, std::string_view data, std::uint64_t expected_length) override {
+  std::uint64_t append(const std::string& key, std::string_view data,
+                       std::uint64_t expected_length) override {
     const stdfs::path file = path_of(key);
     int fd = posix::open_file_noexcept(file, O_WRONLY);
     if (fd < 0) fail("append to", key, -fd);

@@ -14,8 +14,8 @@
 #include "mpmux/error.hpp"
 #include "mpmux/session.hpp"
 #include "store/fs.hpp"
-#include "store/journal_upload.hpp"
 #include "store/journal_scan.hpp"
+#include "store/journal_upload.hpp"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>

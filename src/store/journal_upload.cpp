@@ -6,7 +6,8 @@ namespace mpmux::store {
 
 JournalUpload::JournalUpload(const std::string& url, std::string key)
     : store_(open_store(url)), key_(std::move(key)) {
-  if (!store_->create_append(key_)) throw StoreError(name() + ": exists already (another writer of this name?)");
+  if (!store_->create_append(key_))
+    throw StoreError(name() + ": exists already (another writer of this name?)");
   thread_ = std::thread([this] { loop(); });
 }
 

@@ -55,7 +55,8 @@ void make_private_dirs(const stdfs::path& dir) {
   for (auto p = missing.rbegin(); p != missing.rend(); ++p) {
     if (::mkdir(p->c_str(), kPrivateDir) != 0 && errno != EEXIST) {
       const int err = errno;
-      const std::string message = "cache folder '" + p->string() + "': cannot create: " + posix::error_text(err);
+      const std::string message =
+          "cache folder '" + p->string() + "': cannot create: " + posix::error_text(err);
       if (err == EACCES || err == EPERM || err == EROFS) throw UsageError(message);
       throw StoreError(message);
     }
@@ -87,7 +88,8 @@ Marker read_marker(store::ObjectStore& mux) {
     if (!j.is_object() || j.value("format", "") != kMarkerFormat)
       throw UsageError("'" + name + "': not an mpmux mux marker");
     if (j.value("format_version", 0) != kMarkerFormatVersion)
-      throw UsageError("'" + name + "': unsupported format_version " + j.value("format_version", nlohmann::json()).dump());
+      throw UsageError("'" + name + "': unsupported format_version " +
+                       j.value("format_version", nlohmann::json()).dump());
     return Marker{j.at("elements").get<std::uint64_t>(), j.at("elements_bytes").get<std::uint64_t>(),
                   j.at("elements_sha256").get<std::string>()};
   } catch (const nlohmann::json::exception& e) {

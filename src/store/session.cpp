@@ -62,9 +62,9 @@ MuxId MuxId::parse(std::string_view text) {
   if (scheme == "az") {
     id.remote = store::remote_mux_url_named(text.substr(0, hash), "mux id '" + std::string(text) + "'");
   } else {
-    std::string_view encoded = text.substr(kFileScheme.size(), hash == std::string_view::npos
-                                                                   ? std::string_view::npos
-                                                                   : hash - kFileScheme.size());
+    std::string_view encoded =
+        text.substr(kFileScheme.size(),
+                    hash == std::string_view::npos ? std::string_view::npos : hash - kFileScheme.size());
     if (encoded.empty() || encoded.front() != '/')
       throw fail("the path must be absolute (file:///path/to/mux#s=SESSION)");
     id.dir = store::percent_decode_path(encoded, kFileScheme.size(), "mux id '" + std::string(text) + "'");

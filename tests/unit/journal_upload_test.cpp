@@ -65,7 +65,8 @@ TEST_P(JournalUploadTest, AnObjectOfThatNameAlreadyThereIsRefused) {
   EXPECT_THROW(store::JournalUpload(location_->url(), "journal/h-1-5.mjl"), StoreError);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, JournalUploadTest, ::testing::Values(Backend::kFileExcl, Backend::kAzurite),
+INSTANTIATE_TEST_SUITE_P(Backends, JournalUploadTest,
+                         ::testing::Values(Backend::kFileExcl, Backend::kAzurite),
                          [](const auto& info) { return backend_name(info.param); });
 
 }  // namespace

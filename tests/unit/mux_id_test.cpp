@@ -84,8 +84,9 @@ TEST(MuxId, AnAzIdRoundTripsAndIsMirroredUnderTheCacheFolder) {
   ::setenv("XDG_CACHE_HOME", "/xdg", 1);
   EXPECT_EQ(MuxId::parse(text).dir.native(), "/xdg/mpmux/az/devstoreaccount1/sweeps/ana/20261205-101500-big");
   ::unsetenv("XDG_CACHE_HOME");
-  EXPECT_EQ(MuxId::parse(text).dir.native(),
-            std::string(std::getenv("HOME")) + "/.cache/mpmux/az/devstoreaccount1/sweeps/ana/20261205-101500-big");
+  EXPECT_EQ(
+      MuxId::parse(text).dir.native(),
+      std::string(std::getenv("HOME")) + "/.cache/mpmux/az/devstoreaccount1/sweeps/ana/20261205-101500-big");
 }
 
 TEST(MuxId, MalformedIdsAreRefusedWithTheirReason) {

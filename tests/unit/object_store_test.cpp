@@ -12,9 +12,9 @@
 #include <set>
 #include <thread>
 
+#include "fault_proxy.hpp"
 #include "mpmux/error.hpp"
 #include "store/azure_store.hpp"
-#include "fault_proxy.hpp"
 #include "store_test_support.hpp"
 
 namespace mpmux::test {
@@ -491,7 +491,8 @@ TEST(AzureAppendFaults, ThroughAFaultyProxyEveryAppendLandsExactlyOnce) {
   std::string expected;
   std::uint64_t length = 0;
   for (int i = 0; i < 40; ++i) {
-    const std::string chunk = "record " + std::to_string(i) + std::string(static_cast<std::size_t>(i), '.') + "\n";
+    const std::string chunk =
+        "record " + std::to_string(i) + std::string(static_cast<std::size_t>(i), '.') + "\n";
     length = s->append("journal/p.mjl", chunk, length);
     expected += chunk;
     ASSERT_EQ(length, expected.size());
