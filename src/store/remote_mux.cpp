@@ -164,7 +164,7 @@ std::string create_remote_mux(const std::string& root_arg, const ParsedElements&
   std::unique_ptr<store::ObjectStore> store = store::open_store(root);
   const std::string name = store::mux_name(tag);
   // A first request before the set is built: a wrong key or a missing container is told at once.
-  const std::vector<std::string> taken = store->list_keys(name);
+  store->list_keys(name);
 
   const stdfs::path base = cache_root();
   make_private_dirs(base);
@@ -204,7 +204,9 @@ std::string create_remote_mux(const std::string& root_arg, const ParsedElements&
 void destroy_remote_mux(const std::string& mux_arg) {
   const std::string url = remote_mux_url(mux_arg, "MUX_DIR");
   std::unique_ptr<store::ObjectStore> mux = store::open_store(url);
-  if (!mux->get(kMarker)) throw UsageError("'" + url + "': no such mux (no mux.json)");
+  // A set without its marker is what a `new` that died before the marker left behind.
+  if (!mux->get(kMarker) && mux->list_keys(kElements).empty())
+    throw UsageError("'" + url + "': no such mux (no mux.json)");
   mux->remove(kMarker);
   for (const std::string& key : mux->list_keys("")) mux->remove(key);
   std::error_code ec;

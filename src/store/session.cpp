@@ -207,6 +207,7 @@ constexpr int kSessionFormatVersion = 1;
 
 }  // namespace
 
+// The creation time is the one the id was made of (new_session_id).
 std::string store::session_json(const std::string& id, std::uint64_t count) {
   const std::string created = id.substr(0, 4) + "-" + id.substr(4, 2) + "-" + id.substr(6, 2) + "T" +
                               id.substr(9, 2) + ":" + id.substr(11, 2) + ":" + id.substr(13, 2) + "Z";

@@ -194,6 +194,13 @@ class AzureSessionTest(mpmuxtest.TempDirTest):
         self.az("destroy", mux, check=0)
         self.assertEqual([b for b in list_blobs(self.container) if b.startswith(prefix + "/")], [])
         self.assertUsageError(self.az("stat", mux_id), mux, "does not exist")
+        self.assertUsageError(self.az("destroy", mux), mux, "no such mux")
+
+        # What a `new` that died before its marker leaves: no command opens it, destroy removes it.
+        blob_request("PUT", f"/{self.container}/sweeps/ana/20000101-000000/elements.h5", body=b"set")
+        self.assertUsageError(self.az("session", f"{self.root}/20000101-000000"), "does not exist")
+        self.az("destroy", f"{self.root}/20000101-000000", check=0)
+        self.assertEqual(list_blobs(self.container), {})
 
     def test_a_second_open_reuses_the_mirrored_set_and_a_damaged_set_is_refused_by_its_checksum(self):
         mux, mux_id = self.new_az_session()
