@@ -166,6 +166,9 @@ class AzureSessionTest(mpmuxtest.TempDirTest):
         # second run knows of from the first run's journal, mirrored.
         p = self.az("run", mux_id, "--exec", "test {alpha} -lt 6")
         self.assertEqual(p.returncode, 1, p.stderr)
+        mirror = os.path.join(self.cache, "az", ACCOUNT, self.container, prefix, "sessions", session, "journal")
+        first_journals = {name: os.stat(os.path.join(mirror, name)).st_ino for name in os.listdir(mirror)}
+        self.assertEqual(len(first_journals), 1, first_journals)
         p = self.az_mpirun(3, "run", mux_id, "--rerun-failed", "--exec", "echo again {alpha}")
         self.assertEqual(p.returncode, 0, p.stderr)
 
@@ -174,6 +177,12 @@ class AzureSessionTest(mpmuxtest.TempDirTest):
         journals = [b for b in list_blobs(self.container) if b.startswith(f"{prefix}/sessions/{session}/journal/")]
         self.assertGreaterEqual(len(journals), 2, journals)
         self.assertTrue(all(b.endswith(".mjl") for b in journals), journals)
+        # The mirror holds every journal as the blob has it, the first one grown in place, not replaced.
+        for blob in journals:
+            with open(os.path.join(mirror, os.path.basename(blob)), "rb") as f:
+                self.assertEqual(f.read(), self.download(blob), blob)
+        for name, inode in first_journals.items():
+            self.assertEqual(os.stat(os.path.join(mirror, name)).st_ino, inode)
 
         results = os.path.join(self.tmp, "results.h5")
         with open(results, "wb") as f:
