@@ -127,7 +127,8 @@ int main(int argc, char** argv) try {
 
   std::string dir;
   auto* session_cmd = app.add_subcommand("session", "Create a read session; prints its mux id");
-  session_cmd->add_option("MUX_DIR", dir, "A directory printed by `mpmux new`")->required();
+  session_cmd->add_option("MUX_DIR", dir, "A mux printed by `mpmux new` (a directory or an az:// URL)")
+      ->required();
   bool allow_foreign_owner = false;
   add_allow_foreign_owner(*session_cmd, allow_foreign_owner);
 
@@ -141,7 +142,7 @@ int main(int argc, char** argv) try {
   done_cmd->add_option("MUX_ID", mux_id)->required();
 
   auto* destroy_cmd = app.add_subcommand("destroy", "Remove a mux directory with all its sessions");
-  destroy_cmd->add_option("MUX_DIR", dir, "A mux directory or a mux id")->required();
+  destroy_cmd->add_option("MUX_DIR", dir, "A mux (directory or az:// URL) or a mux id")->required();
   add_allow_foreign_owner(*destroy_cmd, allow_foreign_owner);
 
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
