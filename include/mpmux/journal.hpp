@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,9 @@
 namespace mpmux {
 
 class Session;
+namespace store {
+class JournalUpload;
+}
 
 enum class RecordType : std::uint8_t {
   header = 1,  // first record of every journal file: session id, host, pid
@@ -70,6 +74,11 @@ MPMUX_EXPORT std::uint32_t crc32c_portable(const void* data, std::size_t n, std:
 ///   `commit_interval_s` given (the bound before any record).
 /// A record is durable once flush() has returned after it was appended, or once a sync() that
 /// did fdatasync (see syncs()) has returned. append() makes no system call. Not thread-safe.
+///
+/// Of a session on Azure Blob storage, the journal is written to the local mirror as above and
+/// copied to the append blob journal/<name>.mjl of Session::store_url() by a thread of its own
+/// (store/journal_upload.hpp); flush() also waits until the blob holds every byte written, sync()
+/// never waits on it.
 class MPMUX_EXPORT JournalWriter {
  public:
   /// Creates DIR/journal/<host>-<pid>-<time>.mjl with its header record; the file and its
@@ -102,8 +111,9 @@ class MPMUX_EXPORT JournalWriter {
   void sync();
   /// The fdatasync interval in force now, in seconds (see the class comment).
   double commit_interval() const;
-  /// Writes and fdatasyncs now. Throws StoreError on a write error (full disk...); the records
-  /// not written stay buffered, so a later flush() can still make them durable.
+  /// Writes and fdatasyncs now (and waits for the blob of a remote session). Throws StoreError on
+  /// a write error (full disk...); the records not written stay buffered, so a later flush() can
+  /// still make them durable.
   void flush();
   /// After a write error: drops what is buffered (never acknowledged) and closes the file, so
   /// the journal on disk is exactly what was acknowledged. Appending afterwards is an error.
@@ -135,6 +145,10 @@ class MPMUX_EXPORT JournalWriter {
   bool unsynced_ = false;  // bytes written since the last fdatasync
   bool fsync_ = true;
   std::function<std::int64_t()> clock_;
+  std::unique_ptr<store::JournalUpload> upload_;  // of a session on Azure Blob storage
+  JournalWriter(const std::filesystem::path& journal_dir, std::string_view session_id, std::string_view host,
+                std::uint32_t pid, double commit_interval_s, const std::string& upload_url);
+  void commit();  // write and fdatasync
   void write_buffer();
   void note_duration(std::int64_t t_start, std::int64_t t_end);
   std::int64_t commit_interval_ns() const;

@@ -12,17 +12,30 @@
 
 namespace mpmux {
 
-/// A printable reference to one read session of one mux directory, safe in an environment
-/// variable and as a shell word: file:///abs/path/to/20261121-233500-grid#s=20261121T233512Z-7f3a
-/// (path bytes outside [A-Za-z0-9/._~-] are percent-encoded).
+/// A printable reference to one read session of one mux, safe in an environment variable and as
+/// a shell word: file:///abs/path/to/20261121-233500-grid#s=20261121T233512Z-7f3a (path bytes
+/// outside [A-Za-z0-9/._~-] are percent-encoded) for a mux directory, or
+/// az://ACCOUNT/CONTAINER/PREFIX/20261121-233500-grid#s=20261121T233512Z-7f3a for a mux on Azure
+/// Blob storage (bytes outside [A-Za-z0-9/._~-] are refused). An id never holds a secret.
 struct MPMUX_EXPORT MuxId {
-  std::filesystem::path dir;  // the mux directory, absolute
+  std::filesystem::path dir;  // the mux directory, absolute; of a remote mux, its local mirror
   std::string session;        // the session id
+  std::string remote;         // az://ACCOUNT/CONTAINER/PREFIX/<mux>, or empty for a mux directory
 
+  bool is_remote() const { return !remote.empty(); }
   std::string str() const;
   /// Throws UsageError naming the id for anything malformed or of an unknown scheme.
   static MuxId parse(std::string_view text);
 };
+
+/// The URL of a mux on Azure Blob storage, az://ACCOUNT/CONTAINER[/PREFIX]/<mux> without a
+/// trailing '/'. Throws UsageError naming `what` and the text when it is malformed.
+MPMUX_EXPORT std::string remote_mux_url(std::string_view text, std::string_view what);
+
+/// Where a remote mux is mirrored on this machine: $MPMUX_CACHE, else $XDG_CACHE_HOME/mpmux,
+/// else ~/.cache/mpmux, then az/ACCOUNT/CONTAINER/PREFIX/<mux>. Session::open of a remote
+/// session fills it (folders 0700); nothing in it is needed again, it is a cache.
+MPMUX_EXPORT std::filesystem::path mux_cache_dir(const std::string& remote_mux);
 
 /// Creates ROOT/<YYYYMMDD-HHMMSS>[-tag]/elements.h5 (UTC time) atomically (built in a hidden
 /// temporary directory under ROOT, then renamed; on a name collision within the same second
@@ -36,6 +49,17 @@ MPMUX_EXPORT std::filesystem::path create_mux(const std::filesystem::path& root,
 /// `dir` is missing or is not a mux directory (no elements.h5), so it never removes anything
 /// else. The directory is first renamed out of sight, so readers see the mux whole or gone.
 MPMUX_EXPORT void destroy_mux(const std::filesystem::path& dir);
+
+/// The same on Azure Blob storage under ROOT = az://ACCOUNT/CONTAINER[/PREFIX] (the container
+/// must exist): elements.h5 is built locally, uploaded by exclusive create under
+/// ROOT/<name>/elements.h5, then the marker ROOT/<name>/mux.json (its checksum, size and count)
+/// is created, which makes the mux visible whole. Returns az://.../<name>.
+MPMUX_EXPORT std::string create_remote_mux(const std::string& root_url, const ParsedElements& elements,
+                                           const std::string& tag);
+
+/// Removes every blob of a remote mux (the marker first, so readers see it gone) and its local
+/// mirror. Throws UsageError when there is no mux (no mux.json) at `mux_url`.
+MPMUX_EXPORT void destroy_remote_mux(const std::string& mux_url);
 
 /// Counts of a session. pending = total - done - failed - running.
 struct MPMUX_EXPORT Stat {
@@ -52,9 +76,14 @@ class MPMUX_EXPORT Session {
   /// an empty journal/) and durable, or not at all. Throws UsageError when the mux directory is
   /// missing or its elements.h5 is not a valid set, StoreError when writing fails.
   static Session create(const std::filesystem::path& mux_dir);
+  /// The same on a remote mux (remote_mux_url): session.json is created exclusively under
+  /// MUX/sessions/<id>/; nothing is downloaded.
+  static Session create_remote(const std::string& mux_url);
   /// Opens an existing session. Throws UsageError when the mux directory or the session does
   /// not exist (destroyed, mistyped), session.json is unreadable or disagrees with elements.h5,
   /// or elements.h5 is not a valid set. Reads attributes only, no element data.
+  /// A remote session is first mirrored into id.dir: session.json, elements.h5 once per
+  /// checksum (verified after download), and the journals from the length already mirrored.
   static Session open(const MuxId& id);
 
   const MuxId& id() const { return id_; }
@@ -65,8 +94,8 @@ class MPMUX_EXPORT Session {
   /// Status file the coordinator of a live run rewrites (atomically) every few seconds.
   std::filesystem::path run_status_file() const;  // DIR/sessions/<id>/run.json
   /// Where the session's claim objects live (claim/session_claims.hpp): the session directory
-  /// as an absolute path for a local session; az://ACCOUNT/CONTAINER/PREFIX/sessions/<id> for a
-  /// session on Azure Blob storage.
+  /// as an absolute path for a local session; az://ACCOUNT/CONTAINER/PREFIX/<mux>/sessions/<id>
+  /// for a session on Azure Blob storage (its journals are journal/<name>.mjl there).
   std::string store_url() const;
   std::uint64_t total() const { return total_; }
 

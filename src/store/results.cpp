@@ -6,6 +6,7 @@
 #include <string>
 
 #include "mpmux/error.hpp"
+#include "store/remote_mux.hpp"
 #include "store/replacing_file.hpp"
 #include "store/results_export.hpp"
 
@@ -71,6 +72,8 @@ stdfs::path write_results_h5(const Session& session, const stdfs::path& file) {
   out.close();  // HDF5 opens it by name
   results::write_h5(out.temporary(), session, e);
   out.commit();
+  // A remote session's results.h5 also goes next to its journals, where every machine finds it.
+  if (file.empty() && session.id().is_remote()) store::upload_results(session, target);
   return target;
 }
 

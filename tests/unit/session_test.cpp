@@ -299,7 +299,7 @@ TEST(Session, OpenRefusesAnUnknownSession) {
   stdfs::path mux = create_mux(tmp.path(), three_elements(), "");
   Session::create(mux);
   EXPECT_NE(usage_error_message([&] {
-              Session::open(MuxId{mux, "20000101T000000Z-0000"});
+              Session::open(MuxId{mux, "20000101T000000Z-0000", {}});
             }).find("session '20000101T000000Z-0000' of mux directory '" + mux.string() + "' does not exist"),
             std::string::npos);
 }
