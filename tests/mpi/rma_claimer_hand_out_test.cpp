@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +15,13 @@
 #include "mpmux/error.hpp"
 #include "mpmux/rma_claimer.hpp"
 #include "rma_claimer_support.hpp"
+
+namespace mpmux {
+// How GoogleTest shows a ClaimStatus in a failure.
+void PrintTo(ClaimStatus status, std::ostream* os) {
+  *os << (status == ClaimStatus::claimed ? "claimed" : status == ClaimStatus::wait ? "wait" : "ended");
+}
+}  // namespace mpmux
 
 namespace {
 
@@ -33,7 +41,8 @@ constexpr int kNoteTag = 77;  // worker -> root notes of the tests (on the test'
 
 class RmaHandOut : public rmatest::ClaimPathTest {};
 
-// Three positions in four, shuffled: what the root publishes (the same on every rank).
+// Three positions in four, shuffled: what the root publishes (the same on every rank). Pending is
+// range(0, n) in these tests, so a position is also its element's index.
 std::vector<std::uint64_t> publish_order(std::uint64_t n) {
   std::vector<std::uint64_t> order;
   for (std::uint64_t k = 0; k < n; ++k)
