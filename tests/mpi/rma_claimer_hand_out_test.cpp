@@ -246,7 +246,8 @@ TEST_P(RmaHandOut, ExhaustingAnOpenHandOutEndsTheRanksThatWait) {
   const int size = size_of(comm);
   const int exhauster = size - 1;
   const auto order = publish_order(kCount);
-  const std::vector<std::uint64_t> first_half(order.begin(), order.begin() + static_cast<long>(order.size() / 2));
+  const std::vector<std::uint64_t> first_half(order.begin(),
+                                              order.begin() + static_cast<long>(order.size() / 2));
   auto in = input_for(comm, 0, range(0, kCount));
   mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {2, 60}, size - 1,
                             HandOut::published);
@@ -301,7 +302,8 @@ TEST(RmaHandOutArguments, PublishRefusesBadPositionsAndPublishesNothingOfThem) {
       claimer.publish({3, 10});
       ADD_FAILURE() << "no ClaimError";
     } catch (const mpmux::ClaimError& e) {
-      EXPECT_NE(std::string(e.what()).find("position 10 is not below total 10"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("position 10 is not below total 10"), std::string::npos)
+          << e.what();
     }
     EXPECT_THROW(claimer.publish({4, 5, 4}), mpmux::ClaimError);
     EXPECT_EQ(claimer.published(), 0u);
@@ -347,7 +349,8 @@ TEST(RmaHandOutArguments, RanksThatDisagreeOnTheHandOutThrowOnEveryRank) {
     mpmux::RmaClaimer claimer(comm, 0, {}, {}, {}, size_of(comm), handout);
     ADD_FAILURE() << "no ClaimError";
   } catch (const mpmux::ClaimError& e) {
-    EXPECT_NE(std::string(e.what()).find("the ranks disagree on the hand-out"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the ranks disagree on the hand-out"), std::string::npos)
+        << e.what();
   }
 }
 
