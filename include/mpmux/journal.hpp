@@ -178,9 +178,10 @@ struct MPMUX_EXPORT SessionState {
 /// was recorded for it; a failed record with the kFinal flag makes it failed unless a done
 /// exists; attempts counts done and failed records. When the session's store holds committed
 /// batches (runs across participants), the done record of an element's batch winner decides and
-/// its other done records are fenced (docs/design.md "The fenced rule"). Reads the journals through the same fold as
-/// read_results(), in memory bounded but for the per-element vectors returned. Throws StoreError
-/// for a corrupt journal, one of another session, or a record naming an index >= total.
+/// its other done records are fenced (docs/design.md "The fenced rule"). Reads the journals
+/// through the same fold as read_results(), in memory bounded but for the per-element vectors
+/// returned. Throws StoreError for a corrupt journal, one of another session, or a record naming
+/// an index >= total.
 MPMUX_EXPORT SessionState read_session_state(const Session& session, bool cut_torn_tails = false);
 /// The same for the journals in `journal_dir` of session `session_id` with `total` elements,
 /// without committed batches (the fold of one participant).

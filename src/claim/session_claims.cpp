@@ -25,7 +25,8 @@ std::string six_digits(std::uint32_t round) {
 std::optional<std::uint32_t> marker_round(const std::string& key) {
   unsigned r = 0;
   char tail = 0;
-  if (key.size() == 18 && std::sscanf(key.c_str(), "rounds/%6u.jso%c", &r, &tail) == 2 && tail == 'n') return r;
+  if (key.size() == 18 && std::sscanf(key.c_str(), "rounds/%6u.jso%c", &r, &tail) == 2 && tail == 'n')
+    return r;
   return std::nullopt;
 }
 
@@ -78,7 +79,8 @@ T field(const nlohmann::json& j, const char* name, T fallback) {
 nlohmann::json parse_object(store::ObjectStore& store, const std::string& key, const std::string& data,
                             const char* what) {
   nlohmann::json j = nlohmann::json::parse(data, nullptr, false);
-  if (!j.is_object()) throw StoreError(store.url() + ": " + what + " '" + key + "' is damaged: not a JSON object");
+  if (!j.is_object())
+    throw StoreError(store.url() + ": " + what + " '" + key + "' is damaged: not a JSON object");
   return j;
 }
 
@@ -116,7 +118,8 @@ std::vector<RoundMarker> read_rounds(store::ObjectStore& store) {
     m.lease_ms = field(j, "lease_ms", m.lease_ms);
     rounds.push_back(m);
   }
-  std::sort(rounds.begin(), rounds.end(), [](const RoundMarker& a, const RoundMarker& b) { return a.round < b.round; });
+  std::sort(rounds.begin(), rounds.end(),
+            [](const RoundMarker& a, const RoundMarker& b) { return a.round < b.round; });
   return rounds;
 }
 
@@ -128,7 +131,9 @@ std::vector<BatchWinner> read_batch_winners(store::ObjectStore& session_store) {
       const auto first = done_first(key, prefix.size());
       if (!first) continue;
       const std::optional<store::Object> obj = session_store.get(key);
-      if (!obj) throw StoreError(session_store.url() + ": done record '" + key + "' vanished (they are never removed)");
+      if (!obj)
+        throw StoreError(session_store.url() + ": done record '" + key +
+                         "' vanished (they are never removed)");
       const nlohmann::json j = parse_object(session_store, key, obj->data, "done record");
       BatchWinner w;
       w.first = *first;
@@ -159,7 +164,8 @@ std::vector<Heartbeat> read_heartbeats(store::ObjectStore& session_store) {
       hb.participant = j["participant"].get<std::string>();
       hb.seq = field(j, "seq", std::uint64_t{0});
       hb.unix_ns = field(j, "unix_ns", std::int64_t{0});
-      if (const auto about = j.find("about"); about != j.end() && about->is_object()) hb.about = about->dump();
+      if (const auto about = j.find("about"); about != j.end() && about->is_object())
+        hb.about = about->dump();
       beats.push_back(std::move(hb));
     }
   }

@@ -176,13 +176,13 @@ nlohmann::ordered_json stat_json(const Stat& st) {
 }
 
 void print_participants(const std::vector<ParticipantStat>& participants) {
-  std::vector<std::vector<std::string>> rows{
-      {"participant", "host", "slurm", "ranks", "heartbeat", "done", "failed", "running", "claimed", "rate/s"}};
+  std::vector<std::vector<std::string>> rows{{"participant", "host", "slurm", "ranks", "heartbeat", "done",
+                                              "failed", "running", "claimed", "rate/s"}};
   for (const ParticipantStat& p : participants)
     rows.push_back({printable(p.id), printable(p.host.empty() ? "-" : p.host), printable(slurm_text(p)),
-                    std::to_string(p.ranks), duration_text(p.heartbeat_age_s) + " ago", std::to_string(p.done),
-                    std::to_string(p.failed), std::to_string(p.running), std::to_string(p.claimed),
-                    rate_text(p.rate)});
+                    std::to_string(p.ranks), duration_text(p.heartbeat_age_s) + " ago",
+                    std::to_string(p.done), std::to_string(p.failed), std::to_string(p.running),
+                    std::to_string(p.claimed), rate_text(p.rate)});
   std::vector<std::size_t> width(rows[0].size(), 0);
   for (const auto& row : rows)
     for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
@@ -203,10 +203,10 @@ void print_stale_batches(const std::vector<StaleBatch>& stale) {
   std::printf("\nstale batches (waiting for a reclaim):\n");
   for (const StaleBatch& b : stale) {
     const std::string owner = b.participant.empty() ? "released" : "owner " + printable(b.participant);
-    std::printf("  round %u  elements %llu-%llu (%llu)  epoch %llu  %s\n", b.round,
-                static_cast<unsigned long long>(b.first), static_cast<unsigned long long>(b.first + b.count - 1),
-                static_cast<unsigned long long>(b.count), static_cast<unsigned long long>(b.epoch),
-                owner.c_str());
+    std::printf(
+        "  round %u  elements %llu-%llu (%llu)  epoch %llu  %s\n", b.round,
+        static_cast<unsigned long long>(b.first), static_cast<unsigned long long>(b.first + b.count - 1),
+        static_cast<unsigned long long>(b.count), static_cast<unsigned long long>(b.epoch), owner.c_str());
   }
 }
 
@@ -230,7 +230,8 @@ int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {
   count("pending", st.pending);
   if (st.fenced > 0) count("fenced", st.fenced);
   if (st.rate > 0)
-    std::printf("rate     %s elements/s, ETA %s\n", rate_text(st.rate).c_str(), duration_text(st.eta_s).c_str());
+    std::printf("rate     %s elements/s, ETA %s\n", rate_text(st.rate).c_str(),
+                duration_text(st.eta_s).c_str());
   if (!st.claim_paths.empty()) std::printf("claims   %s\n", claim_paths_text(st.claim_paths).c_str());
   if (!st.participants.empty()) print_participants(st.participants);
   if (!st.stale_batches.empty()) print_stale_batches(st.stale_batches);

@@ -330,7 +330,8 @@ std::unique_ptr<ObjectStore> open_file_store(const stdfs::path& dir_arg, const S
   }
   if (!stdfs::is_directory(dir, ec)) throw UsageError(name + ": not a directory");
   if (::access(dir.c_str(), options.read_only ? R_OK | X_OK : W_OK | X_OK) != 0)
-    throw UsageError(name + (options.read_only ? ": cannot read: " : ": cannot write: ") + posix::error_text(errno));
+    throw UsageError(name + (options.read_only ? ": cannot read: " : ": cannot write: ") +
+                     posix::error_text(errno));
   return std::make_unique<FileStore>(std::move(dir), options);
 }
 

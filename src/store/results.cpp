@@ -71,7 +71,8 @@ void write_results_jsonl(const Session& session, const std::vector<BatchWinner>&
 stdfs::path write_results_h5(const Session& session, const std::vector<BatchWinner>& winners,
                              const stdfs::path& file) {
   stdfs::path target = file.empty() ? results_file(session) : file;
-  const results::Export e(session, winners);  // read before anything is created: a bad journal leaves no trace
+  const results::Export e(session,
+                          winners);  // read before anything is created: a bad journal leaves no trace
   ReplacingFile out(target, "results");
   out.close();  // HDF5 opens it by name
   results::write_h5(out.temporary(), session, e);

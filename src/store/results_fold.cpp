@@ -81,7 +81,8 @@ bool supersedes(const Entry& a, const Entry& b) {
 // references in the order they were read: the only place it is written. `owner` (empty, or one
 // per element of the block) names the journal of the element's committed batch winner: its done
 // record decides and every other done record of the element is fenced (docs/design.md).
-void decide(const std::vector<Entry>& entries, std::vector<Slot>& slots, const std::vector<std::uint32_t>& owner) {
+void decide(const std::vector<Entry>& entries, std::vector<Slot>& slots,
+            const std::vector<std::uint32_t>& owner) {
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     Slot& s = slots[e.local];
@@ -142,10 +143,10 @@ struct ResultFold::State {
   std::uint64_t total = 0, block = 0, blocks = 0, torn_bytes = 0;
   stdfs::path dir;
   std::vector<stdfs::path> files;
-  std::vector<OwnedBatch> batches;                    // by round, so a later round's batch overrides
+  std::vector<OwnedBatch> batches;                     // by round, so a later round's batch overrides
   std::vector<std::vector<std::uint32_t>> batches_of;  // per block, into batches
-  std::vector<std::vector<Entry>> buffered;  // per block, the references not spilled yet
-  std::vector<std::vector<Chunk>> spilled;   // per block, in the order they were read
+  std::vector<std::vector<Entry>> buffered;            // per block, the references not spilled yet
+  std::vector<std::vector<Chunk>> spilled;             // per block, in the order they were read
   std::size_t buffered_count = 0;
   posix::Fd spill;
   std::uint64_t spill_size = 0;
@@ -181,7 +182,8 @@ struct ResultFold::State {
     owner.assign(end - first, kNoOwner);
     for (const std::uint32_t k : batches_of[b]) {
       const OwnedBatch& w = batches[k];
-      for (std::uint64_t i = std::max(w.first, first); i < std::min(w.end, end); ++i) owner[i - first] = w.file;
+      for (std::uint64_t i = std::max(w.first, first); i < std::min(w.end, end); ++i)
+        owner[i - first] = w.file;
     }
   }
 
@@ -289,9 +291,9 @@ bool ResultFold::any_binary_result() const {
   return false;
 }
 
-void ResultFold::for_each_state(const std::function<void(std::uint64_t index, ElementStatus status,
-                                                         std::uint32_t attempts, std::uint32_t fenced)>& each)
-    const {
+void ResultFold::for_each_state(
+    const std::function<void(std::uint64_t index, ElementStatus status, std::uint32_t attempts,
+                             std::uint32_t fenced)>& each) const {
   std::vector<Entry> entries;
   std::vector<Slot> slots;
   std::vector<std::uint32_t> owner;
@@ -418,7 +420,8 @@ SessionCounts read_session_counts(const Session& session, const std::vector<Batc
 }
 
 void for_each_result(const Session& session, const std::vector<BatchWinner>& winners,
-                     const std::function<void(const ElementResult&)>& each, std::optional<ElementStatus> only) {
+                     const std::function<void(const ElementResult&)>& each,
+                     std::optional<ElementStatus> only) {
   const ResultFold fold(session, winners);
   const auto wanted = [&](ElementStatus s) { return !only || s == *only; };
   fold.for_each_block(

@@ -78,7 +78,8 @@ SessionState read_session_state(const Session& session, const std::vector<BatchW
                                 bool cut_torn_tails);
 SessionCounts read_session_counts(const Session& session, const std::vector<BatchWinner>& winners);
 void for_each_result(const Session& session, const std::vector<BatchWinner>& winners,
-                     const std::function<void(const ElementResult&)>& each, std::optional<ElementStatus> only);
+                     const std::function<void(const ElementResult&)>& each,
+                     std::optional<ElementStatus> only);
 void write_results_csv(const Session& session, const std::vector<BatchWinner>& winners, std::ostream& out);
 void write_results_jsonl(const Session& session, const std::vector<BatchWinner>& winners, std::ostream& out);
 std::filesystem::path write_results_h5(const Session& session, const std::vector<BatchWinner>& winners,

@@ -11,12 +11,12 @@
 #include <tuple>
 #include <vector>
 
+#include "claim/session_claims.hpp"
 #include "mpmux/element_set.hpp"
+#include "mpmux/error.hpp"
 #include "mpmux/journal.hpp"
 #include "mpmux/results.hpp"
-#include "mpmux/error.hpp"
 #include "mpmux/session.hpp"
-#include "claim/session_claims.hpp"
 #include "store/h5.hpp"
 #include "store/object_store.hpp"
 #include "store/results_fold.hpp"

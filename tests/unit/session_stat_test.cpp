@@ -56,23 +56,26 @@ std::string padded(std::uint64_t first) {
 class SessionStat : public ::testing::Test {
  protected:
   SessionStat() : s_(range_session(tmp_, 100)), store_(store::open_store(s_.store_url())) {
-    store_->put_if_absent(claim::round_marker_key(1), R"({"rerun_failed":false,"unix_ns":1,"lease_ms":30000})");
+    store_->put_if_absent(claim::round_marker_key(1),
+                          R"({"rerun_failed":false,"unix_ns":1,"lease_ms":30000})");
   }
   void put(const std::string& key, const std::string& data) {
     store_->put(claim::round_prefix(1) + "/" + key, data);
   }
   void claim(const std::string& participant, std::uint64_t first, std::uint64_t count, std::uint64_t epoch) {
-    put("claims/" + padded(first) + "." + std::to_string(epoch), claim_json(participant, first, count, epoch));
+    put("claims/" + padded(first) + "." + std::to_string(epoch),
+        claim_json(participant, first, count, epoch));
   }
   void commit(const std::string& participant, std::uint64_t first, std::uint64_t count) {
     put("done/" + padded(first),
         nlohmann::json({{"participant", participant}, {"epoch", 0}, {"count", count}}).dump());
   }
   void heartbeat(const std::string& participant, std::int64_t age_ns, const nlohmann::json& about) {
-    put("participants/" + participant,
-        nlohmann::json(
-            {{"participant", participant}, {"seq", 1}, {"unix_ns", posix::unix_time_ns() - age_ns}, {"about", about}})
-            .dump());
+    put("participants/" + participant, nlohmann::json({{"participant", participant},
+                                                       {"seq", 1},
+                                                       {"unix_ns", posix::unix_time_ns() - age_ns},
+                                                       {"about", about}})
+                                           .dump());
   }
 
   TempDir tmp_;
@@ -152,8 +155,10 @@ TEST_F(SessionStat, BatchesOfSilentMissingOrReleasedOwnersAreStaleAndCommittedOn
   ASSERT_EQ(st.participants.size(), 1u) << "a silent participant is not live";
   EXPECT_EQ(st.participants[0].id, "live-1-1");
   std::vector<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t, std::uint64_t, std::string>> stale;
-  for (const StaleBatch& b : st.stale_batches) stale.emplace_back(b.round, b.first, b.count, b.epoch, b.participant);
-  EXPECT_EQ(stale, (decltype(stale){{1, 10, 10, 0, "silent-1-1"}, {1, 20, 5, 0, "gone-1-1"}, {1, 30, 5, 1, ""}}));
+  for (const StaleBatch& b : st.stale_batches)
+    stale.emplace_back(b.round, b.first, b.count, b.epoch, b.participant);
+  EXPECT_EQ(stale,
+            (decltype(stale){{1, 10, 10, 0, "silent-1-1"}, {1, 20, 5, 0, "gone-1-1"}, {1, 30, 5, 1, ""}}));
 }
 
 TEST_F(SessionStat, OnlyTheLatestRoundsBatchesCanBeStale) {
