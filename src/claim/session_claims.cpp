@@ -76,6 +76,40 @@ T field(const nlohmann::json& j, const char* name, T fallback) {
   }
 }
 
+// A Slurm id as written: a string, or a number by a writer that took it for one.
+std::string slurm_id(const nlohmann::json& slurm, const char* name) {
+  const auto it = slurm.find(name);
+  if (it == slurm.end()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_number_integer()) return std::to_string(it->get<std::int64_t>());
+  return "";
+}
+
+// What a heartbeat's `about` says (docs/formats.md "The session store").
+void read_about(const nlohmann::json& about, Heartbeat& hb) {
+  ParticipantStat& p = hb.participant;
+  hb.lease_ms = field(about, "lease_ms", std::int64_t{0});
+  p.host = field(about, "host", std::string());
+  p.pid = field(about, "pid", std::int64_t{0});
+  if (const auto slurm = about.find("slurm"); slurm != about.end() && slurm->is_object()) {
+    p.slurm_job_id = slurm_id(*slurm, "job_id");
+    p.slurm_array_job_id = slurm_id(*slurm, "array_job_id");
+    p.slurm_array_task_id = slurm_id(*slurm, "array_task_id");
+  }
+  p.ranks = field(about, "ranks", std::uint64_t{0});
+  p.done = field(about, "done", std::uint64_t{0});
+  p.failed = field(about, "failed", std::uint64_t{0});
+  p.running = field(about, "running", std::uint64_t{0});
+  p.claimed = field(about, "claimed", std::uint64_t{0});
+  p.rate = std::max(0.0, field(about, "rate", 0.0));
+  if (const auto paths = about.find("claim_paths"); paths != about.end() && paths->is_array()) {
+    for (const auto& path : *paths) {
+      std::string window = field(path, "window", std::string()), how = field(path, "path", std::string());
+      if (!window.empty() && !how.empty()) hb.claim_paths.emplace_back(std::move(window), std::move(how));
+    }
+  }
+}
+
 nlohmann::json parse_object(store::ObjectStore& store, const std::string& key, const std::string& data,
                             const char* what) {
   nlohmann::json j = nlohmann::json::parse(data, nullptr, false);
@@ -161,11 +195,9 @@ std::vector<Heartbeat> read_heartbeats(store::ObjectStore& session_store) {
       if (!j.is_object() || !j.contains("participant") || !j["participant"].is_string()) continue;
       Heartbeat hb;
       hb.round = round.round;
-      hb.participant = j["participant"].get<std::string>();
-      hb.seq = field(j, "seq", std::uint64_t{0});
       hb.unix_ns = field(j, "unix_ns", std::int64_t{0});
-      if (const auto about = j.find("about"); about != j.end() && about->is_object())
-        hb.about = about->dump();
+      hb.participant.id = j["participant"].get<std::string>();
+      if (const auto about = j.find("about"); about != j.end() && about->is_object()) read_about(*about, hb);
       beats.push_back(std::move(hb));
     }
   }

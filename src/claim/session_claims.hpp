@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "mpmux/session.hpp"
 #include "store/object_store.hpp"
 #include "store/results_fold.hpp"
 
@@ -43,14 +45,14 @@ std::vector<RoundMarker> read_rounds(store::ObjectStore& store);
 /// an element that batches of several rounds cover. Throws StoreError naming a damaged record.
 std::vector<BatchWinner> read_batch_winners(store::ObjectStore& session_store);
 
-/// A participant's heartbeat (round-<R>/participants/<id>) as read back: `about` is the JSON
-/// object text its run wrote (CONTRACT: host, pid, slurm, ranks, done, running, claimed, rate...).
+/// A participant's heartbeat (round-<R>/participants/<id>) as read back, with what its `about`
+/// says (docs/formats.md "The session store"): what a field does not say is empty or 0.
 struct Heartbeat {
   std::uint32_t round = 0;
-  std::string participant;
-  std::uint64_t seq = 0;
   std::int64_t unix_ns = 0;
-  std::string about = "{}";
+  std::int64_t lease_ms = 0;    // about.lease_ms; 0 when it did not say
+  ParticipantStat participant;  // heartbeat_age_s left 0: the reader's clock decides it
+  std::vector<std::pair<std::string, std::string>> claim_paths;  // {window, path}
 };
 /// The heartbeats of every round, by round and id. One that vanishes while it is read (its
 /// participant ended) or is not a heartbeat object is left out: heartbeats are advisory.
