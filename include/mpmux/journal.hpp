@@ -181,6 +181,7 @@ struct MPMUX_EXPORT SessionState {
   std::vector<ElementStatus> status;    // per element
   std::vector<std::uint32_t> attempts;  // outcome records seen per element
   std::uint64_t done = 0, failed = 0;   // failed: failed for good (final flag), not done
+  std::uint64_t fenced = 0;             // done records set aside by the fenced rule
   std::uint64_t torn_bytes = 0;
 
   /// Indices to hand out: pending ones, and failed ones when `include_failed`.
@@ -189,18 +190,22 @@ struct MPMUX_EXPORT SessionState {
 
 /// Folds every journal (*.mjl) of the session. A done record makes an element done whatever else
 /// was recorded for it; a failed record with the kFinal flag makes it failed unless a done
-/// exists; attempts counts done and failed records. Reads the journals through the same fold as
-/// read_results(), in memory bounded but for the per-element vectors returned. Throws StoreError
-/// for a corrupt journal, one of another session, or a record naming an index >= total.
+/// exists; attempts counts done and failed records. When the session's store holds committed
+/// batches (runs across participants), the done record of an element's batch winner decides and
+/// its other done records are fenced (docs/design.md "The fenced rule"). Reads the journals
+/// through the same fold as read_results(), in memory bounded but for the per-element vectors
+/// returned. Throws StoreError for a corrupt journal, one of another session, or a record naming
+/// an index >= total.
 MPMUX_EXPORT SessionState read_session_state(const Session& session, bool cut_torn_tails = false);
-/// The same for the journals in `journal_dir` of session `session_id` with `total` elements.
+/// The same for the journals in `journal_dir` of session `session_id` with `total` elements,
+/// without committed batches (the fold of one participant).
 MPMUX_EXPORT SessionState read_session_state(const std::filesystem::path& journal_dir,
                                              std::string_view session_id, std::uint64_t total,
                                              bool cut_torn_tails = false);
 
 /// The counts of SessionState without its per-element vectors.
 struct MPMUX_EXPORT SessionCounts {
-  std::uint64_t total = 0, done = 0, failed = 0, torn_bytes = 0;
+  std::uint64_t total = 0, done = 0, failed = 0, fenced = 0, torn_bytes = 0;
 };
 /// The counts of read_session_state(session), read in memory bounded whatever the session's
 /// size (what `mpmux stat` and `mpmux done` need). Throws as read_session_state.

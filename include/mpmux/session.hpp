@@ -61,9 +61,44 @@ MPMUX_EXPORT std::string create_remote_mux(const std::string& root_url, const Pa
 /// mirror. Throws UsageError when there is no mux (no mux.json) at `mux_url`.
 MPMUX_EXPORT void destroy_remote_mux(const std::string& mux_url);
 
-/// Counts of a session. pending = total - done - failed - running.
+/// A live participant of a session (a run or Multiplexer loop whose heartbeat is within its
+/// lease), as its last heartbeat tells; fields it did not report are empty or 0.
+struct MPMUX_EXPORT ParticipantStat {
+  std::string id;  // its journal's file stem
+  std::string host;
+  std::int64_t pid = 0;
+  /// Slurm's SLURM_JOB_ID, SLURM_ARRAY_JOB_ID and SLURM_ARRAY_TASK_ID of its job; empty outside Slurm.
+  std::string slurm_job_id, slurm_array_job_id, slurm_array_task_id;
+  std::uint64_t ranks = 0;
+  double heartbeat_age_s = 0;  // since its last heartbeat, by this machine's wall clock
+  std::uint64_t done = 0, failed = 0, running = 0, claimed = 0;
+  double rate = 0;  // elements per second over its last ~30 s
+};
+
+/// A batch of the latest round that nobody works on, waiting for a participant to reclaim it:
+/// no done record, and its owner's heartbeat is missing or older than the round's lease (by wall
+/// clock; advisory, the claimers judge staleness on their own clocks). `participant` is empty
+/// for a released batch.
+struct MPMUX_EXPORT StaleBatch {
+  std::uint32_t round = 0;
+  std::uint64_t first = 0, count = 0, epoch = 0;
+  std::string participant;
+};
+
+/// Counts of a session. pending = total - done - failed - running - claimed.
 struct MPMUX_EXPORT Stat {
-  std::uint64_t total = 0, done = 0, failed = 0, running = 0, pending = 0;
+  std::uint64_t total = 0, done = 0, failed = 0, pending = 0;
+  /// Summed over live participants: elements executing now, and elements handed to their ranks
+  /// but not started.
+  std::uint64_t running = 0, claimed = 0;
+  /// Done records set aside by the fenced rule (late results of batches another participant
+  /// committed).
+  std::uint64_t fenced = 0;
+  /// Elements per second of all live participants, and the seconds the open elements (pending,
+  /// claimed, running) take at that rate; eta_s < 0 when the rate is 0.
+  double rate = 0, eta_s = -1;
+  std::vector<ParticipantStat> participants;
+  std::vector<StaleBatch> stale_batches;
   /// While a run is live: how its claimer serves each window, {window, path} ("counter", "sm").
   std::vector<std::pair<std::string, std::string>> claim_paths;
 };
@@ -91,8 +126,6 @@ class MPMUX_EXPORT Session {
   std::filesystem::path dir() const;            // DIR/sessions/<id>
   std::filesystem::path journal_dir() const;    // DIR/sessions/<id>/journal
   std::filesystem::path elements_file() const;  // DIR/elements.h5
-  /// Status file the coordinator of a live run rewrites (atomically) every few seconds.
-  std::filesystem::path run_status_file() const;  // DIR/sessions/<id>/run.json
   /// Where the session's claim objects live (claim/session_claims.hpp): the session directory
   /// as an absolute path for a local session; az://ACCOUNT/CONTAINER/PREFIX/<mux>/sessions/<id>
   /// for a session on Azure Blob storage (its journals are journal/<name>.mjl there).

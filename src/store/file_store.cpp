@@ -372,6 +372,7 @@ std::unique_ptr<ObjectStore> open_file_store(const stdfs::path& dir_arg, const S
   std::error_code ec;
   for (stdfs::path p = dir; !p.empty() && !stdfs::exists(p, ec) && p != p.parent_path(); p = p.parent_path())
     missing.push_back(p);
+  if (options.read_only) missing.clear();
   for (auto p = missing.rbegin(); p != missing.rend(); ++p) {
     if (::mkdir(p->c_str(), posix::kDirMode) != 0 && errno != EEXIST) {
       int err = errno;
@@ -381,8 +382,9 @@ std::unique_ptr<ObjectStore> open_file_store(const stdfs::path& dir_arg, const S
     }
   }
   if (!stdfs::is_directory(dir, ec)) throw UsageError(name + ": not a directory");
-  if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    throw UsageError(name + ": cannot write: " + posix::error_text(errno));
+  if (::access(dir.c_str(), options.read_only ? R_OK | X_OK : W_OK | X_OK) != 0)
+    throw UsageError(name + (options.read_only ? ": cannot read: " : ": cannot write: ") +
+                     posix::error_text(errno));
   return std::make_unique<FileStore>(std::move(dir), options);
 }
 

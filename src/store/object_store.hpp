@@ -54,6 +54,9 @@ struct StoreOptions {
   int list_page_size = 5000;
   /// az://: create the container when it is missing (file:// always creates its directory).
   bool create_container = false;
+  /// For readers (stat, the exports): file:// neither creates the directory nor asks for write
+  /// access, so that anyone who may read a session can read its claims.
+  bool read_only = false;
 };
 
 class ObjectStore {

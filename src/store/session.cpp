@@ -315,7 +315,6 @@ Session Session::open(const MuxId& id) {
 stdfs::path Session::dir() const { return id_.dir / "sessions" / id_.session; }
 stdfs::path Session::journal_dir() const { return dir() / "journal"; }
 stdfs::path Session::elements_file() const { return id_.dir / kElementsFile; }
-stdfs::path Session::run_status_file() const { return dir() / "run.json"; }
 
 std::string Session::store_url() const {
   if (id_.is_remote()) return id_.remote + "/sessions/" + id_.session;

@@ -235,7 +235,6 @@ TEST(Session, CreateWritesSessionJsonAndAJournalDirectory) {
   EXPECT_EQ(s.dir(), mux / "sessions" / s.id().session);
   EXPECT_EQ(s.journal_dir(), s.dir() / "journal");
   EXPECT_EQ(s.elements_file(), mux / "elements.h5");
-  EXPECT_EQ(s.run_status_file(), s.dir() / "run.json");
   EXPECT_EQ(s.total(), 3u);
   EXPECT_TRUE(stdfs::is_directory(s.journal_dir()));
   EXPECT_EQ(names_in(mux / "sessions"), std::vector<std::string>{s.id().session});
