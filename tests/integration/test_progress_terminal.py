@@ -1,8 +1,8 @@
 """The progress bar where the user is: `mpirun -n 3 mpmux run ...` and `srun -n 3 mpmux run ...`
 typed into a terminal (a tmux pane of a fixed size, read with capture-pane) show a live bar that
 redraws in place, although rank 0's stderr is a pipe of the launcher; with stderr redirected to a
-file the file gets plain lines only. The srun case needs the local Slurm cluster (sinfo); without
-it that case is skipped, saying so."""
+file the file gets plain lines only. The srun case brings up the local Slurm cluster
+(scripts/start-slurm.sh, as test_slurm.py does) and fails without it."""
 import os
 import re
 import shlex
@@ -188,10 +188,13 @@ class SrunTerminalTest(TerminalTest):
 
     @classmethod
     def setUpClass(cls):
-        problem = slurm_problem()
+        # The cluster the Slurm tests use, brought up here too (idempotent) so that the srun case
+        # runs whichever test comes first; as in test_slurm.py, no cluster is a failure.
+        start = os.path.join(os.environ.get("MPMUX_SOURCE_DIR", "."), "scripts", "start-slurm.sh")
+        p = subprocess.run([start], capture_output=True, text=True, timeout=180)
+        problem = slurm_problem() if p.returncode == 0 else f"start-slurm.sh: {(p.stderr or p.stdout).strip()}"
         if problem:
-            raise unittest.SkipTest(f"srun case skipped: no local Slurm cluster answers ({problem}); "
-                                    "scripts/start-slurm.sh brings one up")
+            raise AssertionError(f"no local Slurm cluster for the srun case: {problem}")
 
     def test_srun_typed_in_a_terminal_shows_a_live_bar(self):
         self.assertLiveBar(self.launcher, whole_lines=True)
