@@ -3,7 +3,7 @@
 //
 //   auto mux = mpmux::Multiplexer<Params>::create(grid, "/scratch/ana/mux", {.tag = "sweep"});
 //   std::string id = mux.create_read_session();
-//   mpmux::Multiplexer<Params> work(id, MPI_COMM_WORLD);
+//   mpmux::Multiplexer<Params> work(id, MPI_COMM_WORLD);   // or work(id): a process without MPI
 //   for (auto& e : work) e.set_result(simulate(e.value()));
 #pragma once
 #include <mpi.h>
@@ -148,8 +148,18 @@ class Multiplexer {
   explicit Multiplexer(std::filesystem::path mux_dir) : dir_(std::move(mux_dir)) {}
 
   /// Binds to a read session. Iterating is collective over `comm`: every rank must run the loop.
+  /// With MPI_COMM_NULL (or MPI_COMM_SELF, or any communicator of one rank) the loop is a plain
+  /// participant of the session that makes no MPI call: several processes or threads may each
+  /// iterate the same session, and each element goes to one of them.
   Multiplexer(std::string_view mux_id, MPI_Comm comm, RunOptions options = {})
       : dir_(MuxId::parse(mux_id).dir), id_(MuxId::parse(mux_id)), comm_(comm), options_(std::move(options)) {}
+  /// Binds to a read session without MPI: Multiplexer(mux_id, MPI_COMM_NULL, options).
+  explicit Multiplexer(std::string_view mux_id, RunOptions options = {})
+      : Multiplexer(mux_id, MPI_COMM_NULL, std::move(options)) {}
+  explicit Multiplexer(const std::string& mux_id, RunOptions options = {})
+      : Multiplexer(std::string_view(mux_id), MPI_COMM_NULL, std::move(options)) {}
+  explicit Multiplexer(const char* mux_id, RunOptions options = {})
+      : Multiplexer(std::string_view(mux_id), MPI_COMM_NULL, std::move(options)) {}
 
   /// Creates a new, independent read session and returns its mux id (a printable URI).
   std::string create_read_session() const { return Session::create(dir_).id().str(); }

@@ -298,6 +298,8 @@ std::optional<Batch> SharedStoreClaimer::take_stale() {
     if (auto first = parse_done_key(key)) done.insert(*first);
 
   bool unfinished = false;
+  unproven_ = 0;
+  held_by_others_ = 0;
   const auto now = Clock::now();
   for (const auto& [first, epoch] : highest_epoch) {
     if (done.count(first) != 0) continue;
@@ -308,12 +310,18 @@ std::optional<Batch> SharedStoreClaimer::take_stale() {
     if (!stale) {
       std::optional<store::Object> hb = store_->get("participants/" + rec->participant);
       const std::string etag = hb ? hb->etag : std::string("(none)");
-      auto [it, added] = sightings_.try_emplace(rec->participant, Sighting{etag, now});
-      if (!added && it->second.etag != etag) it->second = Sighting{etag, now};
+      auto [it, added] = sightings_.try_emplace(rec->participant, Sighting{etag, now, false});
+      if (!added && it->second.etag != etag) it->second = Sighting{etag, now, true};
       stale = now - it->second.since >= options_.ttl;
+      if (!stale) {
+        held_by_others_ += rec->count;
+        if (!it->second.beating) ++unproven_;
+      }
     }
     if (!stale) continue;
+    ++unproven_;  // until it is ours, or another reclaimer's seen beating
     if (store_->put_if_absent(claim_key(first, epoch + 1), claim_content(first, rec->count, epoch + 1))) {
+      --unproven_;
       ++stats_.reclaimed;
       return Batch{first, rec->count, epoch + 1, rec->participant.empty() ? rec->released_by : rec->participant};
     }

@@ -95,6 +95,11 @@ class SharedStoreClaimer {
   std::optional<Batch> try_claim();
   /// True once every batch has a done record (as seen by the last try_claim).
   bool finished() const { return finished_; }
+  /// After a try_claim that found nothing: batches of others that are not done and whose owner
+  /// has not been seen beating since this participant first looked (it may be dead: waiting
+  /// up to the lease tells), and the elements that others hold in unfinished batches.
+  std::uint64_t unproven_batches() const { return unproven_; }
+  std::uint64_t held_by_others() const { return held_by_others_; }
 
   /// True when a higher epoch of the batch exists: start no further element of it. One read.
   bool superseded(const Batch& batch);
@@ -126,6 +131,7 @@ class SharedStoreClaimer {
   struct Sighting {  // an owner's heartbeat version and when it last changed, on our clock
     std::string etag;
     std::chrono::steady_clock::time_point since;
+    bool beating = false;  // it changed since the first sighting: the owner was alive then
   };
 
   std::uint64_t next_size() const;
@@ -149,6 +155,8 @@ class SharedStoreClaimer {
   std::size_t region_ = 0;             // the region fresh batches are taken from
   bool cursors_known_ = false;
   bool finished_ = false;
+  std::uint64_t unproven_ = 0;
+  std::uint64_t held_by_others_ = 0;
   double rate_ = 0;  // elements per second, smoothed
   std::uint64_t last_size_ = 0;
   std::atomic<std::uint64_t> participants_{1};

@@ -1,5 +1,6 @@
 // `mpmux run`: the options of a run, turned into the runner's options; the runner does the rest.
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -38,7 +39,17 @@ struct RunArgs {
   int threads = 1;
   bool threads_given = false;
   bool allow_foreign_owner = false;
+  double lease = 30;
 };
+
+// Started by mpirun, mpiexec or srun with an MPI plugin: the launcher leaves its mark in the
+// environment. Without one, the run is a plain process that never starts MPI.
+bool under_mpi_launcher() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MV2_COMM_WORLD_SIZE",
+                          "MPI_LOCALNRANKS"})
+    if (const char* v = std::getenv(var); v && *v) return true;
+  return false;
+}
 
 // One task kind, and only the options that go with it.
 void check_task_options(const RunArgs& args) {
@@ -75,6 +86,7 @@ RunnerOptions runner_options(const RunArgs& args) {
   run.retries = args.retries;
   run.stop_on_signals = true;
   run.grace_s = args.grace;
+  run.lease_s = args.lease;
   if (!args.deadline.empty())
     run.deadline = run::parse_deadline(args.deadline, static_cast<double>(detail::unix_ns()) / 1e9);
   if (args.estimate >= 0) run.estimate_s = args.estimate;
@@ -87,7 +99,7 @@ int cmd_run(const RunArgs& args) {
   const MuxId id = MuxId::parse(args.mux_id);
   check_owner(id.dir, args.allow_foreign_owner);
   check_owner(id.dir / "sessions" / id.session, args.allow_foreign_owner);
-  Runner runner(id, MPI_COMM_WORLD, runner_options(args));
+  Runner runner(id, under_mpi_launcher() ? MPI_COMM_WORLD : MPI_COMM_NULL, runner_options(args));
   if (runner.is_root() && !args.no_progress && !runner.claim_paths().empty()) {
     // Once, at the start: which way each window of the claimer went, and why when it fell back.
     std::vector<std::pair<std::string, std::string>> paths;
@@ -162,6 +174,11 @@ Command add_run_command(CLI::App& app) {
           ->check(CLI::Range(1, 4096));
   cmd->add_option("--estimate", args->estimate, "Runtime estimate in SECONDS before any element finished")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lease", args->lease,
+                  "SECONDS without a heartbeat after which other runs of the session take over this run's "
+                  "batches (heartbeat every lease/4)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
   add_allow_foreign_owner(*cmd, args->allow_foreign_owner);
 
   return {cmd, [args, plugin_arg_opt, procs_opt, threads_opt] {

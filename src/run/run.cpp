@@ -7,16 +7,21 @@
 #include <boost/mpi/request.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include <hdf5.h>
+
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
 #include "run/collective.hpp"
+#include "run/participant.hpp"
 #include "run/progress_printer.hpp"
 #include "run/signals.hpp"
 #include "store/fs.hpp"
@@ -62,6 +67,27 @@ using run::check_mpi;  // the run's communicator returns errors; a failed call b
 
 double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
 
+// Several runs in threads of one process (Multiplexer loops) each read the element set; an HDF5
+// built without thread safety must see one call at a time.
+std::unique_lock<std::mutex> hdf5_lock() {
+  static std::mutex mutex;
+  static const bool threadsafe = [] {
+    hbool_t safe = 0;
+    return H5is_library_threadsafe(&safe) >= 0 && safe > 0;
+  }();
+  return threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
+}
+
+// What the heartbeat says of the Slurm job this process belongs to, if any.
+nlohmann::json slurm_ids() {
+  nlohmann::json ids = nlohmann::json::object();
+  for (const auto& [field, var] : {std::pair{"job_id", "SLURM_JOB_ID"}, std::pair{"array_job_id", "SLURM_ARRAY_JOB_ID"},
+                                   std::pair{"array_task_id", "SLURM_ARRAY_TASK_ID"},
+                                   std::pair{"step_id", "SLURM_STEP_ID"}})
+    if (const char* v = std::getenv(var); v && *v) ids[field] = v;
+  return ids;
+}
+
 }  // namespace
 
 struct Run::State {
@@ -71,6 +97,14 @@ struct Run::State {
   int rank = 0, size = 1;
   bool works = true;
   int claimers = 1;
+  // No MPI at all (MPI_COMM_NULL, or one rank): elements come from a local queue fed by the
+  // participant, and the retry passes from retry_tags.
+  bool local = false;
+  bool opened = false;  // set up done: finish() has something to end
+  std::vector<std::uint64_t> local_tags;  // local: the tags of the current pass not yet in a chunk
+  bool first_pass = true;
+  bool store_ended = false;  // the participant has nothing more to claim
+  std::uint64_t handed_here = 0;  // elements this rank got from try_next
   MuxId id;
   std::string host = hostname();
   std::uint32_t pid = static_cast<std::uint32_t>(::getpid());
@@ -114,6 +148,9 @@ struct Run::State {
   std::unordered_map<std::uint64_t, std::uint32_t> failures_in_run;
   std::string inbox;
   Clock::time_point last_status = Clock::now();
+  std::unique_ptr<run::SessionParticipant> participant;
+  std::int64_t started_unix_ns = posix::unix_time_ns();
+  std::deque<std::pair<Clock::time_point, std::uint64_t>> rate_samples;  // (when, outcomes)
 
   bool is_root() const { return rank == options.root; }
   int remote_workers() const { return size - 1; }
@@ -130,7 +167,11 @@ struct Run::State {
   void journal_records(std::string_view records);
   bool poll();
   void coordinate_until_pass_done();
-  void write_status(bool final);
+  void write_status();
+  std::string about();
+  bool refill_local();
+  void commit_batches();
+  void end_participation();
   void note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags);
 };
 
@@ -195,10 +236,14 @@ bool Run::State::cancel_now() {
 // The root's part of the start: the session, its pending elements as tags, the journal.
 std::vector<std::uint64_t> Run::State::open_session() {
   session.emplace(Session::open(id));
-  const SessionState state = read_session_state(*session, /*cut_torn_tails=*/true);
-  set.emplace(ElementSet::open(session->elements_file()));
-  if (set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
-  if (options.validate) options.validate(set->info(), set->size() ? set->read(0) : std::string());
+  // A journal belongs to its one live writer: a torn tail of another's is ignored, never cut.
+  SessionState state = read_session_state(*session, /*cut_torn_tails=*/false);
+  {
+    auto lock = hdf5_lock();
+    set.emplace(ElementSet::open(session->elements_file()));
+    if (set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
+    if (options.validate) options.validate(set->info(), set->size() ? set->read(0) : std::string());
+  }
   const auto retries = static_cast<std::uint32_t>(options.retries);
   std::vector<std::uint64_t> tags;
   for (std::uint64_t i : state.pending_indices(options.rerun_failed))
@@ -206,16 +251,30 @@ std::vector<std::uint64_t> Run::State::open_session() {
   journal.emplace(*session, host, pid, options.commit_interval_s);
   journal->set_fsync(options.fsync);
   summary.handed_out = tags.size();
+  // With nothing to do, the run leaves the session's claims alone.
+  if (!tags.empty()) {
+    participant = std::make_unique<run::SessionParticipant>(*session, std::move(state), options.rerun_failed,
+                                                            journal->path().stem().string(), options.lease_s,
+                                                            about());
+  }
   return tags;
 }
 
 // ----- passes -----
 
 void Run::State::start_pass(std::vector<std::uint64_t> tags) {
+  if (local) {
+    local_tags = std::move(tags);
+    chunk = Claim();
+    next_in_chunk = 0;
+    pass_base = summary.done + summary.failed;
+    return;
+  }
   ElementBuffer elements;
   if (is_root() && !tags.empty()) {
     std::vector<std::uint64_t> indices(tags.size());
     for (std::size_t k = 0; k < tags.size(); ++k) indices[k] = tags[k] & kMaxIndex;
+    auto lock = hdf5_lock();
     elements = set->read_subset(indices);
   }
   claimer.reset();  // collective
@@ -230,6 +289,15 @@ void Run::State::start_pass(std::vector<std::uint64_t> tags) {
 // Collective, at the end of a pass: the root, having every worker's outcomes, decides whether a
 // pass of retries follows.
 bool Run::State::next_pass() {
+  first_pass = false;
+  if (local) {
+    if (stop_since || journal_broken || retry_tags.empty()) return false;
+    std::sort(retry_tags.begin(), retry_tags.end());
+    std::vector<std::uint64_t> tags;
+    tags.swap(retry_tags);
+    start_pass(std::move(tags));
+    return true;
+  }
   if (!is_root()) {
     send_outbox();
     // [stopped][why]: the root reports the first reason it hears of.
@@ -289,6 +357,7 @@ void Run::State::reap_sends(bool all) {
 // ----- root side -----
 
 void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags) {
+  if (participant && (type == RecordType::done || (flags & Outcome::kFinal))) participant->finished(index);
   if (type == RecordType::done) ++summary.done;
   if (type != RecordType::failed) return;
   ++summary.failed;
@@ -340,7 +409,8 @@ bool Run::State::poll() {
   if (worker_stopped && !stop_since) stop(worker_stop_reason);
   check_stop();
   if (progress) progress->update(summary.done, summary.failed_for_good);
-  if (Clock::now() - last_status >= kStatusEvery) write_status(false);
+  commit_batches();
+  if (Clock::now() - last_status >= kStatusEvery) write_status();
   return got;
 }
 
@@ -359,48 +429,149 @@ void Run::State::coordinate_until_pass_done() {
   poll();
 }
 
-void Run::State::write_status(bool final) {
-  last_status = Clock::now();
-  const auto status_file = session->run_status_file();
-  if (final) {
-    std::error_code ignored;
-    std::filesystem::remove(status_file, ignored);
-    return;
+// What the heartbeat says of this participant (CONTRACT: host, job, counts, rate), refreshed
+// every kStatusEvery; it replaces the run.json of earlier versions.
+std::string Run::State::about() {
+  const auto now = Clock::now();
+  const std::uint64_t outcomes = summary.done + summary.failed;
+  rate_samples.emplace_back(now, outcomes);
+  while (rate_samples.size() > 2 && now - rate_samples[1].first >= std::chrono::seconds(30))
+    rate_samples.pop_front();
+  const double span = std::chrono::duration<double>(now - rate_samples.front().first).count();
+  const double rate = span > 0 ? static_cast<double>(outcomes - rate_samples.front().second) / span : 0.0;
+  // Handed to this run's ranks and not recorded: the running ones (at most one per worker),
+  // and the rest waiting in chunks.
+  std::uint64_t outstanding = 0;
+  if (local) {
+    outstanding = handed_here - finished_here;
+  } else if (claimer) {
+    const std::uint64_t handed = std::min(claimer->claimed(), claimer->total());
+    const std::uint64_t recorded = summary.done + summary.failed - pass_base;
+    outstanding = handed > recorded ? handed - recorded : 0;
   }
-  const std::uint64_t claimed = claimer ? std::min(claimer->claimed(), claimer->total()) : 0;
-  const std::uint64_t finished_here = summary.done + summary.failed - pass_base;
-  const std::uint64_t running = claimed > finished_here ? claimed - finished_here : 0;
+  const std::uint64_t running = std::min<std::uint64_t>(outstanding, static_cast<std::uint64_t>(claimers));
+  const std::uint64_t open = participant ? participant->open_elements() : 0;
   nlohmann::json j = {{"host", host},
                       {"pid", pid},
-                      {"updated", static_cast<std::int64_t>(unix_seconds())},
-                      {"running", std::min(running, claimed)}};
+                      {"started_unix_ns", started_unix_ns},
+                      {"lease_ms", static_cast<std::int64_t>(options.lease_s * 1000)},
+                      {"ranks", size},
+                      {"workers", claimers},
+                      {"done", summary.done},
+                      {"failed", summary.failed_for_good},
+                      {"running", running},
+                      {"claimed", open > running ? open - running : 0},
+                      {"rate", rate}};
+  if (journal) j["journal"] = journal->path().filename().string();
+  if (participant) j["round"] = participant->round();
+  if (auto ids = slurm_ids(); !ids.empty()) j["slurm"] = std::move(ids);
   if (claimer && size > 1) {
     nlohmann::json paths = nlohmann::json::array();
     for (const WindowPath& p : claimer->paths()) paths.push_back({{"window", p.window}, {"path", p.path}});
     j["claim_paths"] = std::move(paths);
   }
-  // Advisory: atomic so a reader never sees half a file, but not fsynced, and a failure to
-  // write it costs nothing but a stale `running` count.
+  return j.dump();
+}
+
+void Run::State::write_status() {
+  last_status = Clock::now();
+  if (participant) participant->set_about(about());
+}
+
+// A batch is committed once the journal holds each of its outcomes durably: the commit is what
+// makes this run's records of the batch the ones kept (the fenced rule of the fold).
+void Run::State::commit_batches() {
+  if (!participant || !participant->has_complete() || journal_broken) return;
   try {
-    posix::write_file_atomic(status_file, j.dump() + "\n", posix::kFileMode, /*durable=*/false);
-  } catch (const StoreError&) {
+    journal->flush();
+  } catch (const StoreError& e) {
+    lose_journal(e);
+    return;
   }
+  participant->commit_complete();
+}
+
+// Local hand-out: the next chunk of the pass. The first pass takes one store batch at a time;
+// retry passes take what failed all at once, as an MPI run does.
+bool Run::State::refill_local() {
+  chunk = Claim();
+  next_in_chunk = 0;
+  if (local_tags.empty() && first_pass && participant && !store_ended) {
+    std::vector<run::PendingElement> got;
+    for (;;) {
+      const auto status = participant->claim(got);
+      commit_batches();
+      if (status == run::SessionParticipant::ClaimStatus::claimed) break;
+      if (status == run::SessionParticipant::ClaimStatus::ended) {
+        store_ended = true;
+        return false;
+      }
+      // Another participant's batch may be stale: look again, unless elements of ours still
+      // run (their end brings this rank back here).
+      if (handed_here > finished_here || check_stop()) return false;
+      std::this_thread::sleep_for(participant->poll_interval());
+    }
+    const auto retries = static_cast<std::uint32_t>(options.retries);
+    for (const run::PendingElement& e : got) local_tags.push_back(make_tag(e.index, e.attempt, retries));
+  }
+  if (local_tags.empty()) return false;
+  std::vector<std::uint64_t> indices(local_tags.size());
+  for (std::size_t k = 0; k < local_tags.size(); ++k) indices[k] = local_tags[k] & kMaxIndex;
+  {
+    auto lock = hdf5_lock();
+    chunk.elements = set->read_subset(indices);
+  }
+  chunk.indices = std::move(local_tags);
+  local_tags.clear();
+  return true;
+}
+
+// The end of this run's part: what it could not finish goes back to the store at once, and the
+// heartbeat goes away.
+void Run::State::end_participation() {
+  if (!participant) return;
+  try {
+    if (!journal_broken) commit_batches();
+    participant->release_open();
+    summary.fenced_batches = participant->fenced();
+    if (store_ended || !summary.stopped) summary.held_by_others = participant->held_by_others();
+  } catch (const Error&) {
+    // The store failed: what this run held becomes stale after the lease and is taken over.
+  }
+  participant.reset();
 }
 
 // ----- Run -----
 
 Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_unique<State>()) {
   auto& s = *state_;
-  ensure_mpi();
   s.options = std::move(options);
   s.id = id;
   if (s.options.retries < 0 || s.options.retries > 254)
     throw UsageError("--retries " + std::to_string(s.options.retries) + ": must be between 0 and 254");
   if (s.options.grace_s < 0) throw UsageError("--grace must not be negative");
+  if (!(s.options.lease_s >= 0.1 && s.options.lease_s <= 86400))
+    throw UsageError("--lease " + std::to_string(s.options.lease_s) + ": must be between 0.1 and 86400 seconds");
+  int comm_size = 1;
+  if (comm != MPI_COMM_NULL) {
+    ensure_mpi();
+    check_mpi(MPI_Comm_size(comm, &comm_size), "MPI_Comm_size", 0);
+  }
+  s.local = comm_size == 1;
   // With stop_on_signals, signals count from the start of the process: one that came before
   // the run (the CLI installs the handlers first thing) stops it at once.
   if (s.options.stop_on_signals) run::install_stop_handlers();
   s.signals_seen = s.options.stop_on_signals ? 0 : run::stop_signals();
+  if (s.local) {
+    if (s.options.root != 0) throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
+    s.open_session();  // the first pass takes its elements from the participant's batches
+    s.start_pass({});
+    if (!s.participant) s.store_ended = true;
+    if (s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
+    s.opened = true;
+    s.started = Clock::now();
+    return;
+  }
   // A communicator of our own, so our messages never match the application's receives.
   int caller_rank = -1;
   check_mpi(MPI_Comm_rank(comm, &caller_rank), "MPI_Comm_rank", caller_rank);
@@ -427,12 +598,13 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   }
   s.start_pass(std::move(tags));
   if (s.is_root() && s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
-  if (s.is_root()) s.write_status(false);
+  if (s.is_root()) s.write_status();
+  s.opened = true;
   s.started = Clock::now();
 }
 
 Run::~Run() {
-  if (!state_ || state_->finished || !state_->claimer) return;
+  if (!state_ || state_->finished || !state_->opened) return;
   try {
     finish();
   } catch (const std::exception& e) {
@@ -466,7 +638,9 @@ bool Run::must_cancel() {
 bool Run::try_next(WorkItem& item) {
   auto& s = *state_;
   if (s.over || !s.works || s.check_stop(/*starting_element=*/true)) return false;
-  if (s.next_in_chunk == s.chunk.size()) {
+  if (s.next_in_chunk == s.chunk.size() && s.local) {
+    if (!s.refill_local()) return false;
+  } else if (s.next_in_chunk == s.chunk.size()) {
     if (s.is_root()) {
       if (s.size > 1) s.poll();
     } else {
@@ -485,6 +659,7 @@ bool Run::try_next(WorkItem& item) {
   item.last_try = (tag >> (kIndexBits + kAttemptBits)) == 0;
   item.bytes = s.chunk.elements.at(s.next_in_chunk);
   ++s.next_in_chunk;
+  ++s.handed_here;
   s.current = item;
   s.last_element_start = Clock::now();
   return true;
@@ -539,8 +714,9 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
           s.lose_journal(e);
         }
       }
+      s.commit_batches();
       if (s.progress) s.progress->update(s.summary.done, s.summary.failed_for_good);
-      if (Clock::now() - s.last_status >= kStatusEvery) s.write_status(false);
+      if (Clock::now() - s.last_status >= kStatusEvery) s.write_status();
     }
     return;
   }
@@ -573,11 +749,16 @@ RunSummary Run::finish() {
       }
     }
     if (s.journal_broken) s.journal->abandon();
+    s.end_participation();
     s.summary.syncs = s.journal->syncs();
     if (s.progress) s.progress->finish(s.summary.done, s.summary.failed_for_good);
-    s.write_status(true);
   }
   s.summary.seconds = std::chrono::duration<double>(Clock::now() - s.started).count();
+  if (s.local) {
+    auto lock = hdf5_lock();
+    s.set.reset();
+    return s.summary;
+  }
   std::uint64_t stopped = s.summary.stopped ? 1 : 0;
   check_mpi(MPI_Bcast(&stopped, 1, MPI_UINT64_T, s.options.root, s.comm), "MPI_Bcast", s.rank);
   s.summary.stopped = s.summary.stopped || stopped;
