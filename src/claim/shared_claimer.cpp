@@ -193,8 +193,7 @@ std::uint64_t SharedStoreClaimer::next_size() const {
   size = std::clamp(size, options_.min_batch, options_.max_batch);
   // Near the end, leave work for every participant so that the tail balances.
   const std::uint64_t share = (remaining() + 2 * participants_ - 1) / (2 * participants_);
-  size = std::min(size, std::max(share, options_.min_batch));
-  return std::min(size, region_end(region_) - cursor_[region_]);
+  return std::min(size, std::max(share, options_.min_batch));
 }
 
 std::string SharedStoreClaimer::claim_content(std::uint64_t first, std::uint64_t count,
@@ -258,7 +257,9 @@ std::optional<Batch> SharedStoreClaimer::take_fresh() {
       region_ = best;
     }
     std::uint64_t& next = cursor_[region_];
-    const std::uint64_t size = next_size();
+    // A batch cut short by its region's end does not hold back the growth of the next ones.
+    const std::uint64_t uncut = next_size();
+    const std::uint64_t size = std::min(uncut, region_end(region_) - next);
     const std::string key = claim_key(next, 0);
     const auto start = Clock::now();
     if (store_->put_if_absent(key, claim_content(next, size, 0))) {
@@ -270,7 +271,7 @@ std::optional<Batch> SharedStoreClaimer::take_fresh() {
         b.count = 1;
       }
       next += b.count;
-      last_size_ = b.count;
+      last_size_ = std::max(b.count, uncut);
       ++stats_.claimed;
       return b;
     }

@@ -5,8 +5,13 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -24,53 +29,63 @@ struct PendingElement {
   std::uint32_t attempt = 1;
 };
 
+/// The store is worked by a thread of its own (claims ahead, commits, heartbeat content), so
+/// that its latency (an fsync or an HTTP request per object) never holds up the elements: the
+/// run's thread only takes ready batches and reports outcomes, each a short critical section.
 class SessionParticipant {
  public:
   /// Joins the latest round of `session` (creating round 1, or the next round when the latest
   /// is finished and `state` still has elements to hand out) as participant `id` (the run's
-  /// journal stem), with a heartbeat every lease_s / 4 carrying `about`. `state` is the fold of
-  /// the journals at the start of the run. Throws StoreError when the store fails.
+  /// journal stem), with a heartbeat every lease_s / 4 carrying `about`, and starts claiming.
+  /// `state` is the fold of the journals at the start of the run. Throws StoreError when the
+  /// store fails.
   SessionParticipant(const Session& session, SessionState state, bool rerun_failed, std::string id,
                      double lease_s, std::string about);
-  /// Removes the heartbeat. Call release_open() first when batches are left unfinished.
+  /// Stops claiming and removes the heartbeat. Call release_open() first to give back what is
+  /// left unfinished at once.
   ~SessionParticipant();
   SessionParticipant(const SessionParticipant&) = delete;
   SessionParticipant& operator=(const SessionParticipant&) = delete;
 
   enum class ClaimStatus {
     claimed,  // elements were appended
-    wait,     // nothing now, but a batch of another may turn out stale: ask again in a moment
-    ended,    // nothing to claim: the rest is done or held by participants seen alive
+    wait,     // nothing ready yet: ask again (wait_ready() blocks until there may be)
+    ended,    // nothing more to claim: the rest is done or held by participants seen alive
   };
-  /// Claims store batches until one of them has elements left to do, and appends those to
-  /// `out` in index order. A batch with nothing left to do is complete at once (commit it).
-  /// Before saying `ended`, it waits (`wait`) until the owner of every unfinished batch has
-  /// been seen beating or its batch was reclaimed, so that a dead participant's batch is done by
-  /// whoever is left, while a run never idles for the batches of live ones.
+  /// Takes the next claimed batch that has elements left to do, appending them to `out` in
+  /// index order; never blocks on the store. A batch with nothing left to do is committed by
+  /// the store thread at once. Before `ended`, the store thread waits until the owner of every
+  /// unfinished batch has been seen beating or its batch was reclaimed, so that a dead
+  /// participant's batch is done by whoever is left, while a run never idles for live ones.
+  /// Throws StoreError when the store failed.
   ClaimStatus claim(std::vector<PendingElement>& out);
+  /// Blocks until a batch is ready, the claiming ended, or `timeout` passed.
+  void wait_ready(std::chrono::milliseconds timeout);
   /// Element `index` of an open batch has its final outcome in this run (done, or failed with
   /// no retry left).
   void finished(std::uint64_t index);
   /// True when some batch has every element finished and waits for its commit.
-  bool has_complete() const { return !complete_.empty(); }
-  /// Commits the complete batches. Call once the journal holds their records durably.
+  bool has_complete();
+  /// Commits the complete batches (in the store thread). Call once the journal holds their
+  /// records durably.
   void commit_complete();
-  /// Gives every batch not committed back to the store (after the journal was flushed), so that
-  /// others take them at once instead of after the lease.
+  /// Stops claiming, makes the pending commits, and gives every batch not committed back to the
+  /// store (after the journal was flushed), so that others take them at once instead of after
+  /// the lease. Throws StoreError when the store failed.
   void release_open();
 
   void set_about(std::string about) { claimer_->set_about(std::move(about)); }
-  std::uint32_t round() const { return round_; }
-  /// Elements claimed and not yet finished (in open batches).
-  std::uint64_t open_elements() const;
-  /// Commits that lost to another participant's (fenced), so far.
-  std::uint64_t fenced() const { return claimer_->stats().fenced; }
-  /// After claim() said `ended`: elements of the round that other live participants hold.
-  std::uint64_t held_by_others() const { return claimer_->held_by_others(); }
-  /// The lease's poll interval: how long to wait after `wait`.
+  /// A tenth of the lease (5 ms to 1 s): how often the store is asked again while waiting.
   std::chrono::milliseconds poll_interval() const {
     return std::clamp(options_.ttl / 10, std::chrono::milliseconds(5), std::chrono::milliseconds(1000));
   }
+  std::uint32_t round() const { return round_; }
+  /// Elements claimed and not yet finished (in open batches).
+  std::uint64_t open_elements();
+  /// After release_open(): commits that lost to another participant's (fenced), and elements
+  /// of the round that other live participants held when claiming ended.
+  std::uint64_t fenced() const { return claimer_->stats().fenced; }
+  std::uint64_t held_by_others() const { return claimer_->held_by_others(); }
 
  private:
   struct OpenBatch {
@@ -79,8 +94,12 @@ class SessionParticipant {
     std::chrono::steady_clock::time_point since;
   };
   void join_round(bool create_next);
-  void reread_journals();
+  void store_loop();
+  bool claim_one();  // store thread: false when nothing more is to be claimed now
+  void commit(std::vector<OpenBatch> batches);
+  void stop_store_thread();
 
+  // Owned by the store thread (and by the constructor before it starts).
   Session session_;
   SessionState state_;
   std::vector<std::uint32_t> start_attempts_;  // attempts per element when the run started
@@ -88,11 +107,21 @@ class SessionParticipant {
   bool rerun_failed_;
   claim::SharedClaimOptions options_;
   std::uint32_t round_ = 0;
-  bool joined_next_ = false;
+  std::optional<claim::Batch> first_;  // claimed by the constructor
   std::unique_ptr<claim::SharedStoreClaimer> claimer_;
-  std::map<std::uint64_t, OpenBatch> open_;  // by first index
-  std::vector<OpenBatch> complete_;
   std::set<std::string> reread_for_;  // stale owners whose journals were read again
+
+  // Shared between the run's thread and the store thread.
+  std::mutex mutex_;
+  std::condition_variable store_wake_, ready_wake_;
+  std::map<std::uint64_t, OpenBatch> open_;        // by first index
+  std::deque<std::vector<PendingElement>> ready_;  // claimed, not taken by claim() yet
+  std::vector<OpenBatch> complete_;                // every element finished: journal flush, then commit
+  std::vector<OpenBatch> to_commit_;               // flushed: the store thread commits them
+  bool ended_ = false;
+  bool stopping_ = false;
+  std::string error_;  // the store's failure, rethrown to the run
+  std::thread store_thread_;
 };
 
 }  // namespace mpmux::run

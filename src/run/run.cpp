@@ -506,10 +506,11 @@ bool Run::State::refill_local() {
         store_ended = true;
         return false;
       }
-      // Another participant's batch may be stale: look again, unless elements of ours still
-      // run (their end brings this rank back here).
+      // Not ready yet (the store thread claims ahead), or another participant's batch may turn
+      // out stale: wait for it, unless elements of ours still run (their end brings this rank
+      // back here).
       if (handed_here > finished_here || check_stop()) return false;
-      std::this_thread::sleep_for(participant->poll_interval());
+      participant->wait_ready(participant->poll_interval());
     }
     const auto retries = static_cast<std::uint32_t>(options.retries);
     for (const run::PendingElement& e : got) local_tags.push_back(make_tag(e.index, e.attempt, retries));
