@@ -152,6 +152,19 @@ class ParticipantsTest(TempDirTest):
         self.assertEqual(round_objects(mux_id, "participants"), [])
         self.assertFalse(os.path.exists(os.path.join(session_dir(mux_id), "run.json")))
 
+    def test_two_mpi_jobs_do_each_element_once(self):
+        mux_id = self.session(N)
+        jobs = [self.start(f"job{k}", mux_id, 0, np=3) for k in range(2)]
+        for k, (p, _) in enumerate(jobs):
+            self.assertEqual(p.wait(timeout=600), 0, self.output(f"job{k}"))
+        executions = self.check_all_done_once_each(mux_id, [log for _, log in jobs])
+        self.assertEqual([i for i, n in executions.items() if n > 1], [], "no batch was reclaimed: none twice")
+        self.check_own_journals(mux_id, 2)
+        claims = claim_records(mux_id)
+        self.assertEqual(sum(c["count"] for c in claims), N)
+        self.assertTrue(all(c["epoch"] == 0 for c in claims))
+        self.assertEqual(round_objects(mux_id, "participants"), [])
+
     def test_a_killed_participants_batch_is_taken_over_after_the_lease_and_recorded_once(self):
         n = 600
         mux_id = self.session(n)
