@@ -153,13 +153,22 @@ class Multiplexer {
   /// iterate the same session, and each element goes to one of them.
   Multiplexer(std::string_view mux_id, MPI_Comm comm, RunOptions options = {})
       : dir_(MuxId::parse(mux_id).dir), id_(MuxId::parse(mux_id)), comm_(comm), options_(std::move(options)) {}
-  /// Binds to a read session without MPI: Multiplexer(mux_id, MPI_COMM_NULL, options).
-  explicit Multiplexer(std::string_view mux_id, RunOptions options = {})
-      : Multiplexer(mux_id, MPI_COMM_NULL, std::move(options)) {}
-  explicit Multiplexer(const std::string& mux_id, RunOptions options = {})
-      : Multiplexer(std::string_view(mux_id), MPI_COMM_NULL, std::move(options)) {}
-  explicit Multiplexer(const char* mux_id, RunOptions options = {})
-      : Multiplexer(std::string_view(mux_id), MPI_COMM_NULL, std::move(options)) {}
+  /// Given a mux id (file://...#s=SESSION): binds to that read session without MPI, as
+  /// Multiplexer(mux_id, MPI_COMM_NULL, options). Given anything else: a handle on the mux
+  /// directory of that path, as the constructor from a path.
+  explicit Multiplexer(std::string_view mux_id_or_dir, RunOptions options = {})
+      : options_(std::move(options)) {
+    if (mux_id_or_dir.find("://") == std::string_view::npos) {
+      dir_ = std::filesystem::path(mux_id_or_dir);
+    } else {
+      id_ = MuxId::parse(mux_id_or_dir);
+      dir_ = id_->dir;
+    }
+  }
+  explicit Multiplexer(const std::string& mux_id_or_dir, RunOptions options = {})
+      : Multiplexer(std::string_view(mux_id_or_dir), std::move(options)) {}
+  explicit Multiplexer(const char* mux_id_or_dir, RunOptions options = {})
+      : Multiplexer(std::string_view(mux_id_or_dir), std::move(options)) {}
 
   /// Creates a new, independent read session and returns its mux id (a printable URI).
   std::string create_read_session() const { return Session::create(dir_).id().str(); }

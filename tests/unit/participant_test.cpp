@@ -98,6 +98,19 @@ TEST(Participant, MultiplexerLoopsInForkedProcessesShareOneSession) {
   EXPECT_TRUE(Multiplexer<int>(id).done());
 }
 
+TEST(Participant, AStringNamesAMuxDirectoryUnlessItIsAMuxId) {
+  TempDir dir;
+  const std::string id = new_session(dir.path(), 10);
+  const std::string mux_dir = MuxId::parse(id).dir.string();
+  Multiplexer<int> handle(mux_dir);
+  EXPECT_EQ(handle.dir(), MuxId::parse(id).dir);
+  EXPECT_THROW(handle.stat(), UsageError) << "a mux directory has no session";
+  EXPECT_NE(handle.create_read_session(), id);
+  Multiplexer<int> session(id);
+  EXPECT_EQ(session.dir(), MuxId::parse(id).dir);
+  EXPECT_EQ(session.stat().total, 10u);
+}
+
 TEST(Participant, ARunWithoutACommunicatorRetriesAndRecordsWithoutStartingMpi) {
   TempDir dir;
   const std::string id = new_session(dir.path(), 50);
