@@ -16,6 +16,7 @@ packages=(
   clang libfuzzer-14-dev clang-tidy
   clang-16 libclang-rt-16-dev
   slurmctld slurmd slurm-client munge libpmix-dev
+  tmux
 )
 
 # Node.js and npm run Azurite (scripts/start-azurite.sh) for the az:// tests; a machine with a

@@ -27,6 +27,15 @@ struct MPMUX_EXPORT Claim {
   std::size_t size() const { return indices.size(); }
 };
 
+/// How positions become claimable. all_at_once: every pending position from the start.
+/// published: a position only once the root has published it, in the order the root publishes,
+/// and the hand-out ends only when the root closes it (or someone calls exhaust()).
+enum class HandOut { all_at_once, published };
+
+/// What try_claim() got: a chunk; nothing yet (the rank keeps its place: positions the root
+/// publishes later are handed to it first); or nothing ever again on this rank.
+enum class ClaimStatus { claimed, wait, ended };
+
 /// How one window of a claimer is served.
 struct MPMUX_EXPORT WindowPath {
   /// "counter", "elements (node-shared)", "elements (remote)", or "elements" when the counter
@@ -51,7 +60,8 @@ struct MPMUX_EXPORT WindowPath {
 /// MPI_Fetch_and_op(+c) and MPI_Win_flush, so the root never has to answer a request.
 ///
 /// Guarantee: every pending position is returned by claim()/claim_n() to exactly one caller across
-/// the communicator. The root holds the element bytes once (the buffers passed in are released
+/// the communicator (with HandOut::published: every published position; one never published is
+/// never returned). The root holds the element bytes once (the buffers passed in are released
 /// after being copied into the window); a worker holds only what it claimed.
 ///
 /// Each window is made the first way that works, agreed by all its ranks (creation is collective):
@@ -69,6 +79,15 @@ struct MPMUX_EXPORT WindowPath {
 ///   a window that has no one-sided way an error (ClaimError naming the window, the transport and
 ///   the settings that would help) instead of a fallback; auto (or unset) is the default.
 ///
+/// The open hand-out (HandOut::published) adds a table of n slots to the region (slot k: the
+/// position published k-th; written by the root before it raises the limit) and a limit word beside
+/// the counter (the published count; bit 63: closed, bit 62: exhausted). A claim still takes tickets
+/// [t, t + c) with one MPI_Fetch_and_op; tickets below the limit are read as slots, then entries and
+/// bytes; tickets above it stay with the rank (wait) until the root publishes up to them or closes.
+/// A rank holding tickets must go on claiming until ended, or the positions published into them are
+/// never handed out. On the two-sided path the root holds such a request and answers it from
+/// publish(), close() or serve().
+///
 /// One thread at a time may call a claimer (MPI_THREAD_FUNNELED).
 ///
 /// Open MPI before 5.0 (open-mpi/ompi#9492): windows that span nodes must not be created at the
@@ -80,30 +99,53 @@ class MPMUX_EXPORT RmaClaimer {
   /// Collective over `comm`. On `root`, `pending` lists the element indices to hand out and
   /// `elements.at(k)` holds the bytes of element pending[k]; other ranks pass empty values.
   /// `workers` is the number of ranks that will claim (for the guided chunk size).
+  /// `handout` must be the same on every rank.
   /// Throws ClaimError on every rank when any rank's arguments are invalid (root out of range,
-  /// pending and elements of different sizes, workers < 1, policy.min < 1 or max < min), and on
-  /// the calling rank when an MPI call fails. `comm` is duplicated; the caller may go on using it.
+  /// pending and elements of different sizes, workers < 1, policy.min < 1 or max < min, ranks
+  /// disagreeing on `handout`), and on the calling rank when an MPI call fails. `comm` is
+  /// duplicated; the caller may go on using it.
   RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pending, ElementBuffer elements,
-             ChunkPolicy policy, int workers);
+             ChunkPolicy policy, int workers, HandOut handout = HandOut::all_at_once);
   /// Collective (frees the windows).
   ~RmaClaimer();
   RmaClaimer(const RmaClaimer&) = delete;
   RmaClaimer& operator=(const RmaClaimer&) = delete;
 
   /// Claims the next guided chunk into `out` (replacing its contents). Returns false when
-  /// nothing is left. Any rank may call it, the root included.
+  /// nothing is left. Any rank may call it, the root included. With HandOut::published it blocks
+  /// while try_claim() would say wait; at the root, which alone can publish, that throws
+  /// ClaimError instead of hanging.
   bool claim(Claim& out);
-  /// Claims exactly `count` elements (or what is left); used by benchmarks and tests. count >= 1.
+  /// Claims exactly `count` elements (or what is left; with HandOut::published, what is published
+  /// of the tickets taken); used by benchmarks and tests. count >= 1. Blocks as claim() does.
   bool claim_n(std::uint64_t count, Claim& out);
+  /// Never blocks: a guided chunk from what this rank knows is published and unclaimed (`out`
+  /// empty unless claimed). With HandOut::all_at_once it never returns wait. A rank claiming by
+  /// message has at most one request out: a call while it is unanswered checks for the reply.
+  ClaimStatus try_claim(Claim& out);
+
+  /// Root, HandOut::published: makes `positions` (indices into `pending`, each published at most
+  /// once over the claimer's life) claimable, in this order, after those published before. The
+  /// slots are written before the limit is raised, so no rank reads one unwritten. Throws
+  /// ClaimError, publishing nothing, on a position out of range or published before, after
+  /// close(), on another rank or with HandOut::all_at_once.
+  void publish(const std::vector<std::uint64_t>& positions);
+  /// Root, HandOut::published: nothing more will be published; ranks waiting beyond the last
+  /// published position end. Repeating it does nothing.
+  void close();
+  /// Root: the number of positions published so far (total() with HandOut::all_at_once).
+  std::uint64_t published() const;
 
   /// Ends the hand-out early: every later claim, on any rank, fails (the counter is raised to a
-  /// mark far past total with MPI_MAX, so a chunk already taken is not given again). Any rank
-  /// may call it.
+  /// mark far past total with MPI_MAX, so a chunk already taken is not given again; an open
+  /// hand-out also gets the exhausted bit, which ends the ranks that wait). Any rank may call it.
   void exhaust();
   /// True once some rank called exhaust(): one atomic read of the counter.
   bool exhausted() const;
 
   /// Number of pending elements handed out so far (may exceed total() once exhausted is seen).
+  /// With HandOut::published, tickets beyond the published count are not counted, so
+  /// published() - claimed() is what is left for the ranks (0 while some of them wait).
   std::uint64_t claimed() const;
   std::uint64_t total() const;
   /// True when this rank reads elements straight from the root node's shared memory (no MPI_Get).
@@ -114,8 +156,10 @@ class MPMUX_EXPORT RmaClaimer {
   /// the job's.
   const std::vector<WindowPath>& paths() const;
 
-  /// Root: answers every claim request that has arrived (two-sided path), without blocking.
-  /// Returns how many it answered; 0 at once on other ranks and when nobody claims by message.
+  /// Root: answers every claim request that has arrived (two-sided path), without blocking, and
+  /// with HandOut::published the held-back takes that an exhaust() ended. Returns how many it
+  /// answered; 0 at once on other ranks. An open hand-out's root calls it in its loop while it
+  /// does not publish: osc/pt2pt serves the others' reads of its region only while it calls MPI.
   std::size_t serve();
   /// Collective: this rank is done claiming (later claims fail); returns once every rank called
   /// it, the root answering requests until then. The destructor calls it when nobody did.

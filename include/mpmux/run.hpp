@@ -19,6 +19,10 @@
 
 namespace mpmux {
 
+/// How rank 0 shows progress: `automatic` draws a bar when the user's terminal is at the end of
+/// its stderr, also through mpirun's or srun's forwarding (docs/design.md), plain lines otherwise.
+enum class ProgressOutput { automatic, bar, lines };
+
 struct MPMUX_EXPORT RunOptions {
   ChunkPolicy chunk;
   int root = 0;
@@ -40,8 +44,9 @@ struct MPMUX_EXPORT RunOptions {
   std::optional<double> deadline;
   std::optional<double> estimate_s;
   /// Rank 0 draws a progress bar on a terminal, or prints a line every progress_interval_s
-  /// seconds when stderr is a file.
+  /// seconds when stderr is a file (as progress_output says).
   bool progress = false;
+  ProgressOutput progress_output = ProgressOutput::automatic;
   double progress_interval_s = 10.0;
   /// Group commit: the journal is fdatasynced at most this often (and at the end); less for
   /// short elements (a quarter of their median time, at least 10 ms: JournalWriter).

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "claim/rma_state.hpp"
 #include "claim/transport.hpp"
 #include "claim/window.hpp"
 #include "mpmux/error.hpp"
@@ -15,67 +16,17 @@
 
 namespace mpmux {
 
+using namespace claim::rma;
+
 namespace {
 
 using claim::Window;
 using Creation = claim::Window::Creation;
 
-constexpr std::uint64_t kWord = sizeof(std::uint64_t);
-
-// Position k of the region's table: the element index pending[k] and where its bytes start in
-// data (entry total holds the end). One table instead of two arrays saves a Get per remote claim.
-struct Entry {
-  std::uint64_t index;
-  std::uint64_t offset;
-};
-static_assert(sizeof(Entry) == 2 * kWord);
-
-// A chunk's indices and offsets (from its first byte) out of its n + 1 table entries; returns
-// the chunk's first byte and its size.
-std::pair<std::uint64_t, std::uint64_t> chunk_index(const Entry* entries, std::size_t n, Claim& out) {
-  const std::uint64_t begin = entries[0].offset;
-  out.indices.resize(n);
-  out.elements.offsets.resize(n + 1);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.indices[i] = entries[i].index;
-    out.elements.offsets[i] = entries[i].offset - begin;
-  }
-  out.elements.offsets[n] = entries[n].offset - begin;
-  return {begin, entries[n].offset - begin};
-}
 constexpr const char* kNoSharedVariable = "MPMUX_RMA_NO_SHARED";
 constexpr const char* kClaimVariable = "MPMUX_CLAIM";
 
 enum class ClaimMode { automatic, two_sided, one_sided };
-
-// The two-sided service: a request is {op, count} (uint64); a take is answered with {first}
-// followed, when first < total, by the chunk's n + 1 table entries and its bytes.
-constexpr int kRequestTag = 1;
-constexpr int kReplyTag = 2;
-enum Op : std::uint64_t { kTake = 1, kRead = 2, kExhaust = 3, kRelease = 4 };
-
-// A communicator this file created; freed on scope exit.
-class Communicator {
- public:
-  Communicator() = default;
-  Communicator(const Communicator&) = delete;
-  Communicator& operator=(const Communicator&) = delete;
-  ~Communicator() {
-    if (comm_ != MPI_COMM_NULL && claim::mpi_is_live()) MPI_Comm_free(&comm_);
-  }
-  MPI_Comm get() const { return comm_; }
-  MPI_Comm* out() { return &comm_; }
-
- private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
-};
-
-void check(int rc, const char* call, int rank, int size) {
-  if (rc != MPI_SUCCESS) {
-    throw ClaimError(std::string("RmaClaimer: ") + call + " at rank " + std::to_string(rank) + " of " +
-                     std::to_string(size) + " failed: " + claim::mpi_error_text(rc));
-  }
-}
 
 // The bad argument of this rank, if any. Checked before any collective call would hang on it.
 struct ArgumentError {
@@ -127,71 +78,7 @@ std::optional<ArgumentError> validate(int rank, int root, const std::vector<std:
   return std::nullopt;
 }
 
-std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) {
-  return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max()
-                                                           : a + b;
-}
-
-void clear(Claim& out) {
-  out.indices.clear();
-  out.elements.data.clear();
-  out.elements.offsets.assign(1, 0);
-}
-
 }  // namespace
-
-struct RmaClaimer::State {
-  int root = 0;
-  int rank = 0;
-  int size = 1;
-  std::uint64_t workers = 1;
-  ChunkPolicy policy;
-  std::uint64_t total = 0;
-  std::uint64_t data_bytes = 0;
-  // Largest counter value this rank knows of: the guided chunk is computed from it, and once it
-  // reaches total, claims fail without touching the counter.
-  std::uint64_t last_seen = 0;
-
-  // Region layout (bytes): Entry table[total + 1] | data[data_bytes].
-  MPI_Aint data_disp = 0;
-  // Displacements at the root: 0, or the root's addresses in dynamic windows.
-  MPI_Aint counter_disp = 0;
-  MPI_Aint remote_base = 0;
-
-  // Set when this rank reads the region directly (the root, and ranks sharing its node).
-  const Entry* table = nullptr;
-  const char* data = nullptr;
-  std::vector<Entry> scratch;  // the remote path's copy of a chunk's entries
-
-  // Two-sided paths. counter_by_message: the counter is root memory that only the root touches.
-  bool counter_by_message = false;
-  bool by_message = false;   // this rank claims by request and reply
-  int message_claimers = 0;  // ranks that claim by message (root: how many releases to await)
-  int releases = 0;          // root: releases received
-  bool released = false;
-  std::uint64_t local_counter = 0;  // root, when counter_by_message
-  std::uint64_t counter_word = 0;   // root: the counter's memory for MPI_Win_create / dynamic windows
-  std::vector<char> region_memory;  // root: the region when no node-shared window holds it
-  std::vector<char> reply;
-  std::vector<WindowPath> paths;
-
-  Communicator own;  // private duplicate of the caller's communicator; returns errors
-
-  // Declaration order is the (collective) free order reversed: remote refers to the shared memory.
-  Window counter;
-  Window shared;
-  Window remote;
-
-  bool take(std::uint64_t count, Claim& out);
-  bool take_by_message(std::uint64_t count, Claim& out);
-  void read_local(std::uint64_t first, std::uint64_t last, Claim& out) const;
-  void read_remote(std::uint64_t first, std::uint64_t last, Claim& out);
-  std::uint64_t counter_op(std::uint64_t operand, MPI_Op op);
-  std::uint64_t request(Op op, std::uint64_t count);
-  std::size_t serve_waiting();
-  void answer(int source, const std::uint64_t (&request)[2]);
-  void check(int rc, const char* call) const { mpmux::check(rc, call, rank, size); }
-};
 
 namespace {
 
@@ -274,7 +161,7 @@ WindowPath path_of(const Window& w, std::string window, const Failures& failures
 }  // namespace
 
 RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pending, ElementBuffer elements,
-                       ChunkPolicy policy, int workers)
+                       ChunkPolicy policy, int workers, HandOut handout)
     : state_(std::make_unique<State>()) {
   ensure_mpi();
   int size = 0;
@@ -297,12 +184,17 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
   bool no_shared = false;
   ClaimMode mode = ClaimMode::automatic;
   const auto error = validate(rank, root, pending, elements, policy, workers, no_shared, mode);
-  // One reduction tells every rank whether someone's arguments are bad, the count, the size, and
-  // whether some rank asks for the two-sided path or forbids it.
-  std::uint64_t facts[5] = {error ? static_cast<std::uint64_t>(rank) + 1 : 0,
-                            rank == root ? pending.size() : 0, rank == root ? elements.data.size() : 0,
-                            mode == ClaimMode::two_sided ? 1u : 0u, mode == ClaimMode::one_sided ? 1u : 0u};
-  check(MPI_Allreduce(MPI_IN_PLACE, facts, 5, MPI_UINT64_T, MPI_MAX, own.get()), "MPI_Allreduce", rank, size);
+  // One reduction tells every rank whether someone's arguments are bad, the count, the size,
+  // whether some rank asks for the two-sided path or forbids it, and which hand-outs were asked for.
+  const bool open = handout == HandOut::published;
+  std::uint64_t facts[7] = {error ? static_cast<std::uint64_t>(rank) + 1 : 0,
+                            rank == root ? pending.size() : 0,
+                            rank == root ? elements.data.size() : 0,
+                            mode == ClaimMode::two_sided ? 1u : 0u,
+                            mode == ClaimMode::one_sided ? 1u : 0u,
+                            open ? 1u : 0u,
+                            open ? 0u : 1u};
+  check(MPI_Allreduce(MPI_IN_PLACE, facts, 7, MPI_UINT64_T, MPI_MAX, own.get()), "MPI_Allreduce", rank, size);
   if (error) {
     if (error->usage) throw UsageError(error->message);
     throw ClaimError(error->message);
@@ -311,17 +203,25 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
     throw ClaimError("RmaClaimer at rank " + std::to_string(rank) + ": rank " + std::to_string(facts[0] - 1) +
                      " passed invalid arguments (see its error)");
   }
+  if (facts[5] != 0 && facts[6] != 0) {
+    throw ClaimError("RmaClaimer at rank " + std::to_string(rank) +
+                     ": the ranks disagree on the hand-out (some published, some all at once)");
+  }
   const bool force_two_sided = facts[3] != 0;
   const bool one_sided_only = facts[4] != 0 && !force_two_sided;
 
   s.root = root;
   s.workers = static_cast<std::uint64_t>(workers);
   s.policy = policy;
+  s.handout = handout;
   s.total = facts[1];
   s.data_bytes = facts[2];
-  s.data_disp = static_cast<MPI_Aint>((s.total + 1) * sizeof(Entry));
+  s.slots_disp = static_cast<MPI_Aint>((s.total + 1) * sizeof(Entry));
+  s.data_disp = s.slots_disp + static_cast<MPI_Aint>(open ? s.total * kWord : 0);
   const MPI_Aint region = s.data_disp + static_cast<MPI_Aint>(s.data_bytes);
   const bool is_root = rank == root;
+  // The counter, and with an open hand-out the limit word right after it.
+  const MPI_Aint counter_bytes = static_cast<MPI_Aint>(open ? 2 * kWord : kWord);
 
   Communicator node;
   check(MPI_Comm_split_type(own.get(), MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, node.out()),
@@ -349,13 +249,15 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
   if (!force_two_sided) {
     std::vector<Creation> ways = {Creation::allocate, Creation::create, Creation::dynamic};
     if (node_size == size) ways.insert(ways.begin(), Creation::allocate_shared);
-    s.counter = first_window_that_works(own.get(), ways, is_root ? &s.counter_word : nullptr,
-                                        is_root ? static_cast<MPI_Aint>(kWord) : 0, static_cast<int>(kWord),
+    s.counter = first_window_that_works(own.get(), ways, is_root ? s.counter_words : nullptr,
+                                        is_root ? counter_bytes : 0, static_cast<int>(kWord),
                                         /*atomics=*/true, "counter", counter_failures);
     if (!s.counter && one_sided_only) no_one_sided_path("counter", counter_failures);
   }
   s.counter_by_message = !s.counter;
   s.counter_disp = root_displacement(s.counter, own.get(), root, rank, size);
+  // Dynamic windows count displacements in bytes, the others in words.
+  s.limit_disp = s.counter_disp + (s.counter && s.counter.creation() == Creation::dynamic ? kWord : 1);
 
   // The region: in the root node's shared memory (only the root's node makes that window), else
   // in the root's heap.
@@ -379,6 +281,13 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
     for (std::uint64_t k = 0; k <= s.total; ++k)
       table[k] = Entry{k < s.total ? pending[k] : 0, elements.offsets[k]};
     if (s.data_bytes > 0) std::memcpy(base + s.data_disp, elements.data.data(), s.data_bytes);
+    if (open) {
+      s.root_slots = reinterpret_cast<std::uint64_t*>(base + s.slots_disp);
+      std::fill_n(s.root_slots, s.total, kUnwrittenSlot);
+      s.is_published.assign(s.total, false);
+      s.held_for.resize(static_cast<std::size_t>(size));
+      s.held_back.assign(static_cast<std::size_t>(size), false);
+    }
     if (s.shared) s.shared.sync();
   }
   // The window holds the only copy from here on.
@@ -410,7 +319,7 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
   s.message_claimers = message_claimers;
 
   if (s.counter) {
-    if (is_root) *static_cast<std::uint64_t*>(s.counter.base()) = 0;
+    if (is_root) std::fill_n(static_cast<std::uint64_t*>(s.counter.base()), open ? 2 : 1, std::uint64_t{0});
     s.counter.lock_all();
     if (is_root) s.counter.sync();
   }
@@ -435,6 +344,7 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
   if (read_local) {
     if (s.shared) s.shared.sync();
     s.table = reinterpret_cast<const Entry*>(base);
+    if (open) s.slots = reinterpret_cast<const std::uint64_t*>(base + s.slots_disp);
     s.data = base + s.data_disp;
   }
 }
@@ -449,28 +359,81 @@ RmaClaimer::~RmaClaimer() {
   }
 }
 
+std::uint64_t RmaClaimer::State::guided_count() const {
+  // An open hand-out shares out what is published and not yet claimed, as far as this rank knows.
+  const std::uint64_t known = open() ? std::min(last_limit & kCountMask, total) : total;
+  const std::uint64_t remaining = known > last_seen ? known - last_seen : 0;
+  const std::uint64_t share = (remaining + 2 * workers - 1) / (2 * workers);
+  return std::clamp(share, policy.min, policy.max);
+}
+
 bool RmaClaimer::claim(Claim& out) {
   State& s = *state_;
-  const std::uint64_t remaining = s.total > s.last_seen ? s.total - s.last_seen : 0;
-  const std::uint64_t share = (remaining + 2 * s.workers - 1) / (2 * s.workers);
-  return s.take(std::clamp(share, s.policy.min, s.policy.max), out);
+  if (!s.open()) return s.take(s.guided_count(), out);
+  return s.claim_blocking(0, out) == ClaimStatus::claimed;
 }
 
 bool RmaClaimer::claim_n(std::uint64_t count, Claim& out) {
   if (count < 1) throw ClaimError("RmaClaimer::claim_n: count = 0, expected at least 1");
-  return state_->take(count, out);
+  State& s = *state_;
+  if (!s.open()) return s.take(count, out);
+  return s.claim_blocking(count, out) == ClaimStatus::claimed;
+}
+
+ClaimStatus RmaClaimer::try_claim(Claim& out) {
+  State& s = *state_;
+  if (!s.open()) return s.take(s.guided_count(), out) ? ClaimStatus::claimed : ClaimStatus::ended;
+  return s.take_published(0, out, /*block=*/false);
+}
+
+void RmaClaimer::publish(const std::vector<std::uint64_t>& positions) {
+  State& s = *state_;
+  s.require_open_root("publish");
+  if (s.closed) throw ClaimError("RmaClaimer::publish: the hand-out was closed");
+  // Every position is checked before any is published, so a bad one publishes nothing.
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    const std::uint64_t p = positions[i];
+    const bool bad = p >= s.total || s.is_published[p];
+    if (!bad) {
+      s.is_published[p] = true;
+      continue;
+    }
+    for (std::size_t k = 0; k < i; ++k) s.is_published[positions[k]] = false;
+    throw ClaimError("RmaClaimer::publish: position " + std::to_string(p) +
+                     (p >= s.total ? " is not below total " + std::to_string(s.total) : " was published before"));
+  }
+  if (positions.empty()) return;
+  // The slots first, made visible to the node's loads and to remote Gets, and only then the limit.
+  std::copy(positions.begin(), positions.end(), s.root_slots + s.published);
+  if (s.shared) s.shared.sync();
+  if (s.remote) s.remote.sync();
+  s.published += positions.size();
+  s.limit_op(positions.size(), MPI_SUM);
+  s.answer_all_held_back();
+}
+
+void RmaClaimer::close() {
+  State& s = *state_;
+  s.require_open_root("close");
+  if (s.closed) return;
+  s.closed = true;
+  s.limit_op(kClosedBit, MPI_BOR);
+  s.answer_all_held_back();
+}
+
+std::uint64_t RmaClaimer::published() const {
+  const State& s = *state_;
+  if (!s.open()) return s.total;
+  return s.rank == s.root ? s.published : s.last_limit & kCountMask;
 }
 
 std::uint64_t RmaClaimer::claimed() const {
   State& s = *state_;
   if (s.by_message) return s.request(kRead, 0);
-  return s.counter_op(0, MPI_NO_OP);
+  return s.claimed_so_far();
 }
 
 std::uint64_t RmaClaimer::total() const { return state_->total; }
-
-// A counter at or past this mark was ended early; claims alone never take it that far.
-constexpr std::uint64_t kExhaustedMark = std::uint64_t{1} << 62;
 
 void RmaClaimer::exhaust() {
   State& s = *state_;
@@ -478,8 +441,12 @@ void RmaClaimer::exhaust() {
     s.request(kExhaust, 0);
   } else {
     s.counter_op(kExhaustedMark, MPI_MAX);
+    // The ranks that wait for a publish read only the limit word: the bit there ends them.
+    if (s.open()) s.limit_op(kExhaustedBit, MPI_BOR);
+    s.answer_all_held_back();
   }
   s.last_seen = std::max(s.last_seen, s.total);
+  s.held = Tickets();
 }
 
 bool RmaClaimer::exhausted() const { return claimed() >= kExhaustedMark; }
@@ -492,30 +459,28 @@ const std::vector<WindowPath>& RmaClaimer::paths() const { return state_->paths;
 
 std::size_t RmaClaimer::serve() { return state_->serve_waiting(); }
 
-std::size_t RmaClaimer::State::serve_waiting() {
-  if (rank != root || message_claimers == 0) return 0;
-  std::size_t answered = 0;
-  for (;;) {
-    int arrived = 0;
-    MPI_Status status;
-    check(MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, own.get(), &arrived, &status), "MPI_Iprobe");
-    if (!arrived) return answered;
-    std::uint64_t message[2] = {0, 0};
-    check(MPI_Recv(message, 2, MPI_UINT64_T, status.MPI_SOURCE, kRequestTag, own.get(), MPI_STATUS_IGNORE),
-          "MPI_Recv");
-    answer(status.MPI_SOURCE, message);
-    ++answered;
+void RmaClaimer::State::require_open_root(const char* what) const {
+  if (!open()) throw ClaimError(std::string("RmaClaimer::") + what + ": the claimer hands out all at once");
+  if (rank != root) {
+    throw ClaimError(std::string("RmaClaimer::") + what + " at rank " + std::to_string(rank) +
+                     ": only the root (rank " + std::to_string(root) + ") publishes");
   }
 }
 
 void RmaClaimer::release() {
   State& s = *state_;
   if (s.released) return;
+  // The root alone publishes: once it is done claiming, the ranks waiting for more must end.
+  if (s.open() && s.rank == s.root) close();
   s.released = true;
   s.last_seen = std::max(s.last_seen, s.total);
+  s.held = Tickets();
   if (s.by_message) {
     const std::uint64_t request[2] = {kRelease, 0};
     s.check(MPI_Send(request, 2, MPI_UINT64_T, s.root, kRequestTag, s.own.get()), "MPI_Send");
+    // The root answers a take it holds back when this release reaches it, if not before.
+    if (s.take_outstanding) s.receive_reply(kTakeReplyTag);
+    s.take_outstanding = false;
   }
   if (s.rank == s.root) {
     // Blocking receives: the root has nothing else to do until every rank is done claiming.
@@ -545,59 +510,31 @@ std::uint64_t RmaClaimer::State::counter_op(std::uint64_t operand, MPI_Op op) {
   return old;
 }
 
-std::uint64_t RmaClaimer::State::request(Op op, std::uint64_t count) {
-  if (released) throw ClaimError("RmaClaimer at rank " + std::to_string(rank) + ": used after release()");
-  const std::uint64_t message[2] = {op, count};
-  check(MPI_Send(message, 2, MPI_UINT64_T, root, kRequestTag, own.get()), "MPI_Send");
-  MPI_Status status;
-  check(MPI_Probe(root, kReplyTag, own.get(), &status), "MPI_Probe");
-  int bytes = 0;
-  check(MPI_Get_count(&status, MPI_BYTE, &bytes), "MPI_Get_count");
-  reply.resize(static_cast<std::size_t>(bytes));
-  check(MPI_Recv(reply.data(), bytes, MPI_BYTE, root, kReplyTag, own.get(), MPI_STATUS_IGNORE), "MPI_Recv");
-  if (reply.size() < kWord) throw ClaimError("RmaClaimer: a reply of the root is shorter than its header");
-  std::uint64_t first = 0;
-  std::memcpy(&first, reply.data(), kWord);
-  return first;
+// The limit word beside the counter, the same way (only the root touches it without a window).
+std::uint64_t RmaClaimer::State::limit_op(std::uint64_t operand, MPI_Op op) {
+  if (counter_by_message) {
+    const std::uint64_t old = local_limit;
+    if (op == MPI_SUM) local_limit += operand;
+    if (op == MPI_BOR) local_limit |= operand;
+    return old;
+  }
+  std::uint64_t old = 0;
+  counter.fetch_and_op(&operand, &old, MPI_UINT64_T, root, limit_disp, op);
+  counter.flush(root);
+  return old;
 }
 
-void RmaClaimer::State::answer(int source, const std::uint64_t (&message)[2]) {
-  const auto op = static_cast<Op>(message[0]);
-  if (op == kRelease) {
-    ++releases;
-    return;
-  }
-  std::uint64_t value = 0;
-  reply.resize(kWord);
-  if (op == kTake) {
-    const std::uint64_t count = std::min(message[1], total);
-    value = counter_op(count, MPI_SUM);
-    if (value < total) {
-      const std::uint64_t last = std::min(value + count, total);
-      const std::size_t entries = (last - value + 1) * sizeof(Entry);
-      const std::uint64_t begin = table[value].offset;
-      const std::uint64_t bytes = table[last].offset - begin;
-      if (kWord + entries + bytes > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
-        throw ClaimError("RmaClaimer: a chunk of " + std::to_string(last - value) + " elements holds " +
-                         std::to_string(bytes) +
-                         " bytes, too many for one reply of the two-sided path; "
-                         "lower the largest chunk (--chunk-max)");
-      }
-      reply.resize(kWord + entries + bytes);
-      std::memcpy(reply.data() + kWord, table + value, entries);
-      if (bytes > 0) std::memcpy(reply.data() + kWord + entries, data + begin, bytes);
-    }
-  } else if (op == kRead) {
-    value = counter_op(0, MPI_NO_OP);
-  } else if (op == kExhaust) {
-    value = counter_op(kExhaustedMark, MPI_MAX);
-  } else {
-    throw ClaimError("RmaClaimer at the root: unknown request " + std::to_string(message[0]) + " from rank " +
-                     std::to_string(source));
-  }
-  std::memcpy(reply.data(), &value, kWord);
-  check(MPI_Send(reply.data(), static_cast<int>(reply.size()), MPI_BYTE, source, kReplyTag, own.get()),
-        "MPI_Send");
+std::uint64_t RmaClaimer::State::read_limit() {
+  last_limit = limit_op(0, MPI_NO_OP);
+  // The slots below the limit were written before it was raised: our loads of them come after.
+  if (shared && rank != root) shared.sync();
+  return last_limit;
+}
+
+std::uint64_t RmaClaimer::State::claimed_so_far() {
+  const std::uint64_t tickets = counter_op(0, MPI_NO_OP);
+  if (!open() || tickets >= kExhaustedMark) return tickets;
+  return std::min(tickets, rank == root ? published : read_limit() & kCountMask);
 }
 
 bool RmaClaimer::State::take(std::uint64_t count, Claim& out) {
@@ -607,7 +544,7 @@ bool RmaClaimer::State::take(std::uint64_t count, Claim& out) {
   }
   // Never add more than total: failed claims then cannot wrap the counter around.
   count = std::min(count, total);
-  if (by_message) return take_by_message(count, out);
+  if (by_message) return take_by_message(count, out, /*block=*/true) == ClaimStatus::claimed;
   std::uint64_t first = 0;
   if (counter_by_message || message_claimers > 0) {
     // The root of a two-sided claimer answers the others before it takes for itself.
@@ -628,22 +565,6 @@ bool RmaClaimer::State::take(std::uint64_t count, Claim& out) {
   } else {
     read_remote(first, last, out);
   }
-  return true;
-}
-
-// One request, one reply: {first}, then the chunk's table entries and bytes.
-bool RmaClaimer::State::take_by_message(std::uint64_t count, Claim& out) {
-  const std::uint64_t first = request(kTake, count);
-  last_seen = std::max(last_seen, saturating_add(first, count));
-  if (first >= total) {
-    clear(out);
-    return false;
-  }
-  const std::size_t n = std::min(first + count, total) - first;
-  scratch.resize(n + 1);
-  std::memcpy(scratch.data(), reply.data() + kWord, (n + 1) * sizeof(Entry));
-  const std::uint64_t bytes = chunk_index(scratch.data(), n, out).second;
-  out.elements.data.assign(reply.data() + kWord + (n + 1) * sizeof(Entry), bytes);
   return true;
 }
 

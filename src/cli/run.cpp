@@ -23,6 +23,7 @@ struct RunArgs {
   std::uint64_t chunk_min = 1;
   std::uint64_t chunk_max = 1024;
   bool no_progress = false;
+  std::string progress;  // --progress, else MPMUX_PROGRESS, else auto
   double progress_interval = 10.0;
   bool root_works = false;
   bool rerun_failed = false;
@@ -49,6 +50,19 @@ bool under_mpi_launcher() {
                           "MPI_LOCALNRANKS"})
     if (const char* v = std::getenv(var); v && *v) return true;
   return false;
+}
+
+// --progress, else MPMUX_PROGRESS, else auto; the error names where a bad value came from.
+ProgressOutput progress_output(const RunArgs& args, bool& progress) {
+  const char* env = std::getenv("MPMUX_PROGRESS");
+  const bool given = !args.progress.empty();
+  const std::string value = given ? args.progress : env && *env ? env : "auto";
+  progress = !args.no_progress && value != "none";
+  if (value == "auto" || value == "none") return ProgressOutput::automatic;
+  if (value == "bar") return ProgressOutput::bar;
+  if (value == "lines") return ProgressOutput::lines;
+  throw UsageError(std::string(given ? "--progress" : "MPMUX_PROGRESS") + " '" + value +
+                   "': give auto, bar, lines or none");
 }
 
 // One task kind, and only the options that go with it.
@@ -79,7 +93,7 @@ RunnerOptions runner_options(const RunArgs& args) {
   }
   RunOptions& run = options.run;
   run.chunk = {args.chunk_min, args.chunk_max};
-  run.progress = !args.no_progress;
+  run.progress_output = progress_output(args, run.progress);
   run.progress_interval_s = args.progress_interval;
   run.root_works = args.root_works;
   run.rerun_failed = args.rerun_failed;
@@ -99,8 +113,10 @@ int cmd_run(const RunArgs& args) {
   const MuxId id = MuxId::parse(args.mux_id);
   check_owner(id.dir, args.allow_foreign_owner);
   check_owner(id.dir / "sessions" / id.session, args.allow_foreign_owner);
-  Runner runner(id, under_mpi_launcher() ? MPI_COMM_WORLD : MPI_COMM_NULL, runner_options(args));
-  if (runner.is_root() && !args.no_progress && !runner.claim_paths().empty()) {
+  RunnerOptions options = runner_options(args);
+  const bool progress = options.run.progress;
+  Runner runner(id, under_mpi_launcher() ? MPI_COMM_WORLD : MPI_COMM_NULL, std::move(options));
+  if (runner.is_root() && progress && !runner.claim_paths().empty()) {
     // Once, at the start: which way each window of the claimer went, and why when it fell back.
     std::vector<std::pair<std::string, std::string>> paths;
     std::string why;
@@ -152,9 +168,13 @@ Command add_run_command(CLI::App& app) {
   cmd->add_flag("--shell", args->shell, "Run the command with /bin/sh -c (values are quoted)");
   cmd->add_option("--chunk-min", args->chunk_min, "Smallest guided chunk")->capture_default_str();
   cmd->add_option("--chunk-max", args->chunk_max, "Largest guided chunk")->capture_default_str();
-  cmd->add_flag("--no-progress", args->no_progress, "No progress output");
-  cmd->add_option("--progress-interval", args->progress_interval,
-                  "Seconds between progress lines when stderr is not a terminal")
+  cmd->add_option("--progress", args->progress,
+                  "auto (default, or MPMUX_PROGRESS): a bar where the user's terminal is, also "
+                  "through mpirun or srun; plain lines in batch output")
+      ->type_name("auto|bar|lines|none");
+  cmd->add_flag("--no-progress", args->no_progress,
+                "No progress output: --progress none, whatever else says");
+  cmd->add_option("--progress-interval", args->progress_interval, "Seconds between progress lines")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--root-works", args->root_works, "Rank 0 processes elements too");

@@ -1,15 +1,17 @@
-// Progress of a run on the root rank's stderr: a redrawn bar on a terminal, a plain line every
-// `interval` seconds when stderr is a file (Slurm output).
+// Progress of a run on the root rank's stderr: a redrawn bar where the user's terminal is at the
+// end of it (run/terminal.hpp), a plain line every `interval` seconds otherwise (Slurm output).
 #pragma once
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 
+#include "run/terminal.hpp"
+
 namespace mpmux::run {
 
 class ProgressPrinter {
  public:
-  ProgressPrinter(std::uint64_t total, double interval_s, std::FILE* out = stderr);
+  ProgressPrinter(std::uint64_t total, double interval_s, ProgressDisplay display, std::FILE* out = stderr);
   /// Cheap to call often: draws only when due.
   void update(std::uint64_t done, std::uint64_t failed);
   /// Draws the final state and ends the line.
@@ -20,7 +22,9 @@ class ProgressPrinter {
   using Clock = std::chrono::steady_clock;
   std::uint64_t total_;
   std::FILE* out_;
-  bool tty_;
+  ProgressDisplay display_;
+  bool bar_;
+  bool drawn_ = false;  // a bar line is on the screen (the whole-line redraw moves up over it)
   Clock::duration interval_;
   Clock::time_point start_, last_;
 };

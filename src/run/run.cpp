@@ -105,6 +105,12 @@ struct Run::State {
   bool first_pass = true;
   bool store_ended = false;  // the participant has nothing more to claim
   std::uint64_t handed_here = 0;  // elements this rank got from try_next
+  // MPI: the first pass is an open hand-out (RmaClaimer HandOut::published) that the root feeds
+  // with the participant's batches, refilled before the ranks run dry.
+  bool published_first = false;
+  std::vector<std::uint64_t> first_pass_indices;  // root: the element index at each position
+  std::uint64_t last_batch = 0;                   // elements of the last batch published
+  Clock::time_point last_refill;
   MuxId id;
   std::string host = hostname();
   std::uint32_t pid = static_cast<std::uint32_t>(::getpid());
@@ -170,6 +176,8 @@ struct Run::State {
   void write_status();
   std::string about();
   bool refill_local();
+  void refill_published();
+  bool claim_published();
   void commit_batches();
   void end_participation();
   void note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags);
@@ -270,16 +278,21 @@ void Run::State::start_pass(std::vector<std::uint64_t> tags) {
     pass_base = summary.done + summary.failed;
     return;
   }
+  const bool open = first_pass && published_first;
   ElementBuffer elements;
   if (is_root() && !tags.empty()) {
     std::vector<std::uint64_t> indices(tags.size());
     for (std::size_t k = 0; k < tags.size(); ++k) indices[k] = tags[k] & kMaxIndex;
-    auto lock = hdf5_lock();
-    elements = set->read_subset(indices);
+    {
+      auto lock = hdf5_lock();
+      elements = set->read_subset(indices);
+    }
+    if (open) first_pass_indices = std::move(indices);
   }
   claimer.reset();  // collective
   claimer = std::make_unique<RmaClaimer>(comm, options.root, std::move(tags), std::move(elements), options.chunk,
-                                         claimers);
+                                         claimers, open ? HandOut::published : HandOut::all_at_once);
+  if (open && is_root()) refill_published();
   chunk = Claim();
   next_in_chunk = 0;
   passes_done = 0;
@@ -289,8 +302,8 @@ void Run::State::start_pass(std::vector<std::uint64_t> tags) {
 // Collective, at the end of a pass: the root, having every worker's outcomes, decides whether a
 // pass of retries follows.
 bool Run::State::next_pass() {
-  first_pass = false;
   if (local) {
+    first_pass = false;
     if (stop_since || journal_broken || retry_tags.empty()) return false;
     std::sort(retry_tags.begin(), retry_tags.end());
     std::vector<std::uint64_t> tags;
@@ -321,6 +334,7 @@ bool Run::State::next_pass() {
   }
   check_mpi(MPI_Bcast(header, 2, MPI_UINT64_T, options.root, comm), "MPI_Bcast", rank);
   if (header[1] && !stop_since) stop("stopped on another rank");
+  first_pass = false;  // the root fed the open hand-out until every rank ended the pass
   if (header[0] == 0) return false;
   std::vector<std::uint64_t> tags;
   if (is_root()) tags.swap(retry_tags);
@@ -382,6 +396,7 @@ void Run::State::journal_records(std::string_view records) {
 }
 
 bool Run::State::poll() {
+  refill_published();
   // Two-sided claims first: a worker waits for each answer, an outcome waits for nothing.
   bool got = claimer && claimer->serve() > 0;
   while (auto status = bcomm->iprobe(bmpi::any_source, bmpi::any_tag)) {
@@ -527,6 +542,55 @@ bool Run::State::refill_local() {
   return true;
 }
 
+// Root, MPI: publishes the participant's next batches into the open hand-out while less than
+// about one batch (and at least two chunks per worker) is left for the ranks; closes it when the
+// store has nothing more to give, so that the ranks end their pass.
+void Run::State::refill_published() {
+  if (!published_first || !first_pass || !is_root() || !participant || store_ended || !claimer || stop_since)
+    return;
+  // The root's loop polls every few microseconds; the counter is looked at twice a millisecond.
+  const auto now = Clock::now();
+  if (now - last_refill < std::chrono::microseconds(500)) return;
+  last_refill = now;
+  const std::uint64_t published = claimer->published();
+  const std::uint64_t left = published - std::min(claimer->claimed(), published);
+  const std::uint64_t want =
+      std::max<std::uint64_t>(2 * static_cast<std::uint64_t>(claimers) * options.chunk.min, last_batch);
+  std::vector<std::uint64_t> positions;
+  while (left + positions.size() < want) {
+    std::vector<run::PendingElement> got;
+    const auto status = participant->claim(got);
+    if (status == run::SessionParticipant::ClaimStatus::claimed) {
+      for (const run::PendingElement& e : got)
+        positions.push_back(static_cast<std::uint64_t>(
+            std::lower_bound(first_pass_indices.begin(), first_pass_indices.end(), e.index) -
+            first_pass_indices.begin()));
+      last_batch = got.size();
+      continue;
+    }
+    if (status == run::SessionParticipant::ClaimStatus::ended) store_ended = true;
+    break;
+  }
+  if (!positions.empty()) claimer->publish(positions);
+  if (store_ended) claimer->close();
+  commit_batches();  // batches that had nothing left to do
+}
+
+// Root, MPI, open hand-out: the root must not block in claim(), as it alone publishes.
+bool Run::State::claim_published() {
+  auto idle = std::chrono::microseconds(20);
+  for (;;) {
+    refill_published();
+    const ClaimStatus status = claimer->try_claim(chunk);
+    if (status == ClaimStatus::claimed) return true;
+    if (status == ClaimStatus::ended) return false;
+    if (!poll()) {
+      std::this_thread::sleep_for(idle);
+      idle = std::min<std::chrono::microseconds>(idle * 2, std::chrono::microseconds(2000));
+    }
+  }
+}
+
 // The end of this run's part: what it could not finish goes back to the store at once, and the
 // heartbeat goes away.
 void Run::State::end_participation() {
@@ -568,7 +632,9 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
     s.open_session();  // the first pass takes its elements from the participant's batches
     s.start_pass({});
     if (!s.participant) s.store_ended = true;
-    if (s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
+    if (s.options.progress)
+      s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s,
+                         run::progress_display(s.options.progress_output));
     s.opened = true;
     s.started = Clock::now();
     return;
@@ -597,8 +663,13 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
     MPI_Comm_free(&s.comm);
     throw;
   }
+  std::uint64_t published = s.is_root() && s.participant ? 1 : 0;
+  check_mpi(MPI_Bcast(&published, 1, MPI_UINT64_T, s.options.root, s.comm), "MPI_Bcast", s.rank);
+  s.published_first = published != 0;
   s.start_pass(std::move(tags));
-  if (s.is_root() && s.options.progress) s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s);
+  if (s.is_root() && s.options.progress)
+    s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s,
+                       run::progress_display(s.options.progress_output));
   if (s.is_root()) s.write_status();
   s.opened = true;
   s.started = Clock::now();
@@ -648,7 +719,9 @@ bool Run::try_next(WorkItem& item) {
       s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
     }
     s.next_in_chunk = 0;
-    if (!s.claimer->claim(s.chunk)) {
+    const bool claimed =
+        s.is_root() && s.published_first && s.first_pass ? s.claim_published() : s.claimer->claim(s.chunk);
+    if (!claimed) {
       s.chunk = Claim();
       if (!s.is_root() && s.claimer->exhausted() && !s.stop_since) s.stop("stopped on another rank");
       return false;

@@ -9,6 +9,10 @@ tests fail). They submit the batch templates of slurm/ with sbatch:
 - `scancel --batch --signal=USR1` to the batch script (what `#SBATCH --signal=B:USR1@N` does):
   the script passes it to the ranks, which drain; the script requeues the job, whose next run
   finishes the session; each element ran exactly once across the runs.
+- slurm/array.sbatch: the tasks of a job array run at once as participants of one session; each
+  element runs once, and more than one task did some.
+- slurm/chain.sh: jobs that each stop before their time limit follow one another (afterany)
+  until the session is done; the chain then ends by itself.
 """
 import os
 import re
@@ -249,6 +253,84 @@ class SlurmTest(TempDirTest):
         self.assertEqual((st["done"], st["failed"]), (n, 0), st)
         self.assertEqual(sorted(i for i, _ in log_entries(self.log)), list(range(n)),
                          "each element exactly once")
+
+
+    def elements_by_process(self, path):
+        """Lines 'INDEX PID' that tasks appended (PID: the mpmux process that ran the task)."""
+        out = []
+        if os.path.exists(path):
+            with open(path) as f:
+                out = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+        return out
+
+    def wait_gone(self, name, timeout):
+        """Waits until no job named NAME is pending or running; returns squeue's last lines."""
+        end = time.monotonic() + timeout
+        while True:
+            p = run("squeue", "-h", "-n", name, "-o", "%i %T")
+            if p.returncode == 0 and not p.stdout.strip():
+                return
+            if time.monotonic() > end:
+                raise AssertionError(f"jobs named {name} still queued after {timeout} s:\n{p.stdout}")
+            time.sleep(0.5)
+
+    def test_array_tasks_work_through_one_session_together(self):
+        n = 80
+        _, mux_id = self.new_session("--range", n)
+        task = f"sh -c 'sleep 0.25; echo {{#}} $PPID >> {self.log}'"
+        out = os.path.join(self.tmp, "array-%A_%a.out")
+        # One task per array element: each is a run of one rank, and two fit the node at once.
+        cmd = ["sbatch", "--parsable", "--array=1-3", "--ntasks=1", "--time=5", f"--output={out}",
+               f"--chdir={self.tmp}", os.path.join(SOURCE, "slurm", "array.sbatch"), mux_id, "--exec", task,
+               "--progress-interval", "10"]
+        p = run(*cmd, env=dict(ENV, MPMUX=MPMUX))
+        self.assertEqual(p.returncode, 0, f"{' '.join(cmd)}\n{p.stderr}")
+        job = p.stdout.strip().split(";")[0]
+        self.jobs.append(job)
+        self.wait_gone("mpmux-array", timeout=150)
+        texts = {t: self.output(out.replace("%A", job).replace("%a", str(t))) for t in (1, 2, 3)}
+        for t in (1, 2, 3):
+            info = job_info(f"{job}_{t}")
+            print(f"\narray task {job}_{t}: {info.get('JobState')} exit {info.get('ExitCode')}\n{texts[t]}",
+                  flush=True)
+            self.assertEqual((info.get("JobState"), info.get("ExitCode")), ("COMPLETED", "0:0"), texts[t])
+        ran = self.elements_by_process(self.log)
+        self.assertEqual(sorted(i for i, _ in ran), list(range(n)), "each element exactly once")
+        by_process = {}
+        for _, pid in ran:
+            by_process[pid] = by_process.get(pid, 0) + 1
+        print(f"elements per array task's mpmux process: {sorted(by_process.values())}", flush=True)
+        self.assertGreaterEqual(len(by_process), 2, "the array tasks did not share the session")
+        st = self.stat(mux_id)
+        self.assertEqual((st["done"], st["failed"], st["pending"]), (n, 0, 0), st)
+
+    def test_chain_submits_jobs_until_the_session_is_done(self):
+        # Each job has 60 s and stops 50 s before its end: about 10 s of 1 s elements on 2 ranks,
+        # so 40 elements take a few jobs, each submitted by the one before it.
+        n = 40
+        _, mux_id = self.new_session("--range", n)
+        task = f"sh -c 'sleep 1; echo {{#}} $PPID >> {self.log}'"
+        out = os.path.join(self.tmp, "chain-%j.out")
+        p = run(os.path.join(SOURCE, "slurm", "chain.sh"), mux_id, "--ntasks=2", "--time=1",
+                f"--output={out}", f"--chdir={self.tmp}", "--", "--exec", task, "--root-works",
+                "--grace", 50, "--estimate", 1, "--progress-interval", 10,
+                env=dict(ENV, MPMUX=MPMUX, MPMUX_CHAIN_MAX="8"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        first = p.stdout.strip()
+        self.assertRegex(first, r"^\d+$", p.stdout)
+        self.jobs.append(first)
+        self.wait_gone("mpmux-chain", timeout=400)
+        outputs = sorted(f for f in os.listdir(self.tmp) if f.startswith("chain-"))
+        texts = [self.output(os.path.join(self.tmp, f)) for f in outputs]
+        for f, text in zip(outputs, texts):
+            print(f"\n{f}:\n{text}", flush=True)
+        worked = [t for t in texts if "mpmux run: exit" in t]
+        self.assertGreaterEqual(len(worked), 2, "the session was done by one job: no chain to see")
+        self.assertTrue(any("mpmux run: exit 75" in t for t in worked), texts)
+        self.assertIn("mpmux run: exit 0", worked[-1])
+        ran = self.elements_by_process(self.log)
+        self.assertEqual(sorted(i for i, _ in ran), list(range(n)), "each element exactly once")
+        self.assertEqual(mpmux("done", mux_id).returncode, 0)
 
 
 if __name__ == "__main__":
