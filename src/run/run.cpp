@@ -163,6 +163,7 @@ struct Run::State {
 
   void stop(const std::string& reason);
   void lose_journal(const StoreError& e);
+  void lose_store(const StoreError& e);
   bool check_stop(bool starting_element = false);
   bool cancel_now();
   std::vector<std::uint64_t> open_session();
@@ -198,6 +199,13 @@ void Run::State::stop(const std::string& reason) {
 void Run::State::lose_journal(const StoreError& e) {
   journal_broken = true;
   summary.journal_failed = true;
+  stop(e.what());
+}
+
+// The session's store failed (full disk, unreachable): no batch can be claimed or committed, so
+// the run stops as on a journal error; its batches are taken over after the lease.
+void Run::State::lose_store(const StoreError& e) {
+  store_ended = true;
   stop(e.what());
 }
 
@@ -514,7 +522,13 @@ bool Run::State::refill_local() {
   if (local_tags.empty() && first_pass && participant && !store_ended) {
     std::vector<run::PendingElement> got;
     for (;;) {
-      const auto status = participant->claim(got);
+      run::SessionParticipant::ClaimStatus status;
+      try {
+        status = participant->claim(got);
+      } catch (const StoreError& e) {
+        lose_store(e);
+        return false;
+      }
       commit_batches();
       if (status == run::SessionParticipant::ClaimStatus::claimed) break;
       if (status == run::SessionParticipant::ClaimStatus::ended) {
@@ -559,7 +573,13 @@ void Run::State::refill_published() {
   std::vector<std::uint64_t> positions;
   while (left + positions.size() < want) {
     std::vector<run::PendingElement> got;
-    const auto status = participant->claim(got);
+    run::SessionParticipant::ClaimStatus status;
+    try {
+      status = participant->claim(got);
+    } catch (const StoreError& e) {
+      lose_store(e);
+      break;
+    }
     if (status == run::SessionParticipant::ClaimStatus::claimed) {
       for (const run::PendingElement& e : got)
         positions.push_back(static_cast<std::uint64_t>(
