@@ -13,6 +13,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev
   python3-h5py python3-numpy python3-mpi4py python3-pandas
   parallel libtbb-dev
+  chromium  # headless, loads `mpmux report` pages in tests/integration/test_report.py
   clang libfuzzer-14-dev clang-tidy
   clang-16 libclang-rt-16-dev
   slurmctld slurmd slurm-client munge libpmix-dev

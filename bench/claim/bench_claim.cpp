@@ -1,6 +1,7 @@
 // Claim + read of one element, chunk 1, on each path, each against its bare loop through the same
 // MPI component, measured in one run, taking turns:
 //   claimer (node-shared memory)      vs bare        (MPI_Fetch_and_op + MPI_Get, MPI_Win_allocate)
+//   claimer_published (open hand-out) vs bare        (and claimer_published_ratio= against claimer)
 //   claimer_remote (MPI_Get)          vs bare_remote (the same windows as the claimer's remote path)
 //   claimer_two_sided (MPMUX_CLAIM)   vs bare_two_sided (ADLB-style request/reply to rank 0)
 // Prints a table, the path each claimer took, and machine-readable lines (<contender>_us=,
@@ -116,7 +117,7 @@ int main(int argc, char** argv) {
   }
 
   using claim_bench::ClaimerPath;
-  std::vector<Contender> contenders = {{"bare", {}, ""}, {"claimer", {}, ""}};
+  std::vector<Contender> contenders = {{"bare", {}, ""}, {"claimer", {}, ""}, {"claimer_published", {}, ""}};
   if (o.remote) {
     contenders.push_back({"bare_remote", {}, ""});
     contenders.push_back({"claimer_remote", {}, ""});
@@ -127,9 +128,10 @@ int main(int argc, char** argv) {
     if (c.name == "bare") return claim_bench::bare_us(comm, o.claims, o.bytes);
     if (c.name == "bare_remote") return claim_bench::bare_remote_us(comm, o.claims, o.bytes);
     if (c.name == "bare_two_sided") return claim_bench::bare_two_sided_us(comm, o.claims, o.bytes);
-    const auto path = c.name == "claimer"          ? ClaimerPath::node_shared
-                      : c.name == "claimer_remote" ? ClaimerPath::remote
-                                                   : ClaimerPath::two_sided;
+    const auto path = c.name == "claimer"             ? ClaimerPath::node_shared
+                      : c.name == "claimer_published" ? ClaimerPath::published
+                      : c.name == "claimer_remote"    ? ClaimerPath::remote
+                                                      : ClaimerPath::two_sided;
     return claim_bench::claimer_us(comm, o.claims, o.bytes, path, &c.path);
   };
   // One untimed warm-up round, then the contenders take turns in every repetition.
@@ -159,8 +161,9 @@ int main(int argc, char** argv) {
                 "path");
     for (const auto& c : contenders) {
       const auto [lo, hi] = std::minmax_element(c.us.begin(), c.us.end());
-      // Each claimer against the bare loop of its own path.
-      const std::string base = c.name.rfind("claimer", 0) == 0 ? "bare" + c.name.substr(7) : c.name;
+      // Each claimer against the bare loop of its own path (the open hand-out: node-shared).
+      std::string base = c.name.rfind("claimer", 0) == 0 ? "bare" + c.name.substr(7) : c.name;
+      if (c.name == "claimer_published") base = "bare";
       std::printf("%-18s %10.3f %10.3f %10.3f %8.2f  %s\n", c.name.c_str(), c.median(), *lo, *hi,
                   c.median() / median_of(base), c.path.c_str());
     }
@@ -170,6 +173,7 @@ int main(int argc, char** argv) {
       if (!c.path.empty()) std::printf("%s_path=%s\n", c.name.c_str(), c.path.c_str());
     }
     std::printf("claimer_ratio=%.3f\n", median_of("claimer") / median_of("bare"));
+    std::printf("claimer_published_ratio=%.3f\n", median_of("claimer_published") / median_of("claimer"));
     if (o.remote)
       std::printf("claimer_remote_ratio=%.3f\n", median_of("claimer_remote") / median_of("bare_remote"));
     std::printf("claimer_two_sided_ratio=%.3f\n",

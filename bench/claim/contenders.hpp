@@ -23,11 +23,13 @@ double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_b
 /// the element's bytes (blocking MPI_Recv from any source, MPI_Send).
 double bare_two_sided_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes);
 
-enum class ClaimerPath { node_shared, remote, two_sided };
+enum class ClaimerPath { node_shared, remote, two_sided, published };
 
 /// mpmux::RmaClaimer::claim with chunk 1: reading the node-shared memory, through MPI_Get
 /// (MPMUX_RMA_NO_SHARED=1 on rank 1; two-sided when the MPI has no one-sided way), or with every
-/// window forced two-sided (MPMUX_CLAIM=two-sided). `paths` gets the claimer's paths on rank 0.
+/// window forced two-sided (MPMUX_CLAIM=two-sided); published: node-shared memory with the open
+/// hand-out (HandOut::published), everything published before the claims start. `paths` gets the claimer's
+/// paths on rank 0.
 double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, ClaimerPath path,
                   std::string* paths = nullptr);
 

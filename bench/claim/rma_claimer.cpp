@@ -1,5 +1,5 @@
 // mpmux's claimer with chunk 1: one MPI_Fetch_and_op + MPI_Win_flush and a read of the element,
-// or one request and reply on the two-sided path.
+// or one request and reply on the two-sided path; with the open hand-out, a read of the slot too.
 #include "mpmux/rma_claimer.hpp"
 
 #include <cstdlib>
@@ -28,9 +28,18 @@ double claimer_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes
   }
   if (path == ClaimerPath::remote && rank == 1) setenv("MPMUX_RMA_NO_SHARED", "1", 1);
   if (path == ClaimerPath::two_sided) setenv("MPMUX_CLAIM", "two-sided", 1);
-  mpmux::RmaClaimer claimer(comm, 0, std::move(pending), std::move(elements), mpmux::ChunkPolicy{1, 1}, 1);
+  const bool open = path == ClaimerPath::published;
+  mpmux::RmaClaimer claimer(comm, 0, std::move(pending), std::move(elements), mpmux::ChunkPolicy{1, 1}, 1,
+                            open ? mpmux::HandOut::published : mpmux::HandOut::all_at_once);
   unsetenv("MPMUX_RMA_NO_SHARED");
   unsetenv("MPMUX_CLAIM");
+  if (open && rank == 0) {
+    // Everything published before rank 1 starts: the cost measured is the slot read per claim.
+    std::vector<std::uint64_t> positions(claims);
+    for (std::uint64_t i = 0; i < claims; ++i) positions[i] = i;
+    claimer.publish(positions);
+    claimer.close();
+  }
   if (paths != nullptr) {
     paths->clear();
     for (const auto& p : claimer.paths()) *paths += (paths->empty() ? "" : ", ") + p.window + " " + p.path;

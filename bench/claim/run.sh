@@ -10,7 +10,8 @@
 #      against mpi4py.futures MPIPoolExecutor.map(identity, chunksize=1), 2 ranks;
 #   3. wall time per element of `mpmux run --exec true` with 2 workers (mpirun -n 3: rank 0
 #      coordinates) against GNU parallel's per job with `parallel -j 2 true`.
-# Ends with claim_vs_bare_ratio=, elements_per_s_vs_mpi4py_ratio=, exec_vs_gnu_parallel_ratio=.
+# Ends with claim_vs_bare_ratio=, claim_published_vs_all_at_once_ratio= (the open hand-out's
+# claim against today's, node-shared), elements_per_s_vs_mpi4py_ratio=, exec_vs_gnu_parallel_ratio=.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
@@ -75,6 +76,12 @@ for transport in defaults osc-pt2pt btl-tcp; do
     [ -n "$b" ] && [ "$b" != 0 ] && awk -v a="$a" -v b="$b" -v k="claim${path}_vs_bare_ratio_${transport//-/_}" \
       'BEGIN { printf "%s=%.2f\n", k, a / b }'
   done
+done
+for transport in defaults osc-pt2pt btl-tcp; do
+  a=$(median "$transport: claimer_published ")
+  b=$(median "$transport: claimer (")
+  [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" -v k="claim_published_vs_all_at_once_ratio_${transport//-/_}" \
+    'BEGIN { printf "%s=%.2f\n", k, a / b }'
 done
 awk -v a="$(median 'Multiplexer')" -v b="$(median 'mpi4py')" 'BEGIN { printf "elements_per_s_vs_mpi4py_ratio=%.1f\n", a / b }'
 awk -v a="$(median 'mpmux run')" -v b="$(median 'GNU parallel')" 'BEGIN { printf "exec_vs_gnu_parallel_ratio=%.3f\n", a / b }'

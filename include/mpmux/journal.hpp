@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,9 @@
 namespace mpmux {
 
 class Session;
+namespace store {
+class JournalUpload;
+}
 
 enum class RecordType : std::uint8_t {
   header = 1,  // first record of every journal file: session id, host, pid
@@ -70,6 +74,11 @@ MPMUX_EXPORT std::uint32_t crc32c_portable(const void* data, std::size_t n, std:
 ///   `commit_interval_s` given (the bound before any record).
 /// A record is durable once flush() has returned after it was appended, or once a sync() that
 /// did fdatasync (see syncs()) has returned. append() makes no system call. Not thread-safe.
+///
+/// Of a session on Azure Blob storage, the journal is written to the local mirror as above and
+/// copied to the append blob journal/<name>.mjl of Session::store_url() by a thread of its own
+/// (store/journal_upload.hpp); flush() also waits until the blob holds every byte written, sync()
+/// never waits on it.
 class MPMUX_EXPORT JournalWriter {
  public:
   /// Creates DIR/journal/<host>-<pid>-<time>.mjl with its header record; the file and its
@@ -102,8 +111,9 @@ class MPMUX_EXPORT JournalWriter {
   void sync();
   /// The fdatasync interval in force now, in seconds (see the class comment).
   double commit_interval() const;
-  /// Writes and fdatasyncs now. Throws StoreError on a write error (full disk...); the records
-  /// not written stay buffered, so a later flush() can still make them durable.
+  /// Writes and fdatasyncs now (and waits for the blob of a remote session). Throws StoreError on
+  /// a write error (full disk...); the records not written stay buffered, so a later flush() can
+  /// still make them durable.
   void flush();
   /// After a write error: drops what is buffered (never acknowledged) and closes the file, so
   /// the journal on disk is exactly what was acknowledged. Appending afterwards is an error.
@@ -135,6 +145,10 @@ class MPMUX_EXPORT JournalWriter {
   bool unsynced_ = false;  // bytes written since the last fdatasync
   bool fsync_ = true;
   std::function<std::int64_t()> clock_;
+  std::unique_ptr<store::JournalUpload> upload_;  // of a session on Azure Blob storage
+  JournalWriter(const std::filesystem::path& journal_dir, std::string_view session_id, std::string_view host,
+                std::uint32_t pid, double commit_interval_s, const std::string& upload_url);
+  void commit();  // write and fdatasync
   void write_buffer();
   void note_duration(std::int64_t t_start, std::int64_t t_end);
   std::int64_t commit_interval_ns() const;
@@ -167,6 +181,7 @@ struct MPMUX_EXPORT SessionState {
   std::vector<ElementStatus> status;    // per element
   std::vector<std::uint32_t> attempts;  // outcome records seen per element
   std::uint64_t done = 0, failed = 0;   // failed: failed for good (final flag), not done
+  std::uint64_t fenced = 0;             // done records set aside by the fenced rule
   std::uint64_t torn_bytes = 0;
 
   /// Indices to hand out: pending ones, and failed ones when `include_failed`.
@@ -175,18 +190,22 @@ struct MPMUX_EXPORT SessionState {
 
 /// Folds every journal (*.mjl) of the session. A done record makes an element done whatever else
 /// was recorded for it; a failed record with the kFinal flag makes it failed unless a done
-/// exists; attempts counts done and failed records. Reads the journals through the same fold as
-/// read_results(), in memory bounded but for the per-element vectors returned. Throws StoreError
-/// for a corrupt journal, one of another session, or a record naming an index >= total.
+/// exists; attempts counts done and failed records. When the session's store holds committed
+/// batches (runs across participants), the done record of an element's batch winner decides and
+/// its other done records are fenced (docs/design.md "The fenced rule"). Reads the journals
+/// through the same fold as read_results(), in memory bounded but for the per-element vectors
+/// returned. Throws StoreError for a corrupt journal, one of another session, or a record naming
+/// an index >= total.
 MPMUX_EXPORT SessionState read_session_state(const Session& session, bool cut_torn_tails = false);
-/// The same for the journals in `journal_dir` of session `session_id` with `total` elements.
+/// The same for the journals in `journal_dir` of session `session_id` with `total` elements,
+/// without committed batches (the fold of one participant).
 MPMUX_EXPORT SessionState read_session_state(const std::filesystem::path& journal_dir,
                                              std::string_view session_id, std::uint64_t total,
                                              bool cut_torn_tails = false);
 
 /// The counts of SessionState without its per-element vectors.
 struct MPMUX_EXPORT SessionCounts {
-  std::uint64_t total = 0, done = 0, failed = 0, torn_bytes = 0;
+  std::uint64_t total = 0, done = 0, failed = 0, fenced = 0, torn_bytes = 0;
 };
 /// The counts of read_session_state(session), read in memory bounded whatever the session's
 /// size (what `mpmux stat` and `mpmux done` need). Throws as read_session_state.

@@ -133,7 +133,8 @@ class MPMUX_EXPORT RmaClaimer {
   /// Root, HandOut::published: nothing more will be published; ranks waiting beyond the last
   /// published position end. Repeating it does nothing.
   void close();
-  /// Root: the number of positions published so far (total() with HandOut::all_at_once).
+  /// Root: the number of positions published so far (total() with HandOut::all_at_once); on
+  /// other ranks, the count this rank last read.
   std::uint64_t published() const;
 
   /// Ends the hand-out early: every later claim, on any rank, fails (the counter is raised to a
@@ -162,7 +163,9 @@ class MPMUX_EXPORT RmaClaimer {
   /// does not publish: osc/pt2pt serves the others' reads of its region only while it calls MPI.
   std::size_t serve();
   /// Collective: this rank is done claiming (later claims fail); returns once every rank called
-  /// it, the root answering requests until then. The destructor calls it when nobody did.
+  /// it, the root answering requests until then. The destructor calls it when nobody did. With
+  /// HandOut::published the root's release closes the hand-out first (nothing can be published
+  /// after it, and the ranks that wait must reach their own release).
   void release();
 
  private:

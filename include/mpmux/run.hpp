@@ -159,8 +159,9 @@ namespace detail {
 MPMUX_EXPORT std::int64_t unix_ns();
 }  // namespace detail
 
-/// Counts of a session read from its journals; `running` comes from the live coordinator's
-/// status file when it was updated within the last 30 seconds.
+/// Counts of a session read from its journals with the committed batches of its store; what
+/// the live participants hold (running, claimed), their rates and the stale batches come from
+/// their heartbeats (advisory). Reads only: works for anyone who may read the session.
 MPMUX_EXPORT Stat session_stat(const Session& session);
 
 }  // namespace mpmux

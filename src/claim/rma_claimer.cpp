@@ -399,8 +399,9 @@ void RmaClaimer::publish(const std::vector<std::uint64_t>& positions) {
       continue;
     }
     for (std::size_t k = 0; k < i; ++k) s.is_published[positions[k]] = false;
-    throw ClaimError("RmaClaimer::publish: position " + std::to_string(p) +
-                     (p >= s.total ? " is not below total " + std::to_string(s.total) : " was published before"));
+    throw ClaimError(
+        "RmaClaimer::publish: position " + std::to_string(p) +
+        (p >= s.total ? " is not below total " + std::to_string(s.total) : " was published before"));
   }
   if (positions.empty()) return;
   // The slots first, made visible to the node's loads and to remote Gets, and only then the limit.

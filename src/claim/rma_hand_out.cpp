@@ -77,7 +77,7 @@ ClaimStatus RmaClaimer::State::claim_blocking(std::uint64_t count, Claim& out) {
 }
 
 std::uint64_t RmaClaimer::State::slot_position(const std::uint64_t* slot_values, std::uint64_t first,
-                                                std::size_t i) const {
+                                               std::size_t i) const {
   const std::uint64_t p = slot_values[i];
   if (p >= total) {
     throw ClaimError("RmaClaimer at rank " + std::to_string(rank) + ": slot " + std::to_string(first + i) +
@@ -91,7 +91,7 @@ namespace {
 
 // A run of consecutive positions starting at slot i: how many.
 std::size_t run_length(const std::uint64_t* slot_values, std::size_t i, std::size_t n, std::uint64_t p,
-                              std::uint64_t total) {
+                       std::uint64_t total) {
   std::size_t run = 1;
   while (i + run < n && p + run < total && slot_values[i + run] == p + run) ++run;
   return run;

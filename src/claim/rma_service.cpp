@@ -160,7 +160,8 @@ void RmaClaimer::State::send_take_reply(int source, std::uint64_t first, std::ui
       bytes = composed.elements.data.size();
     }
     if (kTakeHeader + entries + bytes > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
-      throw ClaimError("RmaClaimer: a chunk of " + std::to_string(n) + " elements holds " + std::to_string(bytes) +
+      throw ClaimError("RmaClaimer: a chunk of " + std::to_string(n) + " elements holds " +
+                       std::to_string(bytes) +
                        " bytes, too many for one reply of the two-sided path; "
                        "lower the largest chunk (--chunk-max)");
     }
@@ -196,7 +197,8 @@ ClaimStatus RmaClaimer::State::take_by_message(std::uint64_t count, Claim& out, 
   }
   receive_reply(kTakeReplyTag);
   take_outstanding = false;
-  if (reply.size() < kTakeHeader) throw ClaimError("RmaClaimer: a reply of the root is shorter than its header");
+  if (reply.size() < kTakeHeader)
+    throw ClaimError("RmaClaimer: a reply of the root is shorter than its header");
   std::uint64_t header[3] = {0, 0, 0};
   std::memcpy(header, reply.data(), kTakeHeader);
   const std::uint64_t first = header[0];

@@ -133,7 +133,7 @@ struct RmaClaimer::State {
   std::vector<bool> is_published;
   std::uint64_t* root_slots = nullptr;
   std::vector<claim::rma::Tickets> held_for;  // by rank
-  std::vector<bool> held_back;    // by rank: its take awaits publish or close
+  std::vector<bool> held_back;                // by rank: its take awaits publish or close
   std::size_t held_back_count = 0;
   Claim composed;  // root: a chunk being put into a reply
 
@@ -149,9 +149,9 @@ struct RmaClaimer::State {
   const claim::rma::Entry* table = nullptr;
   const std::uint64_t* slots = nullptr;
   const char* data = nullptr;
-  std::vector<claim::rma::Entry> scratch;                // the remote path's copy of a chunk's entries
+  std::vector<claim::rma::Entry> scratch;   // the remote path's copy of a chunk's entries
   std::vector<std::uint64_t> slot_scratch;  // the remote path's copy of a chunk's slots
-  std::vector<claim::rma::Run> runs;                     // the remote path's runs of consecutive positions
+  std::vector<claim::rma::Run> runs;        // the remote path's runs of consecutive positions
 
   // Two-sided paths. counter_by_message: the counter is root memory that only the root touches.
   bool counter_by_message = false;

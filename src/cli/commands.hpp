@@ -4,8 +4,11 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
+
+#include "mpmux/journal.hpp"
 
 namespace mpmux::cli {
 
@@ -29,6 +32,14 @@ void check_owner(const std::filesystem::path& dir, bool allowed);
 /// Adds --allow-foreign-owner to a command that writes into a mux directory.
 CLI::Option* add_allow_foreign_owner(CLI::App& cmd, bool& allowed);
 
+/// Refuses an -o FILE the user cannot write (a directory, a missing or read-only directory) before
+/// any work is done, with a UsageError naming `command` and the file; failures after this point
+/// (a full disk) are store errors.
+void check_output(const std::filesystem::path& file, std::string_view command);
+
+/// How an attempt ended, for people: "exit 3" or "signal 9 (SIGKILL)".
+std::string exit_status(const Outcome& outcome);
+
 /// "counter sm, elements (remote) two-sided": how a run's claimer serves each window.
 inline std::string claim_paths_text(const std::vector<std::pair<std::string, std::string>>& paths) {
   std::string text;
@@ -39,5 +50,6 @@ inline std::string claim_paths_text(const std::vector<std::pair<std::string, std
 Command add_run_command(CLI::App& app);      // run.cpp
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp
+Command add_report_command(CLI::App& app);   // report.cpp
 
 }  // namespace mpmux::cli

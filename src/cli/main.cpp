@@ -1,4 +1,4 @@
-// The mpmux command: new, session, run, stat, done, destroy.
+// The mpmux command: new, session, run, stat, results, report, done, destroy.
 // Exit codes: 0 all done; 1 some elements failed for good (or not done, for `done`);
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
@@ -46,10 +46,20 @@ std::filesystem::path mux_dir_of(const std::string& arg) {
   return std::filesystem::absolute(store::local_path_of(arg, "MUX_DIR"));
 }
 
+bool is_az(const std::string& arg) { return store::url_scheme(arg) == "az"; }
+
+// An az:// mux, given as its URL or as a mux id of one of its sessions.
+std::string remote_mux_of(const std::string& arg) {
+  if (arg.find('#') != std::string::npos) return MuxId::parse(arg).remote;
+  return remote_mux_url(arg, "MUX_DIR");
+}
+
 int cmd_new(const std::string& root_arg, const std::string& from, const std::string& format,
             const std::string& encoding_name, const std::vector<std::string>& grid, std::uint64_t range,
             bool range_given, const std::string& tag) {
-  const std::filesystem::path root = store::local_path_of(root_arg, "ROOT");
+  const std::filesystem::path root = is_az(root_arg)
+                                         ? std::filesystem::path()
+                                         : std::filesystem::path(store::local_path_of(root_arg, "ROOT"));
   const int sources = !from.empty() + !grid.empty() + range_given;
   if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
   const TextEncoding encoding = text_encoding_from_string(encoding_name);
@@ -78,15 +88,18 @@ int cmd_new(const std::string& root_arg, const std::string& from, const std::str
   } else {
     parsed = make_range(range);
   }
-  std::cout << create_mux(root, parsed, tag).string() << '\n';
+  std::cout << (is_az(root_arg) ? create_remote_mux(root_arg, parsed, tag)
+                                : create_mux(root, parsed, tag).string())
+            << '\n';
   return 0;
 }
 
 int cmd_done(const std::string& mux_id) {
-  const Stat st = session_stat(Session::open(MuxId::parse(mux_id)));
-  std::printf("%llu of %llu elements done\n", static_cast<unsigned long long>(st.done),
-              static_cast<unsigned long long>(st.total));
-  return st.done == st.total ? 0 : kExitFailed;
+  // The counts alone: the participants' heartbeats do not change what is done.
+  const SessionCounts counts = read_session_counts(Session::open(MuxId::parse(mux_id)));
+  std::printf("%llu of %llu elements done\n", static_cast<unsigned long long>(counts.done),
+              static_cast<unsigned long long>(counts.total));
+  return counts.done == counts.total ? 0 : kExitFailed;
 }
 
 }  // namespace
@@ -101,7 +114,9 @@ int main(int argc, char** argv) try {
   std::vector<std::string> grid;
   std::uint64_t range = 0;
   auto* new_cmd = app.add_subcommand("new", "Store an element set; prints the mux directory");
-  new_cmd->add_option("ROOT", root, "Directory under which the mux directory is made")->required();
+  new_cmd
+      ->add_option("ROOT", root, "Directory, or az://ACCOUNT/CONTAINER[/PREFIX], under which the mux is made")
+      ->required();
   new_cmd->add_option("--from", from, "CSV (with a header) or JSON Lines file, or FILE.h5:/DATASET");
   new_cmd->add_option("--format", format, "Format of --from when its name does not tell")
       ->check(CLI::IsMember({"csv", "jsonl"}));
@@ -113,13 +128,15 @@ int main(int argc, char** argv) try {
 
   std::string dir;
   auto* session_cmd = app.add_subcommand("session", "Create a read session; prints its mux id");
-  session_cmd->add_option("MUX_DIR", dir, "A directory printed by `mpmux new`")->required();
+  session_cmd->add_option("MUX_DIR", dir, "A mux printed by `mpmux new` (a directory or an az:// URL)")
+      ->required();
   bool allow_foreign_owner = false;
   add_allow_foreign_owner(*session_cmd, allow_foreign_owner);
 
   const Command run_cmd = add_run_command(app);
   const Command stat_cmd = add_stat_command(app);
   const Command results_cmd = add_results_command(app);
+  const Command report_cmd = add_report_command(app);
 
   std::string mux_id;
 
@@ -127,7 +144,7 @@ int main(int argc, char** argv) try {
   done_cmd->add_option("MUX_ID", mux_id)->required();
 
   auto* destroy_cmd = app.add_subcommand("destroy", "Remove a mux directory with all its sessions");
-  destroy_cmd->add_option("MUX_DIR", dir, "A mux directory or a mux id")->required();
+  destroy_cmd->add_option("MUX_DIR", dir, "A mux (directory or az:// URL) or a mux id")->required();
   add_allow_foreign_owner(*destroy_cmd, allow_foreign_owner);
 
   const auto subcommands = app.get_subcommands([](const CLI::App*) { return true; });
@@ -150,6 +167,10 @@ int main(int argc, char** argv) try {
 
   try {
     if (*new_cmd) return cmd_new(root, from, format, encoding, grid, range, range_opt->count() > 0, tag);
+    if (*session_cmd && is_az(dir)) {
+      std::cout << Session::create_remote(remote_mux_of(dir)).id().str() << '\n';
+      return 0;
+    }
     if (*session_cmd) {
       check_owner(mux_dir_of(dir), allow_foreign_owner);
       std::cout << Session::create(mux_dir_of(dir)).id().str() << '\n';
@@ -158,7 +179,12 @@ int main(int argc, char** argv) try {
     if (*run_cmd.app) return run_cmd.run();
     if (*stat_cmd.app) return stat_cmd.run();
     if (*results_cmd.app) return results_cmd.run();
+    if (*report_cmd.app) return report_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
+    if (*destroy_cmd && is_az(dir)) {
+      destroy_remote_mux(remote_mux_of(dir));
+      return 0;
+    }
     if (*destroy_cmd) {
       check_owner(mux_dir_of(dir), allow_foreign_owner);
       destroy_mux(mux_dir_of(dir));

@@ -17,14 +17,10 @@
 
 namespace mpmux::cli {
 
-namespace {
-
 namespace stdfs = std::filesystem;
 
-// Refuses an -o the user cannot write before any work is done, with a message naming it;
-// failures after this point (a full disk) are store errors.
-void check_output(const stdfs::path& file) {
-  const std::string name = "results: -o '" + file.string() + "'";
+void check_output(const stdfs::path& file, std::string_view command) {
+  const std::string name = std::string(command) + ": -o '" + file.string() + "'";
   std::error_code ec;
   if (stdfs::is_directory(file, ec)) throw UsageError(name + ": is a directory");
   const stdfs::path dir = file.parent_path().empty() ? stdfs::path(".") : file.parent_path();
@@ -32,6 +28,8 @@ void check_output(const stdfs::path& file) {
   if (::access(dir.c_str(), W_OK) != 0)
     throw UsageError(name + ": cannot write in '" + dir.string() + "': " + posix::error_text(errno));
 }
+
+namespace {
 
 int results_command(const std::string& mux_id, const std::string& format_name, const std::string& output,
                     bool allow_foreign_owner) {
@@ -42,7 +40,7 @@ int results_command(const std::string& mux_id, const std::string& format_name, c
     check_owner(id.dir / "sessions" / id.session, allow_foreign_owner);
   }
   const Session session = Session::open(id);
-  if (!output.empty()) check_output(output);
+  if (!output.empty()) check_output(output, "results");
   if (format == ResultsFormat::h5) {
     std::cout << stdfs::absolute(write_results_h5(session, output)).string() << '\n';
   } else if (!output.empty()) {

@@ -1,8 +1,10 @@
 // mpmux stat: the counts of a session, as a table or one JSON object; the table is followed by
-// the elements that failed for good, with their attempts, exit status and stderr tail.
+// the live participants, the batches waiting for a reclaim, and the elements that failed for
+// good, with their attempts, exit status and stderr tail.
 #include <signal.h>
 #include <string.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -18,6 +20,15 @@
 #include "store/utf8.hpp"
 
 namespace mpmux::cli {
+
+std::string exit_status(const Outcome& o) {
+  if (o.signal != 0) {
+    std::string text = "signal " + std::to_string(o.signal);
+    if (const char* abbrev = ::sigabbrev_np(o.signal)) text += std::string(" (SIG") + abbrev + ")";
+    return text;
+  }
+  return "exit " + std::to_string(o.exit_code);
+}
 
 namespace {
 
@@ -68,16 +79,6 @@ std::string last_line(std::string_view text) {
   return "";
 }
 
-// "exit 3" or "signal 9 (SIGKILL)".
-std::string exit_status(const Outcome& o) {
-  if (o.signal != 0) {
-    std::string text = "signal " + std::to_string(o.signal);
-    if (const char* abbrev = ::sigabbrev_np(o.signal)) text += std::string(" (SIG") + abbrev + ")";
-    return text;
-  }
-  return "exit " + std::to_string(o.exit_code);
-}
-
 // Streams the rows of the failed elements, so a session of any size is listed in bounded memory.
 void print_failures(const Session& session, bool all, bool verbose) {
   std::size_t failed = 0;
@@ -107,31 +108,132 @@ void print_failures(const Session& session, bool all, bool verbose) {
     std::printf("  ... and %zu more (mpmux stat --all lists them)\n", failed - kListedFailures);
 }
 
+// "45 s", "12 min 5 s", "3 h 20 min", "2 d 4 h".
+std::string duration_text(double seconds) {
+  const auto s = static_cast<unsigned long long>(std::llround(std::max(0.0, seconds)));
+  const auto two = [](unsigned long long a, const char* ua, unsigned long long b, const char* ub) {
+    return std::to_string(a) + " " + ua + (b ? " " + std::to_string(b) + " " + ub : std::string());
+  };
+  if (s < 60) return std::to_string(s) + " s";
+  if (s < 3600) return two(s / 60, "min", s % 60, "s");
+  if (s < 86400) return two(s / 3600, "h", s % 3600 / 60, "min");
+  return two(s / 86400, "d", s % 86400 / 3600, "h");
+}
+
+// "123", "120_3" for task 3 of array job 120, or "-" outside Slurm.
+std::string slurm_text(const ParticipantStat& p) {
+  if (!p.slurm_array_job_id.empty() && !p.slurm_array_task_id.empty())
+    return p.slurm_array_job_id + "_" + p.slurm_array_task_id;
+  return p.slurm_job_id.empty() ? "-" : p.slurm_job_id;
+}
+
+std::string rate_text(double rate) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, rate >= 100 ? "%.0f" : "%.1f", rate);
+  return buf;
+}
+
+nlohmann::ordered_json stat_json(const Stat& st) {
+  nlohmann::ordered_json j{{"total", st.total},     {"done", st.done},       {"failed", st.failed},
+                           {"running", st.running}, {"claimed", st.claimed}, {"pending", st.pending},
+                           {"fenced", st.fenced},   {"rate", st.rate}};
+  j["eta_s"] = st.eta_s < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(st.eta_s);
+  nlohmann::ordered_json participants = nlohmann::ordered_json::array();
+  for (const ParticipantStat& p : st.participants) {
+    nlohmann::ordered_json slurm;  // null outside Slurm
+    if (!p.slurm_job_id.empty()) slurm["job_id"] = p.slurm_job_id;
+    if (!p.slurm_array_job_id.empty()) slurm["array_job_id"] = p.slurm_array_job_id;
+    if (!p.slurm_array_task_id.empty()) slurm["array_task_id"] = p.slurm_array_task_id;
+    participants.push_back({{"id", p.id},
+                            {"host", p.host},
+                            {"pid", p.pid},
+                            {"slurm", std::move(slurm)},
+                            {"ranks", p.ranks},
+                            {"heartbeat_age_s", p.heartbeat_age_s},
+                            {"done", p.done},
+                            {"failed", p.failed},
+                            {"running", p.running},
+                            {"claimed", p.claimed},
+                            {"rate", p.rate}});
+  }
+  j["participants"] = std::move(participants);
+  nlohmann::ordered_json stale = nlohmann::ordered_json::array();
+  for (const StaleBatch& b : st.stale_batches)
+    stale.push_back({{"round", b.round},
+                     {"first", b.first},
+                     {"count", b.count},
+                     {"epoch", b.epoch},
+                     {"participant", b.participant}});
+  j["stale_batches"] = std::move(stale);
+  // Only while a run is live: how its claimer serves each window.
+  if (!st.claim_paths.empty()) {
+    nlohmann::ordered_json paths = nlohmann::ordered_json::object();
+    for (const auto& [window, path] : st.claim_paths) paths[window] = path;
+    j["claim_paths"] = std::move(paths);
+  }
+  return j;
+}
+
+void print_participants(const std::vector<ParticipantStat>& participants) {
+  std::vector<std::vector<std::string>> rows{{"participant", "host", "slurm", "ranks", "heartbeat", "done",
+                                              "failed", "running", "claimed", "rate/s"}};
+  for (const ParticipantStat& p : participants)
+    rows.push_back({printable(p.id), printable(p.host.empty() ? "-" : p.host), printable(slurm_text(p)),
+                    std::to_string(p.ranks), duration_text(p.heartbeat_age_s) + " ago",
+                    std::to_string(p.done), std::to_string(p.failed), std::to_string(p.running),
+                    std::to_string(p.claimed), rate_text(p.rate)});
+  std::vector<std::size_t> width(rows[0].size(), 0);
+  for (const auto& row : rows)
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::printf("\nparticipants:\n");
+  for (const auto& row : rows) {
+    std::string line = " ";
+    // Names to the left, numbers to the right.
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      line += " " + (c < 3 ? row[c] + pad : pad + row[c]);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+void print_stale_batches(const std::vector<StaleBatch>& stale) {
+  std::printf("\nstale batches (waiting for a reclaim):\n");
+  for (const StaleBatch& b : stale) {
+    const std::string owner = b.participant.empty() ? "released" : "owner " + printable(b.participant);
+    std::printf(
+        "  round %u  elements %llu-%llu (%llu)  epoch %llu  %s\n", b.round,
+        static_cast<unsigned long long>(b.first), static_cast<unsigned long long>(b.first + b.count - 1),
+        static_cast<unsigned long long>(b.count), static_cast<unsigned long long>(b.epoch), owner.c_str());
+  }
+}
+
 int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {
   const Session session = Session::open(MuxId::parse(mux_id));
   const Stat st = session_stat(session);
   if (json) {
-    nlohmann::ordered_json j{{"total", st.total},
-                             {"done", st.done},
-                             {"failed", st.failed},
-                             {"running", st.running},
-                             {"pending", st.pending}};
-    // Only while a run is live: how its claimer serves each window.
-    if (!st.claim_paths.empty()) {
-      nlohmann::ordered_json paths = nlohmann::ordered_json::object();
-      for (const auto& [window, path] : st.claim_paths) paths[window] = path;
-      j["claim_paths"] = std::move(paths);
-    }
-    std::cout << j.dump() << '\n';
+    std::cout << stat_json(st).dump() << '\n';
     return 0;
   }
+  const auto count = [](const char* name, std::uint64_t n) {
+    std::printf("%-8s %llu\n", name, static_cast<unsigned long long>(n));
+  };
   std::printf("mux id   %s\n", session.id().str().c_str());
-  std::printf("total    %llu\n", static_cast<unsigned long long>(st.total));
-  std::printf("done     %llu\n", static_cast<unsigned long long>(st.done));
-  std::printf("failed   %llu\n", static_cast<unsigned long long>(st.failed));
-  std::printf("running  %llu\n", static_cast<unsigned long long>(st.running));
-  std::printf("pending  %llu\n", static_cast<unsigned long long>(st.pending));
+  count("total", st.total);
+  count("done", st.done);
+  count("failed", st.failed);
+  count("running", st.running);
+  // What only participants across jobs have: shown when there is something to say.
+  if (!st.participants.empty() || st.claimed > 0) count("claimed", st.claimed);
+  count("pending", st.pending);
+  if (st.fenced > 0) count("fenced", st.fenced);
+  if (st.rate > 0)
+    std::printf("rate     %s elements/s, ETA %s\n", rate_text(st.rate).c_str(),
+                duration_text(st.eta_s).c_str());
   if (!st.claim_paths.empty()) std::printf("claims   %s\n", claim_paths_text(st.claim_paths).c_str());
+  if (!st.participants.empty()) print_participants(st.participants);
+  if (!st.stale_batches.empty()) print_stale_batches(st.stale_batches);
   // Outcomes are loaded only when something failed: the counts alone stay cheap.
   if (st.failed > 0) print_failures(session, all, verbose);
   return 0;
@@ -148,9 +250,11 @@ Command add_stat_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
-      "stat", "Counts of a session (total, done, failed, running, pending) and the elements that failed");
+      "stat",
+      "Counts of a session (total, done, failed, running, claimed, pending, fenced), its live participants, "
+      "stale batches, rate and ETA, and the elements that failed");
   cmd->add_option("MUX_ID", args->mux_id, "The session")->required();
-  cmd->add_flag("--json", args->json, "Only the counts, as one JSON object");
+  cmd->add_flag("--json", args->json, "The counts, participants and stale batches as one JSON object");
   cmd->add_flag("--all", args->all, "List every failed element (default: the first 20)");
   cmd->add_flag("-v,--verbose", args->verbose, "Show the whole stderr tail of each failed element");
   return {cmd, [args] { return stat_command(args->mux_id, args->json, args->all, args->verbose); }};

@@ -862,32 +862,6 @@ RunSummary Run::finish() {
   return s.summary;
 }
 
-Stat session_stat(const Session& session) {
-  const SessionCounts counts = read_session_counts(session);
-  Stat st;
-  st.total = session.total();
-  st.done = counts.done;
-  st.failed = counts.failed;
-  const std::uint64_t open = st.total - std::min(st.total, st.done + st.failed);
-  std::ifstream in(session.run_status_file());
-  if (in) {
-    const auto j = nlohmann::json::parse(in, nullptr, false);
-    // A status file not rewritten for 30 s belongs to a run that died.
-    if (j.is_object() && j.value("updated", std::int64_t{0}) >= static_cast<std::int64_t>(unix_seconds()) - 30) {
-      st.running = std::min<std::uint64_t>(open, j.value("running", std::uint64_t{0}));
-      if (const auto paths = j.find("claim_paths"); paths != j.end() && paths->is_array()) {
-        for (const auto& p : *paths) {
-          if (p.is_object() && p.contains("window") && p["window"].is_string() && p.contains("path") &&
-              p["path"].is_string())
-            st.claim_paths.emplace_back(p["window"].get<std::string>(), p["path"].get<std::string>());
-        }
-      }
-    }
-  }
-  st.pending = open - st.running;
-  return st;
-}
-
 namespace detail {
 std::int64_t unix_ns() { return posix::unix_time_ns(); }
 }  // namespace detail

@@ -230,6 +230,48 @@ class AzureStore final : public ObjectStore {
     fail("remove", key, r);
   }
 
+  bool create_append(const std::string& key) override {
+    Reply r = send("PUT", key, {}, {{"if-none-match", "*"}, {"x-ms-blob-type", "AppendBlob"}}, "");
+    if (r.status == 201) return true;
+    if (r.status == 409 || r.status == 412) {
+      if (!r.maybe_applied) return false;
+      std::optional<std::string> now = get_range(key, 0);
+      return now && now->empty();
+    }
+    fail("create", key, r);
+  }
+
+  std::uint64_t append(const std::string& key, std::string_view data,
+                       std::uint64_t expected_length) override {
+    // Append Block takes at most 4 MiB in this API version.
+    constexpr std::size_t kMaxBlock = 4u << 20;
+    std::uint64_t length = expected_length;
+    for (std::size_t at = 0; at < data.size(); at += kMaxBlock) {
+      const std::string_view block = data.substr(at, kMaxBlock);
+      Reply r = send("PUT", key, {{"comp", "appendblock"}},
+                     {{"x-ms-blob-condition-appendpos", std::to_string(length)}}, block);
+      if (r.status != 201) {
+        const bool moved = r.status == 412 && r.code == "AppendPositionConditionNotMet";
+        if (!(moved && r.maybe_applied && appended_after_all(key, block, length))) {
+          if (moved)
+            throw StoreError(url_ + ": cannot append to '" + key + "': it is no longer " +
+                             std::to_string(length) + " bytes long (another writer?)");
+          fail("append to", key, r);
+        }
+      }
+      length += block.size();
+    }
+    return length;
+  }
+
+  std::optional<std::string> get_range(const std::string& key, std::uint64_t offset) override {
+    Reply r = send("GET", key, {}, {{"x-ms-range", "bytes=" + std::to_string(offset) + "-"}}, "");
+    if (r.status == 200 || r.status == 206) return std::move(r.body);
+    if (r.status == 416) return std::string();  // at or past the end (an empty blob has no range)
+    if (r.status == 404 && r.code != "ContainerNotFound") return std::nullopt;
+    fail("read", key, r);
+  }
+
   bool has_leases() const override { return true; }
 
   std::optional<std::string> acquire_lease(const std::string& key, std::chrono::seconds duration) override {
@@ -366,6 +408,13 @@ class AzureStore final : public ObjectStore {
     return std::nullopt;
   }
 
+  // An append that may have been applied by an earlier attempt: the blob ends with our block
+  // right after the length we expected.
+  bool appended_after_all(const std::string& key, std::string_view block, std::uint64_t expected_length) {
+    std::optional<std::string> tail = get_range(key, expected_length);
+    return tail && *tail == block;
+  }
+
   [[noreturn]] void fail(const char* what, const std::string& key, const Reply& r) const {
     std::string head = url_ + ": cannot " + what + (key.empty() ? std::string() : " '" + key + "'") + ": ";
     std::string tries = r.attempts > 1 ? " (" + std::to_string(r.attempts) + " tries in " +
@@ -429,7 +478,11 @@ std::string azure_string_to_sign(const std::string& method, const Pairs& headers
   return s;
 }
 
-std::unique_ptr<ObjectStore> open_azure_store(std::string_view url_text, const StoreOptions& options) {
+std::string AzureUrl::str() const {
+  return "az://" + account + "/" + container + (prefix.empty() ? "" : "/" + prefix);
+}
+
+AzureUrl parse_azure_url(std::string_view url_text) {
   const std::string url(url_text);
   auto bad = [&](const std::string& why) { return UsageError("store '" + url + "': " + why); };
   constexpr std::string_view kScheme = "az://";
@@ -438,21 +491,32 @@ std::unique_ptr<ObjectStore> open_azure_store(std::string_view url_text, const S
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   std::size_t slash = rest.find('/');
   if (slash == std::string::npos || slash == 0) throw bad("expected az://ACCOUNT/CONTAINER[/PREFIX]");
-  const std::string account = rest.substr(0, slash);
+  AzureUrl out;
+  out.account = rest.substr(0, slash);
   std::string after = rest.substr(slash + 1);
   std::size_t slash2 = after.find('/');
-  const std::string container = after.substr(0, slash2);
-  std::string prefix = slash2 == std::string::npos ? std::string() : after.substr(slash2 + 1);
-  for (unsigned char c : account)
-    if (!(std::isalnum(c))) throw bad("the account name '" + account + "' must be letters and digits");
+  out.container = after.substr(0, slash2);
+  out.prefix = slash2 == std::string::npos ? std::string() : after.substr(slash2 + 1);
+  for (unsigned char c : out.account)
+    if (!(std::isalnum(c))) throw bad("the account name '" + out.account + "' must be letters and digits");
+  const std::string& container = out.container;
   if (container.size() < 3 || container.size() > 63 || container.front() == '-' || container.back() == '-' ||
       container.find("--") != std::string::npos ||
       !std::all_of(container.begin(), container.end(),
                    [](unsigned char c) { return (std::islower(c) || std::isdigit(c) || c == '-'); }))
     throw bad("the container name '" + container +
               "' must be 3 to 63 lowercase letters, digits and single dashes");
-  if (prefix.find("//") != std::string::npos) throw bad("empty part in the prefix '" + prefix + "'");
-  if (!prefix.empty()) prefix += "/";
+  if (out.prefix.find("//") != std::string::npos || (!out.prefix.empty() && out.prefix.front() == '/'))
+    throw bad("empty part in the prefix '" + out.prefix + "'");
+  return out;
+}
+
+std::unique_ptr<ObjectStore> open_azure_store(std::string_view url_text, const StoreOptions& options) {
+  const std::string url(url_text);
+  auto bad = [&](const std::string& why) { return UsageError("store '" + url + "': " + why); };
+  const AzureUrl where = parse_azure_url(url_text);
+  const std::string& account = where.account;
+  const std::string prefix = where.prefix.empty() ? std::string() : where.prefix + "/";
 
   const std::map<std::string, std::string> cs =
       parse_connection_string(env("AZURE_STORAGE_CONNECTION_STRING"));
@@ -487,7 +551,7 @@ std::unique_ptr<ObjectStore> open_azure_store(std::string_view url_text, const S
   endpoint.base = base;
   endpoint.path = path_start == std::string::npos ? std::string() : base.substr(path_start);
 
-  auto store = std::make_unique<AzureStore>("az://" + rest, account, container, prefix, endpoint,
+  auto store = std::make_unique<AzureStore>(where.str(), account, where.container, prefix, endpoint,
                                             std::move(*key), options);
   if (options.create_container) store->create_container();
   return store;

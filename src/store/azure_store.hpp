@@ -25,6 +25,18 @@
 
 namespace mpmux::store {
 
+/// The parts of az://ACCOUNT/CONTAINER[/PREFIX].
+struct AzureUrl {
+  std::string account, container;
+  std::string prefix;  // "" or "a/b" (no '/' at either end)
+  /// az://ACCOUNT/CONTAINER[/PREFIX] without a trailing '/'.
+  std::string str() const;
+};
+
+/// Throws UsageError "store '<url>': <why>" for a malformed URL (account of letters and digits,
+/// container of 3 to 63 lowercase letters, digits and single dashes, no empty prefix part).
+AzureUrl parse_azure_url(std::string_view url);
+
 /// Throws UsageError for a malformed URL, missing or malformed credentials or endpoint. With
 /// StoreOptions::create_container a missing container is created; otherwise it is reported by
 /// the first operation.

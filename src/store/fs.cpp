@@ -94,6 +94,37 @@ IoResult read_all(int fd, void* data, std::size_t n) noexcept {
   return r;
 }
 
+IoResult write_all_at(int fd, const void* data, std::size_t n, std::uint64_t offset) noexcept {
+  IoResult r;
+  const char* p = static_cast<const char*>(data);
+  while (r.bytes < n) {
+    ssize_t w = ::pwrite(fd, p + r.bytes, n - r.bytes, static_cast<off_t>(offset + r.bytes));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      r.error = errno;
+      break;
+    }
+    r.bytes += static_cast<std::size_t>(w);
+  }
+  return r;
+}
+
+IoResult read_all_at(int fd, void* data, std::size_t n, std::uint64_t offset) noexcept {
+  IoResult r;
+  char* p = static_cast<char*>(data);
+  while (r.bytes < n) {
+    ssize_t got = ::pread(fd, p + r.bytes, n - r.bytes, static_cast<off_t>(offset + r.bytes));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      r.error = errno;
+      break;
+    }
+    if (got == 0) break;
+    r.bytes += static_cast<std::size_t>(got);
+  }
+  return r;
+}
+
 void fsync_fd(int fd, const stdfs::path& path) {
   if (::fsync(fd) != 0) throw_errno(path, "fsync", errno);
 }

@@ -59,6 +59,9 @@ struct IoResult {
 IoResult write_all(int fd, const void* data, std::size_t n) noexcept;
 /// Reads until n bytes or end of file.
 IoResult read_all(int fd, void* data, std::size_t n) noexcept;
+/// The same at a file offset (pwrite/pread), leaving the file position alone.
+IoResult write_all_at(int fd, const void* data, std::size_t n, std::uint64_t offset) noexcept;
+IoResult read_all_at(int fd, void* data, std::size_t n, std::uint64_t offset) noexcept;
 
 /// fsync / fdatasync; throw StoreError "'<path>': fsync failed: ..." (path only names the file).
 void fsync_fd(int fd, const std::filesystem::path& path);

@@ -15,6 +15,7 @@
 #include "mpmux/session.hpp"
 #include "store/fs.hpp"
 #include "store/journal_scan.hpp"
+#include "store/journal_upload.hpp"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -555,8 +556,12 @@ std::uint64_t for_each_record(const stdfs::path& file, std::string_view expect_s
     ref.type = f.type;
     ref.index = f.index;
     ref.attempt = f.attempt;
+    ref.worker = f.worker;
+    ref.t_start = f.t_start;
     ref.t_end = f.t_end;
+    ref.pid = p.pid;
     ref.flags = p.flags;
+    ref.host = p.host;
     ref.result = p.result;
     each(ref);
   };
@@ -615,10 +620,16 @@ std::string file_safe(std::string_view host) {
 
 JournalWriter::JournalWriter(const Session& session, std::string_view host, std::uint32_t pid,
                              double commit_interval_s)
-    : JournalWriter(session.journal_dir(), session.id().session, host, pid, commit_interval_s) {}
+    : JournalWriter(session.journal_dir(), session.id().session, host, pid, commit_interval_s,
+                    session.id().is_remote() ? session.store_url() : std::string()) {}
 
 JournalWriter::JournalWriter(const stdfs::path& journal_dir, std::string_view session_id,
                              std::string_view host, std::uint32_t pid, double commit_interval_s)
+    : JournalWriter(journal_dir, session_id, host, pid, commit_interval_s, std::string()) {}
+
+JournalWriter::JournalWriter(const stdfs::path& journal_dir, std::string_view session_id,
+                             std::string_view host, std::uint32_t pid, double commit_interval_s,
+                             const std::string& upload_url)
     : interval_ns_(static_cast<std::int64_t>(commit_interval_s * 1e9)) {
   std::int64_t created = posix::unix_time_ns();
   const std::string prefix = file_safe(host) + "-" + std::to_string(pid) + "-";
@@ -630,6 +641,9 @@ JournalWriter::JournalWriter(const stdfs::path& journal_dir, std::string_view se
     if (-fd_ != EEXIST || tries == 100) throw_open_failed(path_, "cannot create", -fd_);
   }
   try {
+    // The local file first: a mirror that sees the blob finds the file it would fill there.
+    if (!upload_url.empty())
+      upload_ = std::make_unique<store::JournalUpload>(upload_url, "journal/" + path_.filename().string());
     append_header(buffer_, session_id, host, pid, created);
     flush();
     posix::fsync_dir(journal_dir);
@@ -654,6 +668,7 @@ JournalWriter::~JournalWriter() {
 
 void JournalWriter::abandon() {
   buffer_.clear();
+  upload_.reset();  // appends what was written, which is what was acknowledged
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
@@ -720,10 +735,16 @@ void JournalWriter::sync() {
   // waits for its interval (the median is worked out only when the shortest one has passed).
   if (!buffer_.empty() && (t - last_write_ns_ >= kWriteEveryNs || buffer_.size() >= kWriteThreshold))
     write_buffer();
-  if (t - last_sync_ns_ >= kMinCommitNs && t - last_sync_ns_ >= commit_interval_ns()) flush();
+  if (t - last_sync_ns_ >= kMinCommitNs && t - last_sync_ns_ >= commit_interval_ns()) commit();
+  if (upload_) upload_->check();
 }
 
 void JournalWriter::flush() {
+  commit();
+  if (upload_) upload_->wait();
+}
+
+void JournalWriter::commit() {
   write_buffer();
   if (unsynced_ && fsync_) {
     const std::int64_t started = posix::monotonic_ns();
@@ -741,6 +762,7 @@ void JournalWriter::write_buffer() {
   if (buffer_.empty()) return;
   posix::IoResult r = posix::write_all(fd_, buffer_.data(), buffer_.size());
   if (r.bytes > 0) unsynced_ = true;
+  if (upload_) upload_->push(std::string_view(buffer_).substr(0, r.bytes));
   if (r.error == 0) {
     buffer_.clear();
     return;

@@ -23,8 +23,12 @@ struct RecordRef {
   RecordType type{};
   std::uint64_t index = 0;
   std::uint32_t attempt = 0;
+  std::uint32_t worker = 0;  // MPI rank that ran the attempt
+  std::int64_t t_start = 0;
   std::int64_t t_end = 0;
+  std::uint32_t pid = 0;
   std::uint8_t flags = 0;
+  std::string_view host;    // valid during the callback only
   std::string_view result;  // valid during the callback only
 };
 

@@ -51,8 +51,7 @@ std::string local_path_of(std::string_view text, std::string_view what) {
       throw UsageError(named + ": a file URL names an absolute path (file:///path)");
     return percent_decode_path(text.substr(kPrefix.size()), kPrefix.size(), named);
   }
-  if (scheme == "az")
-    throw UsageError(named + ": az:// sessions are not available in this version yet (give a directory)");
+  if (scheme == "az") throw UsageError(named + ": an az:// URL names blobs, not a directory here");
   throw UsageError(named + ": unknown scheme '" + scheme +
                    "' (mpmux knows file:// and plain paths; write ./" + std::string(text) +
                    " for a relative directory)");

@@ -54,6 +54,9 @@ struct StoreOptions {
   int list_page_size = 5000;
   /// az://: create the container when it is missing (file:// always creates its directory).
   bool create_container = false;
+  /// For readers (stat, the exports): file:// neither creates the directory nor asks for write
+  /// access, so that anyone who may read a session can read its claims.
+  bool read_only = false;
 };
 
 class ObjectStore {
@@ -82,6 +85,22 @@ class ObjectStore {
   /// Removes `key`; false when it did not exist.
   virtual bool remove(const std::string& key) = 0;
 
+  // Append objects (journals): one writer appends to an object of its own, any number read it
+  // while it grows. A reader sees a prefix of what was appended, each append whole or not at all.
+  /// Creates the empty append object `key`; false when it exists (an ambiguous create counts as
+  /// ours when the object is there and empty: the writer owns the name).
+  virtual bool create_append(const std::string& key) = 0;
+  /// Appends `data` to `key` if its length is still `expected_length` (Azure's append position
+  /// condition), so that a retried append is never doubled; returns the new length. An append
+  /// whose outcome is ambiguous is resolved by reading the object back: it took effect when the
+  /// object is `expected_length + data.size()` long and ends with `data`. Throws StoreError when
+  /// the length is another (a second writer, or the object is gone).
+  virtual std::uint64_t append(const std::string& key, std::string_view data,
+                               std::uint64_t expected_length) = 0;
+  /// The bytes of `key` from `offset` to its end (empty when `offset` is at or past the end), or
+  /// nullopt when it does not exist: how a reader follows a growing object.
+  virtual std::optional<std::string> get_range(const std::string& key, std::uint64_t offset) = 0;
+
   /// True when the backend has locks with expiry (Azure blob leases); file:// has none.
   virtual bool has_leases() const { return false; }
   /// Takes an exclusive lease of an existing object for `duration` (Azure: 15 to 60 s, or
@@ -104,8 +123,9 @@ std::string url_scheme(std::string_view text);
 
 /// The local directory `text` names where a mux directory or ROOT is expected: a plain path or
 /// file:///abs/path (percent-decoded). Throws UsageError, naming `what` and the text, for any
-/// other scheme: "az" (sessions on Azure Blob are not wired into the commands yet) and unknown
-/// ones ("s3", "gs", ...), so that such text never becomes a relative directory.
+/// other scheme: "az" (the commands that take az:// muxes handle them before asking for a
+/// directory) and unknown ones ("s3", "gs", ...), so that such text never becomes a relative
+/// directory.
 std::string local_path_of(std::string_view text, std::string_view what);
 
 }  // namespace mpmux::store

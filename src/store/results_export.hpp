@@ -20,7 +20,8 @@ namespace mpmux::results {
 // What an export reads, block by block: the element's fields and the fold of the journals. Both
 // are read (the fold's first pass) before any output, so a bad journal leaves no trace.
 struct Export {
-  explicit Export(const Session& session) : fields(session), fold(session) {}
+  Export(const Session& session, const std::vector<BatchWinner>& winners)
+      : fields(session), fold(session, winners) {}
   FieldSource fields;
   ResultFold fold;
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
 #include "mpmux/error.hpp"
@@ -61,9 +62,15 @@ struct Chunk {
 
 struct Slot {
   std::uint32_t attempts = 0;
+  std::uint32_t dones = 0;   // done records
+  std::uint32_t fenced = 0;  // done records the fenced rule set aside
   ElementStatus status = ElementStatus::pending;
   std::int64_t winner = -1;  // into the block's entries
+  std::int64_t owned = -1;   // the deciding done record of the batch winner's journal, if any
 };
+
+// In a block's owner list: no committed batch covers the element, or its winner has no journal.
+constexpr std::uint32_t kNoOwner = ~std::uint32_t{0};
 
 // Whether `a` supersedes `b` as the deciding record; on a tie the one read later wins.
 bool supersedes(const Entry& a, const Entry& b) {
@@ -71,20 +78,32 @@ bool supersedes(const Entry& a, const Entry& b) {
 }
 
 // The fold rule (documented at read_session_state and read_results), over one block's
-// references in the order they were read: the only place it is written.
-void fold(const std::vector<Entry>& entries, std::vector<Slot>& slots) {
+// references in the order they were read: the only place it is written. `owner` (empty, or one
+// per element of the block) names the journal of the element's committed batch winner: its done
+// record decides and every other done record of the element is fenced (docs/design.md).
+void decide(const std::vector<Entry>& entries, std::vector<Slot>& slots,
+            const std::vector<std::uint32_t>& owner) {
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     Slot& s = slots[e.local];
     ++s.attempts;
     const Entry* kept = s.winner < 0 ? nullptr : &entries[static_cast<std::size_t>(s.winner)];
     if (e.done()) {
+      ++s.dones;
+      if (!owner.empty() && owner[e.local] == e.file() &&
+          (s.owned < 0 || supersedes(e, entries[static_cast<std::size_t>(s.owned)])))
+        s.owned = static_cast<std::int64_t>(i);
       s.status = ElementStatus::done;
       if (!kept || !kept->done() || supersedes(e, *kept)) s.winner = static_cast<std::int64_t>(i);
     } else {
       if ((e.bits & Outcome::kFinal) && s.status != ElementStatus::done) s.status = ElementStatus::failed;
       if (!kept || (!kept->done() && supersedes(e, *kept))) s.winner = static_cast<std::int64_t>(i);
     }
+  }
+  for (Slot& s : slots) {
+    if (s.owned < 0) continue;
+    s.winner = s.owned;
+    s.fenced = s.dones - 1;
   }
 }
 
@@ -114,12 +133,20 @@ posix::Fd open_spill(const stdfs::path& session_dir) {
 
 }  // namespace
 
+// A committed batch with its winner's journal (a number into the fold's files, or kNoOwner).
+struct OwnedBatch {
+  std::uint64_t first, end;
+  std::uint32_t file;
+};
+
 struct ResultFold::State {
   std::uint64_t total = 0, block = 0, blocks = 0, torn_bytes = 0;
   stdfs::path dir;
   std::vector<stdfs::path> files;
-  std::vector<std::vector<Entry>> buffered;  // per block, the references not spilled yet
-  std::vector<std::vector<Chunk>> spilled;   // per block, in the order they were read
+  std::vector<OwnedBatch> batches;                     // by round, so a later round's batch overrides
+  std::vector<std::vector<std::uint32_t>> batches_of;  // per block, into batches
+  std::vector<std::vector<Entry>> buffered;            // per block, the references not spilled yet
+  std::vector<std::vector<Chunk>> spilled;             // per block, in the order they were read
   std::size_t buffered_count = 0;
   posix::Fd spill;
   std::uint64_t spill_size = 0;
@@ -145,7 +172,20 @@ struct ResultFold::State {
   }
 
   // Reads block b's references and folds them into one slot per element.
-  void fold_block(std::size_t b, std::vector<Entry>& entries, std::vector<Slot>& slots) const;
+  void fold_block(std::size_t b, std::vector<Entry>& entries, std::vector<Slot>& slots,
+                  std::vector<std::uint32_t>& owner) const;
+  // Whose journal decides each element of the block: the winners of its batches.
+  void owners_of(std::size_t b, std::vector<std::uint32_t>& owner) const {
+    owner.clear();
+    if (batches_of[b].empty()) return;
+    const std::uint64_t first = b * block, end = std::min(total, first + block);
+    owner.assign(end - first, kNoOwner);
+    for (const std::uint32_t k : batches_of[b]) {
+      const OwnedBatch& w = batches[k];
+      for (std::uint64_t i = std::max(w.first, first); i < std::min(w.end, end); ++i)
+        owner[i - first] = w.file;
+    }
+  }
 
   std::vector<Entry> entries_of(std::size_t b) const {
     std::uint64_t n = buffered[b].size();
@@ -172,7 +212,7 @@ struct ResultFold::State {
 };
 
 ResultFold::ResultFold(const stdfs::path& journal_dir, std::string_view session_id, std::uint64_t total,
-                       bool cut_torn_tails)
+                       const std::vector<BatchWinner>& winners, bool cut_torn_tails)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.total = total;
@@ -185,6 +225,23 @@ ResultFold::ResultFold(const stdfs::path& journal_dir, std::string_view session_
   if (s.files.size() >= kMaxJournals)
     throw StoreError("journal directory '" + journal_dir.string() + "': more than " +
                      std::to_string(kMaxJournals - 1) + " journals");
+  // A participant's id is its journal's file stem.
+  std::unordered_map<std::string, std::uint32_t> journal_of;
+  for (std::size_t f = 0; f < s.files.size(); ++f)
+    journal_of.emplace(s.files[f].stem().string(), static_cast<std::uint32_t>(f));
+  std::vector<const BatchWinner*> by_round;
+  for (const BatchWinner& w : winners)
+    if (w.count > 0 && w.first < s.total) by_round.push_back(&w);
+  std::stable_sort(by_round.begin(), by_round.end(),
+                   [](const BatchWinner* a, const BatchWinner* b) { return a->round < b->round; });
+  s.batches_of.resize(s.blocks);
+  for (const BatchWinner* w : by_round) {
+    const auto it = journal_of.find(w->participant);
+    const std::uint64_t end = w->first + std::min(w->count, s.total - w->first);
+    s.batches.push_back({w->first, end, it == journal_of.end() ? kNoOwner : it->second});
+    for (std::uint64_t b = w->first / s.block; b <= (end - 1) / s.block; ++b)
+      s.batches_of[b].push_back(static_cast<std::uint32_t>(s.batches.size() - 1));
+  }
   for (std::size_t f = 0; f < s.files.size(); ++f) {
     const stdfs::path& file = s.files[f];
     const auto each = [&](const journal_scan::RecordRef& r) {
@@ -205,26 +262,28 @@ ResultFold::ResultFold(const stdfs::path& journal_dir, std::string_view session_
   }
 }
 
-ResultFold::ResultFold(const Session& session, bool cut_torn_tails)
-    : ResultFold(session.journal_dir(), session.id().session, session.total(), cut_torn_tails) {}
+ResultFold::ResultFold(const Session& session, const std::vector<BatchWinner>& winners, bool cut_torn_tails)
+    : ResultFold(session.journal_dir(), session.id().session, session.total(), winners, cut_torn_tails) {}
 
 ResultFold::~ResultFold() = default;
 
 std::uint64_t ResultFold::total() const { return state_->total; }
 std::uint64_t ResultFold::torn_bytes() const { return state_->torn_bytes; }
 
-void ResultFold::State::fold_block(std::size_t b, std::vector<Entry>& entries,
-                                   std::vector<Slot>& slots) const {
+void ResultFold::State::fold_block(std::size_t b, std::vector<Entry>& entries, std::vector<Slot>& slots,
+                                   std::vector<std::uint32_t>& owner) const {
   entries = entries_of(b);
   slots.assign(std::min(block, total - b * block), Slot{});
-  fold(entries, slots);
+  owners_of(b, owner);
+  decide(entries, slots, owner);
 }
 
 bool ResultFold::any_binary_result() const {
   std::vector<Entry> entries;
   std::vector<Slot> slots;
+  std::vector<std::uint32_t> owner;
   for (std::size_t b = 0; b < state_->blocks; ++b) {
-    state_->fold_block(b, entries, slots);
+    state_->fold_block(b, entries, slots, owner);
     for (const Slot& slot : slots)
       if (slot.winner >= 0 && (entries[static_cast<std::size_t>(slot.winner)].bits & kBinaryResult))
         return true;
@@ -232,14 +291,17 @@ bool ResultFold::any_binary_result() const {
   return false;
 }
 
-void ResultFold::for_each_state(const std::function<void(std::uint64_t index, ElementStatus status,
-                                                         std::uint32_t attempts)>& each) const {
+void ResultFold::for_each_state(
+    const std::function<void(std::uint64_t index, ElementStatus status, std::uint32_t attempts,
+                             std::uint32_t fenced)>& each) const {
   std::vector<Entry> entries;
   std::vector<Slot> slots;
+  std::vector<std::uint32_t> owner;
   for (std::size_t b = 0; b < state_->blocks; ++b) {
-    state_->fold_block(b, entries, slots);
+    state_->fold_block(b, entries, slots, owner);
     const std::uint64_t first = b * state_->block;
-    for (std::size_t k = 0; k < slots.size(); ++k) each(first + k, slots[k].status, slots[k].attempts);
+    for (std::size_t k = 0; k < slots.size(); ++k)
+      each(first + k, slots[k].status, slots[k].attempts, slots[k].fenced);
   }
 }
 
@@ -279,10 +341,11 @@ void ResultFold::for_each_block(
     const std::function<bool(ElementStatus)>& read_outcome) const {
   std::vector<Entry> entries;
   std::vector<Slot> slots;
+  std::vector<std::uint32_t> owner;
   std::vector<ElementResult> rows;
   std::vector<const Entry*> wanted;
   for (std::size_t b = 0; b < state_->blocks; ++b) {
-    state_->fold_block(b, entries, slots);
+    state_->fold_block(b, entries, slots, owner);
     const std::uint64_t first = b * state_->block;
     rows.resize(slots.size());
     wanted.clear();
@@ -312,41 +375,54 @@ std::vector<std::uint64_t> SessionState::pending_indices(bool include_failed) co
   return out;
 }
 
-SessionState read_session_state(const stdfs::path& journal_dir, std::string_view session_id,
-                                std::uint64_t total, bool cut_torn_tails) {
-  const ResultFold fold(journal_dir, session_id, total, cut_torn_tails);
+namespace {
+
+SessionState read_state(const ResultFold& fold) {
   SessionState state;
-  state.status.reserve(total);
-  state.attempts.reserve(total);
+  state.status.reserve(fold.total());
+  state.attempts.reserve(fold.total());
   state.torn_bytes = fold.torn_bytes();
-  fold.for_each_state([&](std::uint64_t, ElementStatus status, std::uint32_t attempts) {
+  fold.for_each_state([&](std::uint64_t, ElementStatus status, std::uint32_t attempts, std::uint32_t fenced) {
     state.status.push_back(status);
     state.attempts.push_back(attempts);
     state.done += status == ElementStatus::done;
     state.failed += status == ElementStatus::failed;
+    state.fenced += fenced;
   });
   return state;
 }
 
-SessionState read_session_state(const Session& session, bool cut_torn_tails) {
-  return read_session_state(session.journal_dir(), session.id().session, session.total(), cut_torn_tails);
+}  // namespace
+
+SessionState read_session_state(const stdfs::path& journal_dir, std::string_view session_id,
+                                std::uint64_t total, bool cut_torn_tails) {
+  return read_state(ResultFold(journal_dir, session_id, total, {}, cut_torn_tails));
 }
 
-SessionCounts read_session_counts(const Session& session) {
-  const ResultFold fold(session);
+namespace fold {
+
+SessionState read_session_state(const Session& session, const std::vector<BatchWinner>& winners,
+                                bool cut_torn_tails) {
+  return read_state(ResultFold(session, winners, cut_torn_tails));
+}
+
+SessionCounts read_session_counts(const Session& session, const std::vector<BatchWinner>& winners) {
+  const ResultFold fold(session, winners);
   SessionCounts counts;
   counts.total = fold.total();
   counts.torn_bytes = fold.torn_bytes();
-  fold.for_each_state([&](std::uint64_t, ElementStatus status, std::uint32_t) {
+  fold.for_each_state([&](std::uint64_t, ElementStatus status, std::uint32_t, std::uint32_t fenced) {
     counts.done += status == ElementStatus::done;
     counts.failed += status == ElementStatus::failed;
+    counts.fenced += fenced;
   });
   return counts;
 }
 
-void for_each_result(const Session& session, const std::function<void(const ElementResult&)>& each,
+void for_each_result(const Session& session, const std::vector<BatchWinner>& winners,
+                     const std::function<void(const ElementResult&)>& each,
                      std::optional<ElementStatus> only) {
-  const ResultFold fold(session);
+  const ResultFold fold(session, winners);
   const auto wanted = [&](ElementStatus s) { return !only || s == *only; };
   fold.for_each_block(
       [&](std::uint64_t, const std::vector<ElementResult>& rows) {
@@ -356,11 +432,6 @@ void for_each_result(const Session& session, const std::function<void(const Elem
       wanted);
 }
 
-std::vector<ElementResult> read_results(const Session& session) {
-  std::vector<ElementResult> rows;
-  rows.reserve(session.total());
-  for_each_result(session, [&](const ElementResult& r) { rows.push_back(r); });
-  return rows;
-}
+}  // namespace fold
 
 }  // namespace mpmux

@@ -10,6 +10,7 @@
 
 #include "mpmux/error.hpp"
 #include "store/fs.hpp"
+#include "store/remote_mux.hpp"
 #include "store/uri.hpp"
 
 namespace mpmux {
@@ -41,6 +42,7 @@ stdfs::path normal_dir(const stdfs::path& dir) {
 }  // namespace
 
 std::string MuxId::str() const {
+  if (is_remote()) return remote + "#s=" + session;
   return std::string(kFileScheme) + store::percent_encode_path(dir.native()) + "#s=" + session;
 }
 
@@ -52,19 +54,24 @@ MuxId MuxId::parse(std::string_view text) {
   std::size_t colon = text.find("://");
   if (colon == std::string_view::npos) throw fail("not a URI (expected file:///path/to/mux#s=SESSION)");
   std::string_view scheme = text.substr(0, colon);
-  if (scheme == "az") throw fail("az:// sessions are not available in this version yet");
-  if (scheme != "file") throw fail("unsupported scheme '" + std::string(scheme) + "'");
+  if (scheme != "file" && scheme != "az")
+    throw fail("unsupported scheme '" + std::string(scheme) + "' (mpmux knows file:// and az://)");
 
-  std::string_view rest = text.substr(kFileScheme.size());
-  std::size_t hash = rest.find('#');
-  std::string_view encoded = rest.substr(0, hash);
-  if (encoded.empty() || encoded.front() != '/')
-    throw fail("the path must be absolute (file:///path/to/mux#s=SESSION)");
-  std::string path =
-      store::percent_decode_path(encoded, kFileScheme.size(), "mux id '" + std::string(text) + "'");
+  const std::size_t hash = text.find('#');
+  MuxId id;
+  if (scheme == "az") {
+    id.remote = store::remote_mux_url_named(text.substr(0, hash), "mux id '" + std::string(text) + "'");
+  } else {
+    std::string_view encoded =
+        text.substr(kFileScheme.size(),
+                    hash == std::string_view::npos ? std::string_view::npos : hash - kFileScheme.size());
+    if (encoded.empty() || encoded.front() != '/')
+      throw fail("the path must be absolute (file:///path/to/mux#s=SESSION)");
+    id.dir = store::percent_decode_path(encoded, kFileScheme.size(), "mux id '" + std::string(text) + "'");
+  }
 
   if (hash == std::string_view::npos) throw fail("missing '#s=SESSION' fragment");
-  std::string_view fragment = rest.substr(hash + 1);
+  std::string_view fragment = text.substr(hash + 1);
   if (fragment.substr(0, 2) != "s=")
     throw fail("malformed fragment '#" + std::string(fragment) + "' (expected #s=SESSION)");
   std::string_view session = fragment.substr(2);
@@ -74,7 +81,9 @@ MuxId MuxId::parse(std::string_view text) {
       throw fail("session id '" + std::string(session) + "' has a character outside [A-Za-z0-9T._-]: '" +
                  show_byte(c) + "'");
   }
-  return MuxId{stdfs::path(std::move(path)), std::string(session)};
+  id.session = std::string(session);
+  if (id.is_remote()) id.dir = mux_cache_dir(id.remote);
+  return id;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -85,6 +94,10 @@ namespace {
 constexpr const char* kElementsFile = "elements.h5";
 constexpr std::size_t kMaxTag = 64;
 
+}  // namespace
+
+namespace store {
+
 void check_tag(const std::string& tag) {
   if (tag.size() > kMaxTag)
     throw UsageError("--tag '" + tag + "': longer than " + std::to_string(kMaxTag) + " characters");
@@ -94,6 +107,22 @@ void check_tag(const std::string& tag) {
                        "' is not allowed (only letters, digits, '_', '.' and '-')");
   }
 }
+
+std::string mux_name(const std::string& tag) {
+  // UTC, so that names sort in creation order whatever the time zone or DST of each node.
+  std::string name = posix::format_utc(posix::unix_time_ns() / 1000000000, "%Y%m%d-%H%M%S");
+  return tag.empty() ? name : name + "-" + tag;
+}
+
+std::string new_session_id() {
+  return posix::format_utc(posix::unix_time_ns() / 1000000000, "%Y%m%dT%H%M%SZ") + "-" + posix::random_hex(4);
+}
+
+}  // namespace store
+
+namespace {
+
+using store::check_tag;
 
 std::string root_name(const stdfs::path& root) { return "ROOT '" + root.string() + "'"; }
 
@@ -120,10 +149,7 @@ stdfs::path create_mux(const stdfs::path& root_arg, const ParsedElements& elemen
     for (const stdfs::path& p : made) posix::fsync_dir(p.parent_path());
   }
 
-  // UTC, so that names sort in creation order whatever the time zone or DST of each node.
-  std::string name = posix::format_utc(posix::unix_time_ns() / 1000000000, "%Y%m%d-%H%M%S");
-  if (!tag.empty()) name += "-" + tag;
-
+  const std::string name = store::mux_name(tag);
   const stdfs::path tmp =
       root / (".mpmux-tmp-" + name + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
   if (::mkdir(tmp.c_str(), posix::kDirMode) != 0) {
@@ -179,6 +205,22 @@ constexpr const char* kSessionFile = "session.json";
 constexpr const char* kSessionFormat = "mpmux-session";
 constexpr int kSessionFormatVersion = 1;
 
+}  // namespace
+
+// The creation time is the one the id was made of (new_session_id).
+std::string store::session_json(const std::string& id, std::uint64_t count) {
+  const std::string created = id.substr(0, 4) + "-" + id.substr(4, 2) + "-" + id.substr(6, 2) + "T" +
+                              id.substr(9, 2) + ":" + id.substr(11, 2) + ":" + id.substr(13, 2) + "Z";
+  nlohmann::ordered_json meta = {{"format", kSessionFormat},
+                                 {"format_version", kSessionFormatVersion},
+                                 {"session", id},
+                                 {"created", created},
+                                 {"elements", count}};
+  return meta.dump(2) + "\n";
+}
+
+namespace {
+
 void check_mux_dir(const stdfs::path& dir) {
   std::error_code ec;
   if (!stdfs::is_directory(dir, ec))
@@ -202,26 +244,20 @@ Session Session::create(const stdfs::path& mux_dir_arg) {
   // The session is built in a hidden directory and renamed into place, so a session directory
   // always has its session.json and journal/.
   for (int tries = 0;; ++tries) {
-    const std::int64_t now_s = posix::unix_time_ns() / 1000000000;
-    const std::string id = posix::format_utc(now_s, "%Y%m%dT%H%M%SZ") + "-" + posix::random_hex(4);
+    const std::string id = store::new_session_id();
     const stdfs::path tmp =
         sessions / (".tmp-" + id + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(8));
     if (::mkdir(tmp.c_str(), posix::kDirMode) != 0)
       throw StoreError("'" + tmp.string() + "': cannot create: " + posix::error_text(errno));
     try {
-      nlohmann::ordered_json meta = {{"format", kSessionFormat},
-                                     {"format_version", kSessionFormatVersion},
-                                     {"session", id},
-                                     {"created", posix::format_utc(now_s, "%Y-%m-%dT%H:%M:%SZ")},
-                                     {"elements", count}};
-      posix::write_file_atomic(tmp / kSessionFile, meta.dump(2) + "\n");
+      posix::write_file_atomic(tmp / kSessionFile, store::session_json(id, count));
       if (::mkdir((tmp / "journal").c_str(), posix::kDirMode) != 0)
         throw StoreError("'" + (tmp / "journal").string() + "': cannot create: " + posix::error_text(errno));
       posix::fsync_dir(tmp);
       int err = posix::rename_noreplace(tmp, sessions / id);
       if (err == 0) {
         posix::fsync_dir(sessions);
-        return Session(MuxId{mux_dir, id}, count);
+        return Session(MuxId{mux_dir, id, {}}, count);
       }
       if ((err != EEXIST && err != ENOTEMPTY) || tries == 1000)
         throw StoreError("'" + (sessions / id).string() + "': cannot create: " + posix::error_text(err));
@@ -236,6 +272,7 @@ Session Session::create(const stdfs::path& mux_dir_arg) {
 }
 
 Session Session::open(const MuxId& id) {
+  if (id.is_remote()) store::mirror_session(id);
   check_mux_dir(id.dir);
   const stdfs::path dir = id.dir / "sessions" / id.session;
   const stdfs::path meta_file = dir / kSessionFile;
@@ -278,8 +315,10 @@ Session Session::open(const MuxId& id) {
 stdfs::path Session::dir() const { return id_.dir / "sessions" / id_.session; }
 stdfs::path Session::journal_dir() const { return dir() / "journal"; }
 stdfs::path Session::elements_file() const { return id_.dir / kElementsFile; }
-stdfs::path Session::run_status_file() const { return dir() / "run.json"; }
 
-std::string Session::store_url() const { return dir().string(); }
+std::string Session::store_url() const {
+  if (id_.is_remote()) return id_.remote + "/sessions/" + id_.session;
+  return dir().string();
+}
 
 }  // namespace mpmux

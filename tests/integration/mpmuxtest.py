@@ -71,6 +71,11 @@ class TempDirTest(unittest.TestCase):
     def stat(self, mux_id):
         return json.loads(mpmux("stat", mux_id, "--json", check=0).stdout)
 
+    def counts(self, mux_id):
+        """The counts of `stat --json` that every session has, without what participants add."""
+        st = self.stat(mux_id)
+        return {k: st[k] for k in ("total", "done", "failed", "running", "pending")}
+
     def assertUsageError(self, p, *needles):
         """Exit 2 and one line on stderr that contains every needle."""
         self.assertEqual(p.returncode, 2, f"stdout: {p.stdout}\nstderr: {p.stderr}")

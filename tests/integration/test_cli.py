@@ -33,7 +33,7 @@ class Sweep(TempDirTest):
         mux_id = p.stdout.strip()
         self.assertEqual(p.stdout.count("\n"), 1)
         self.assertRegex(mux_id, r"^file:///[A-Za-z0-9/._~%-]+#s=\d{8}T\d{6}Z-[0-9a-f]{4}$")
-        self.assertEqual(self.stat(mux_id), {"total": 1000, "done": 0, "failed": 0, "running": 0, "pending": 1000})
+        self.assertEqual(self.counts(mux_id), {"total": 1000, "done": 0, "failed": 0, "running": 0, "pending": 1000})
         self.assertEqual(mpmux("done", mux_id).returncode, 1)
 
         # Each task writes its own file with noclobber: a second run of one element would fail.
@@ -57,7 +57,7 @@ class Sweep(TempDirTest):
             self.assertEqual(float(alpha), float(rows[i]["alpha"]))
             self.assertEqual((beta, seed), (rows[i]["beta"], rows[i]["seed"]))
 
-        self.assertEqual(self.stat(mux_id), {"total": 1000, "done": 1000, "failed": 0, "running": 0, "pending": 0})
+        self.assertEqual(self.counts(mux_id), {"total": 1000, "done": 1000, "failed": 0, "running": 0, "pending": 0})
         table = mpmux("stat", mux_id, check=0).stdout
         self.assertRegex(table, r"(?m)^done\s+1000$")
         self.assertRegex(table, r"(?m)^pending\s+0$")

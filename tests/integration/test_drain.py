@@ -152,7 +152,7 @@ class DrainTest(TempDirTest):
         return mux_id, proc, out_path, int(wait_for_file(pid_file, proc))
 
     def assertLeftPending(self, mux_id):
-        self.assertEqual(crash.stat_json(mux_id), {"total": 1, "done": 0, "failed": 0, "running": 0, "pending": 1})
+        self.assertEqual(self.counts(mux_id), {"total": 1, "done": 0, "failed": 0, "running": 0, "pending": 1})
         records = [r for _, _, recs, _, _ in crash.read_journals(mux_id) for r in recs]
         self.assertEqual(records, [], "a drained attempt is void: nothing is journaled for it")
 

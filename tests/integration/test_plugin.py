@@ -200,7 +200,7 @@ class PluginTest(TempDirTest):
                 extra = ["--plugin-arg", arg] if arg else []
                 p = mpirun(np, "run", mux_id, "--plugin", ROSENBROCK, "--threads", threads, *extra)
                 self.assertEqual(p.returncode, 0, p.stderr)
-                self.assertEqual(self.stat(mux_id), {"total": 256, "done": 256, "failed": 0, "running": 0,
+                self.assertEqual(self.counts(mux_id), {"total": 256, "done": 256, "failed": 0, "running": 0,
                                                      "pending": 0})
                 r = self.results(mux_dir, mux_id)
                 self.assertEqual(list(r["index"]), list(range(256)))
@@ -305,7 +305,7 @@ class PluginTest(TempDirTest):
         err.seek(0)
         self.assertEqual(code, STOPPED, err.read())
         self.assertLess(time.monotonic() - signalled, 30)
-        self.assertEqual(self.stat(mux_id), {"total": 6, "done": 0, "failed": 0, "running": 0, "pending": 6})
+        self.assertEqual(self.counts(mux_id), {"total": 6, "done": 0, "failed": 0, "running": 0, "pending": 6})
         p = mpmux("run", mux_id, "--plugin", self.test_plugin, "--plugin-arg", f"sleep {log} 0", "--threads", 2)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(self.stat(mux_id)["done"], 6)

@@ -39,7 +39,7 @@ class Procs(TempDirTest):
         p = mpirun(3, "run", mux_id, "--procs", "3", "--shell", "--exec", task)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sorted(i for i, _, _ in intervals(log)), list(range(60)))
-        self.assertEqual(self.stat(mux_id), {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
+        self.assertEqual(self.counts(mux_id), {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
 
     def test_retries_and_failures_with_several_commands_at_once(self):
         _, mux_id = self.new_session("--range", "20")

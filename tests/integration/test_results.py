@@ -151,7 +151,7 @@ class Sweeps(TempDirTest):
         self.assertRegex(out, r"(?m)^failed\s+2$")
         self.assertRegex(out, r"(?m)^  element 7  attempts 1  exit 3  stderr: bad input 7$")
         self.assertRegex(out, r"(?m)^  element 11  attempts 1  signal 9 \(SIGKILL\)  \(no stderr\)$")
-        self.assertEqual(self.stat(mux_id),
+        self.assertEqual(self.counts(mux_id),
                          {"total": n, "done": n - 2, "failed": 2, "running": 0, "pending": 0})
 
     def test_grid_with_text_and_float_fields_keeps_their_types(self):

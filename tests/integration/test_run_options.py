@@ -16,7 +16,7 @@ class RunOptions(TempDirTest):
                 f"if [ {{i}} -eq 7 ] && [ $n -lt 2 ]; then echo flaky >&2; exit 4; fi")
         p = mpirun(3, "run", mux_id, "--retries", "2", "--shell", "--exec", task)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(self.stat(mux_id), {"total": 30, "done": 30, "failed": 0, "running": 0, "pending": 0})
+        self.assertEqual(self.counts(mux_id), {"total": 30, "done": 30, "failed": 0, "running": 0, "pending": 0})
         attempts = {}
         for f in os.listdir(counts):
             with open(os.path.join(counts, f)) as count:

@@ -55,7 +55,7 @@ class Transports(TempDirTest):
                     self.assertIn(f"mpmux: claim paths: {paths}", p.stderr)
                     self.assertEqual(p.stderr.count("claim paths"), 1, p.stderr)
                     n = 80 * 40
-                    self.assertEqual(self.stat(mux_id), {"total": n, "done": n, "failed": 0, "running": 0,
+                    self.assertEqual(self.counts(mux_id), {"total": n, "done": n, "failed": 0, "running": 0,
                                                          "pending": 0})
                     r = self.results(mux_id)
                     self.assertEqual(list(r["index"]), list(range(n)))

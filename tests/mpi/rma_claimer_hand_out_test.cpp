@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +15,13 @@
 #include "mpmux/error.hpp"
 #include "mpmux/rma_claimer.hpp"
 #include "rma_claimer_support.hpp"
+
+namespace mpmux {
+// How GoogleTest shows a ClaimStatus in a failure.
+void PrintTo(ClaimStatus status, std::ostream* os) {
+  *os << (status == ClaimStatus::claimed ? "claimed" : status == ClaimStatus::wait ? "wait" : "ended");
+}
+}  // namespace mpmux
 
 namespace {
 
@@ -33,7 +41,8 @@ constexpr int kNoteTag = 77;  // worker -> root notes of the tests (on the test'
 
 class RmaHandOut : public rmatest::ClaimPathTest {};
 
-// Three positions in four, shuffled: what the root publishes (the same on every rank).
+// Three positions in four, shuffled: what the root publishes (the same on every rank). Pending is
+// range(0, n) in these tests, so a position is also its element's index.
 std::vector<std::uint64_t> publish_order(std::uint64_t n) {
   std::vector<std::uint64_t> order;
   for (std::uint64_t k = 0; k < n; ++k)
@@ -237,7 +246,8 @@ TEST_P(RmaHandOut, ExhaustingAnOpenHandOutEndsTheRanksThatWait) {
   const int size = size_of(comm);
   const int exhauster = size - 1;
   const auto order = publish_order(kCount);
-  const std::vector<std::uint64_t> first_half(order.begin(), order.begin() + static_cast<long>(order.size() / 2));
+  const std::vector<std::uint64_t> first_half(order.begin(),
+                                              order.begin() + static_cast<long>(order.size() / 2));
   auto in = input_for(comm, 0, range(0, kCount));
   mpmux::RmaClaimer claimer(comm, 0, std::move(in.pending), std::move(in.elements), {2, 60}, size - 1,
                             HandOut::published);
@@ -292,7 +302,8 @@ TEST(RmaHandOutArguments, PublishRefusesBadPositionsAndPublishesNothingOfThem) {
       claimer.publish({3, 10});
       ADD_FAILURE() << "no ClaimError";
     } catch (const mpmux::ClaimError& e) {
-      EXPECT_NE(std::string(e.what()).find("position 10 is not below total 10"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("position 10 is not below total 10"), std::string::npos)
+          << e.what();
     }
     EXPECT_THROW(claimer.publish({4, 5, 4}), mpmux::ClaimError);
     EXPECT_EQ(claimer.published(), 0u);
@@ -338,7 +349,8 @@ TEST(RmaHandOutArguments, RanksThatDisagreeOnTheHandOutThrowOnEveryRank) {
     mpmux::RmaClaimer claimer(comm, 0, {}, {}, {}, size_of(comm), handout);
     ADD_FAILURE() << "no ClaimError";
   } catch (const mpmux::ClaimError& e) {
-    EXPECT_NE(std::string(e.what()).find("the ranks disagree on the hand-out"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the ranks disagree on the hand-out"), std::string::npos)
+        << e.what();
   }
 }
 

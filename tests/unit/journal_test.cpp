@@ -19,6 +19,7 @@
 
 #include "mpmux/error.hpp"
 #include "mpmux/session.hpp"
+#include "store/journal_scan.hpp"
 #include "test_support.hpp"
 
 namespace mpmux {
@@ -224,6 +225,39 @@ TEST(Journal, WriteAndReadRoundTripEveryField) {
     EXPECT_EQ(g.result, e.result);
     EXPECT_EQ(g.stderr_tail, e.stderr_tail);
   }
+}
+
+TEST(Journal, AScanHandsOutWhoRanEachAttemptAndWhen) {
+  TempDir tmp;
+  Outcome a = done(5, "r");
+  a.attempt = 2;
+  a.worker = 3;
+  a.t_start = 1763768112000000001;
+  a.t_end = 1763768113000000002;
+  a.pid = 4242;
+  a.host = "n\xC3\xBC-1";
+  Outcome b = failed(0, true);
+  b.worker = 7;
+  b.t_start = 11;
+  b.t_end = 12;
+  b.pid = 99;
+  b.host = "node02";
+  stdfs::path path;
+  {
+    JournalWriter w(tmp.path(), kSession, "node01", 42);
+    path = w.path();
+    w.append(a);
+    w.append(b);
+  }
+  std::vector<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t, std::int64_t, std::int64_t,
+                         std::uint32_t, std::string>>
+      seen;
+  journal_scan::for_each_record(path, kSession, [&](const journal_scan::RecordRef& r) {
+    seen.emplace_back(r.index, r.attempt, r.worker, r.t_start, r.t_end, r.pid, std::string(r.host));
+  });
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::make_tuple(a.index, a.attempt, a.worker, a.t_start, a.t_end, a.pid, a.host));
+  EXPECT_EQ(seen[1], std::make_tuple(b.index, b.attempt, b.worker, b.t_start, b.t_end, b.pid, b.host));
 }
 
 TEST(Journal, WriterNamesItsFileAfterHostPidAndTime) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,11 +34,11 @@ TEST(MuxId, ParseReadsThePathAndTheSession) {
 }
 
 TEST(MuxId, BytesOutsideTheSafeSetArePercentEncoded) {
-  EXPECT_EQ((MuxId{"/a b", "s"}.str()), "file:///a%20b#s=s");
-  EXPECT_EQ((MuxId{"/x#y", "s"}.str()), "file:///x%23y#s=s");
-  EXPECT_EQ((MuxId{"/100%", "s"}.str()), "file:///100%25#s=s");
-  EXPECT_EQ((MuxId{"/\xC3\xBC", "s"}.str()), "file:///%C3%BC#s=s");
-  EXPECT_EQ((MuxId{"/~u/a.b_c-D9", "s"}.str()), "file:///~u/a.b_c-D9#s=s");
+  EXPECT_EQ((MuxId{"/a b", "s", {}}.str()), "file:///a%20b#s=s");
+  EXPECT_EQ((MuxId{"/x#y", "s", {}}.str()), "file:///x%23y#s=s");
+  EXPECT_EQ((MuxId{"/100%", "s", {}}.str()), "file:///100%25#s=s");
+  EXPECT_EQ((MuxId{"/\xC3\xBC", "s", {}}.str()), "file:///%C3%BC#s=s");
+  EXPECT_EQ((MuxId{"/~u/a.b_c-D9", "s", {}}.str()), "file:///~u/a.b_c-D9#s=s");
 }
 
 TEST(MuxId, OddPathsRoundTrip) {
@@ -71,13 +72,37 @@ TEST(MuxId, ParseDecodesLowercaseEscapes) {
   EXPECT_EQ(MuxId::parse("file:///t%c3%bcr%2fx#s=a").dir.native(), "/t\xC3\xBCr/x");
 }
 
+TEST(MuxId, AnAzIdRoundTripsAndIsMirroredUnderTheCacheFolder) {
+  const std::string text = "az://devstoreaccount1/sweeps/ana/20261205-101500-big#s=20261205T101500Z-7f3a";
+  ::setenv("MPMUX_CACHE", "/cache/here", 1);
+  MuxId id = MuxId::parse(text);
+  EXPECT_EQ(id.remote, "az://devstoreaccount1/sweeps/ana/20261205-101500-big");
+  EXPECT_EQ(id.session, "20261205T101500Z-7f3a");
+  EXPECT_EQ(id.dir.native(), "/cache/here/az/devstoreaccount1/sweeps/ana/20261205-101500-big");
+  EXPECT_EQ(id.str(), text);
+  ::unsetenv("MPMUX_CACHE");
+  ::setenv("XDG_CACHE_HOME", "/xdg", 1);
+  EXPECT_EQ(MuxId::parse(text).dir.native(), "/xdg/mpmux/az/devstoreaccount1/sweeps/ana/20261205-101500-big");
+  ::unsetenv("XDG_CACHE_HOME");
+  EXPECT_EQ(
+      MuxId::parse(text).dir.native(),
+      std::string(std::getenv("HOME")) + "/.cache/mpmux/az/devstoreaccount1/sweeps/ana/20261205-101500-big");
+}
+
 TEST(MuxId, MalformedIdsAreRefusedWithTheirReason) {
   struct Case {
     std::string text, why;
   };
   const std::vector<Case> cases = {
       {"", "empty"},
-      {"az://account/container/mux#s=x", "az:// sessions are not available in this version yet"},
+      {"az://account/container#s=x", "names a container, not a mux"},
+      {"az://account/container/a b#s=x", "character ' ' is not allowed in an az:// URL"},
+      {"az://account/container/a%20b#s=x", "character '%' is not allowed"},
+      {"az://acc-ount/container/mux#s=x", "the account name 'acc-ount' must be letters and digits"},
+      {"az://account/Container/mux#s=x", "the container name 'Container' must be 3 to 63"},
+      {"az://account/container//mux#s=x", "empty part in the prefix"},
+      {"az://account/container/mux", "missing '#s=SESSION' fragment"},
+      {"gs://bucket/mux#s=x", "unsupported scheme 'gs'"},
       {"s3://bucket/mux#s=x", "unsupported scheme 's3'"},
       {"http://host/mux#s=x", "unsupported scheme 'http'"},
       {"/scratch/mux#s=x", "not a URI"},

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "fault_proxy.hpp"
 #include "mpmux/error.hpp"
 #include "store/azure_store.hpp"
 #include "store_test_support.hpp"
@@ -144,6 +145,43 @@ TEST_P(ObjectStoreTest, RemoveSaysWhetherTheObjectExisted) {
   EXPECT_TRUE(s->put_if_absent("a/b", "again").has_value()) << "a removed key can be created again";
 }
 
+TEST_P(ObjectStoreTest, AnAppendObjectGrowsByWholeAppendsAndIsReadFromAnyOffset) {
+  auto s = location_->open();
+  EXPECT_FALSE(s->get_range("journal/a.mjl", 0).has_value());
+  ASSERT_TRUE(s->create_append("journal/a.mjl"));
+  EXPECT_FALSE(s->create_append("journal/a.mjl"));
+  EXPECT_EQ(s->get_range("journal/a.mjl", 0), std::optional<std::string>(""));
+  EXPECT_EQ(s->append("journal/a.mjl", "abc", 0), 3u);
+  EXPECT_EQ(s->append("journal/a.mjl", "defg", 3), 7u);
+  EXPECT_EQ(s->append("journal/a.mjl", "", 7), 7u);
+  EXPECT_EQ(s->get_range("journal/a.mjl", 0), std::optional<std::string>("abcdefg"));
+  EXPECT_EQ(s->get_range("journal/a.mjl", 3), std::optional<std::string>("defg"));
+  EXPECT_EQ(s->get_range("journal/a.mjl", 7), std::optional<std::string>(""));
+  EXPECT_EQ(s->get_range("journal/a.mjl", 100), std::optional<std::string>(""));
+  // A second reader of its own follows it too.
+  EXPECT_EQ(location_->open()->get_range("journal/a.mjl", 5), std::optional<std::string>("fg"));
+}
+
+TEST_P(ObjectStoreTest, AnAppendAtAnotherLengthIsRefusedAndChangesNothing) {
+  auto s = location_->open();
+  ASSERT_TRUE(s->create_append("journal/b.mjl"));
+  s->append("journal/b.mjl", "abc", 0);
+  EXPECT_THROW(s->append("journal/b.mjl", "xyz", 0), StoreError);
+  EXPECT_THROW(s->append("journal/b.mjl", "xyz", 5), StoreError);
+  EXPECT_EQ(s->get_range("journal/b.mjl", 0), std::optional<std::string>("abc"));
+  EXPECT_THROW(s->append("journal/none.mjl", "xyz", 0), StoreError);
+}
+
+TEST_P(ObjectStoreTest, AnAppendLargerThanOneBlockArrivesWhole) {
+  auto s = location_->open();
+  std::string big(9u << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(s->create_append("journal/big.mjl"));
+  EXPECT_EQ(s->append("journal/big.mjl", "head", 0), 4u);
+  EXPECT_EQ(s->append("journal/big.mjl", big, 4), 4 + big.size());
+  EXPECT_EQ(s->get_range("journal/big.mjl", 4), std::optional<std::string>(big));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ObjectStoreTest,
                          ::testing::Values(Backend::kFileExcl, Backend::kFileLink, Backend::kAzurite),
                          [](const auto& info) { return backend_name(info.param); });
@@ -254,7 +292,7 @@ TEST(StoreUrl, LocalPathsAcceptPlainPathsAndFileUrlsOnly) {
   EXPECT_EQ(store::local_path_of("./az:/x", "ROOT"), "./az:/x");
   EXPECT_EQ(store::local_path_of("file:///scr/a%20b", "ROOT"), "/scr/a b");
   EXPECT_EQ(usage_error_message([] { store::local_path_of("az://acct/c/p", "ROOT"); }),
-            "ROOT 'az://acct/c/p': az:// sessions are not available in this version yet (give a directory)");
+            "ROOT 'az://acct/c/p': an az:// URL names blobs, not a directory here");
   EXPECT_EQ(
       usage_error_message([] { store::local_path_of("s3://b/p", "ROOT"); }),
       "ROOT 's3://b/p': unknown scheme 's3' (mpmux knows file:// and plain paths; write ./s3://b/p for a "
@@ -429,6 +467,42 @@ TEST(AzureSigning, TheStringToSignFollowsTheSharedKeyLayout) {
             "/acct/acct/cont/p/claims/0.0\ncomp:lease\nrestype:x");
   EXPECT_EQ(store::azure_string_to_sign("GET", {{"content-length", "0"}}, "/a/b", {}),
             "GET\n\n\n\n\n\n\n\n\n\n\n\n/a/b");
+}
+
+// Through dropped connections, answers after the timeout, 503s, and 500s or resets after the
+// append took effect, every append lands exactly once and in order.
+TEST(AzureAppendFaults, ThroughAFaultyProxyEveryAppendLandsExactlyOnce) {
+  const std::string endpoint = azurite_endpoint();
+  const int upstream = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  use_azurite(endpoint);
+  const std::string url = std::string("az://") + kAzuriteAccount + "/" + fresh_container() + "/faults";
+  store::StoreOptions direct;
+  direct.create_container = true;
+  auto truth = store::open_store(url, direct);
+
+  FaultProxy proxy(upstream, 11, 0.3, 1.5);
+  const std::string via_proxy = "http://127.0.0.1:" + std::to_string(proxy.port()) + "/" + kAzuriteAccount;
+  ::setenv("AZURE_STORAGE_BLOB_ENDPOINT", via_proxy.c_str(), 1);
+  store::StoreOptions faulty;
+  faulty.request_timeout = std::chrono::milliseconds(1000);
+  faulty.first_backoff = std::chrono::milliseconds(20);
+  auto s = store::open_store(url, faulty);
+  ASSERT_TRUE(s->create_append("journal/p.mjl"));
+  std::string expected;
+  std::uint64_t length = 0;
+  for (int i = 0; i < 40; ++i) {
+    const std::string chunk =
+        "record " + std::to_string(i) + std::string(static_cast<std::size_t>(i), '.') + "\n";
+    length = s->append("journal/p.mjl", chunk, length);
+    expected += chunk;
+    ASSERT_EQ(length, expected.size());
+  }
+  const std::string report = proxy.stop();
+  ::setenv("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.c_str(), 1);
+  EXPECT_EQ(truth->get_range("journal/p.mjl", 0), std::optional<std::string>(expected)) << report;
+  // The run must have met the faults that make an append ambiguous, or it proved nothing.
+  EXPECT_GT(count_of(report, "500-after") + count_of(report, "reset-after"), 0) << report;
+  EXPECT_GT(count_of(report, "delay"), 0) << report;
 }
 
 }  // namespace

@@ -235,7 +235,6 @@ TEST(Session, CreateWritesSessionJsonAndAJournalDirectory) {
   EXPECT_EQ(s.dir(), mux / "sessions" / s.id().session);
   EXPECT_EQ(s.journal_dir(), s.dir() / "journal");
   EXPECT_EQ(s.elements_file(), mux / "elements.h5");
-  EXPECT_EQ(s.run_status_file(), s.dir() / "run.json");
   EXPECT_EQ(s.total(), 3u);
   EXPECT_TRUE(stdfs::is_directory(s.journal_dir()));
   EXPECT_EQ(names_in(mux / "sessions"), std::vector<std::string>{s.id().session});
@@ -299,7 +298,7 @@ TEST(Session, OpenRefusesAnUnknownSession) {
   stdfs::path mux = create_mux(tmp.path(), three_elements(), "");
   Session::create(mux);
   EXPECT_NE(usage_error_message([&] {
-              Session::open(MuxId{mux, "20000101T000000Z-0000"});
+              Session::open(MuxId{mux, "20000101T000000Z-0000", {}});
             }).find("session '20000101T000000Z-0000' of mux directory '" + mux.string() + "' does not exist"),
             std::string::npos);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
+#include "fault_proxy.hpp"
 #include "mpmux/error.hpp"
 #include "store_test_support.hpp"
 
@@ -308,62 +309,6 @@ TEST(SharedClaimer, AClaimLeftEmptyByADeadCreatorCountsAsOneElementAndIsReclaime
 
 namespace mpmux::test {
 namespace {
-
-// tests/unit/fault_proxy.py between the claimers and Azurite: its stdout tells its port, and it
-// reports the faults it injected when its stdin closes.
-class FaultProxy {
- public:
-  FaultProxy(int upstream_port, int seed, double rate, double delay_s) {
-    int in[2], out[2];
-    if (::pipe(in) != 0 || ::pipe(out) != 0) throw std::runtime_error("pipe failed");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(in[0], 0);
-      ::dup2(out[1], 1);
-      ::close(in[1]);
-      ::close(out[0]);
-      const std::string script = std::string(MPMUX_SOURCE_DIR) + "/tests/unit/fault_proxy.py";
-      const std::string args[] = {std::to_string(upstream_port), std::to_string(seed), std::to_string(rate),
-                                  std::to_string(delay_s)};
-      ::execl("/usr/bin/python3", "python3", script.c_str(), args[0].c_str(), args[1].c_str(),
-              args[2].c_str(), args[3].c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(in[0]);
-    ::close(out[1]);
-    to_proxy_ = in[1];
-    from_proxy_ = ::fdopen(out[0], "r");
-    char line[256];
-    if (std::fgets(line, sizeof line, from_proxy_) == nullptr || std::sscanf(line, "port=%d", &port_) != 1)
-      throw std::runtime_error("the fault proxy did not start");
-  }
-  ~FaultProxy() { stop(); }
-  int port() const { return port_; }
-
-  /// Stops the proxy; returns its "faults=kind:count ..." line.
-  std::string stop() {
-    if (pid_ <= 0) return report_;
-    ::close(to_proxy_);
-    char line[512] = {0};
-    if (std::fgets(line, sizeof line, from_proxy_) != nullptr) report_ = line;
-    std::fclose(from_proxy_);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    return report_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int to_proxy_ = -1;
-  FILE* from_proxy_ = nullptr;
-  int port_ = 0;
-  std::string report_;
-};
-
-int count_of(const std::string& report, const std::string& kind) {
-  std::size_t at = report.find(kind + ":");
-  return at == std::string::npos ? -1 : std::stoi(report.substr(at + kind.size() + 1));
-}
 
 // Dropped connections, answers after the timeout, 503s, 500s and resets after the request took
 // effect: every index is claimed by one batch and recorded by one counted commit.
