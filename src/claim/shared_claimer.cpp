@@ -324,7 +324,8 @@ std::optional<Batch> SharedStoreClaimer::take_stale() {
     if (store_->put_if_absent(claim_key(first, epoch + 1), claim_content(first, rec->count, epoch + 1))) {
       --unproven_;
       ++stats_.reclaimed;
-      return Batch{first, rec->count, epoch + 1, rec->participant.empty() ? rec->released_by : rec->participant};
+      return Batch{first, rec->count, epoch + 1,
+                   rec->participant.empty() ? rec->released_by : rec->participant};
     }
   }
   finished_ = !unfinished && remaining() == 0;

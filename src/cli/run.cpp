@@ -129,12 +129,14 @@ int cmd_run(const RunArgs& args) {
   const RunReport report = runner.run();
   if (!report.results_h5_error.empty()) say_error("results.h5 not updated: " + report.results_h5_error);
   if (runner.is_root() && report.summary.fenced_batches > 0)
-    std::fprintf(stderr,
-                 "mpmux: %llu batches of this run were taken over while it was silent past its lease (--lease) "
-                 "and committed by another run first: its records of them are not the ones kept\n",
-                 static_cast<unsigned long long>(report.summary.fenced_batches));
+    std::fprintf(
+        stderr,
+        "mpmux: %llu batches of this run were taken over while it was silent past its lease (--lease) "
+        "and committed by another run first: its records of them are not the ones kept\n",
+        static_cast<unsigned long long>(report.summary.fenced_batches));
   if (runner.is_root() && report.summary.held_by_others > 0)
-    std::fprintf(stderr, "mpmux: %llu elements are still held by other live runs of the session, which finish them\n",
+    std::fprintf(stderr,
+                 "mpmux: %llu elements are still held by other live runs of the session, which finish them\n",
                  static_cast<unsigned long long>(report.summary.held_by_others));
   switch (report.end) {
     case RunEnd::all_done:
