@@ -3,7 +3,7 @@
 //
 //   auto mux = mpmux::Multiplexer<Params>::create(grid, "/scratch/ana/mux", {.tag = "sweep"});
 //   std::string id = mux.create_read_session();
-//   mpmux::Multiplexer<Params> work(id, MPI_COMM_WORLD);
+//   mpmux::Multiplexer<Params> work(id, MPI_COMM_WORLD);   // or work(id): a process without MPI
 //   for (auto& e : work) e.set_result(simulate(e.value()));
 #pragma once
 #include <mpi.h>
@@ -14,14 +14,14 @@
 #include <boost/iostreams/stream.hpp>
 #include <cstdint>
 #include <cstring>
-#include <streambuf>
-#include <type_traits>
 #include <filesystem>
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <streambuf>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "mpmux/element_set.hpp"
@@ -69,8 +69,9 @@ template <class T>
 T deserialize(std::string_view bytes) {
   T value;
   if constexpr (std::is_arithmetic_v<T>) {
-    if (bytes.size() != sizeof value) throw UsageError("element of " + std::to_string(bytes.size()) +
-                                                       " bytes is not a value of " + std::to_string(sizeof value));
+    if (bytes.size() != sizeof value)
+      throw UsageError("element of " + std::to_string(bytes.size()) + " bytes is not a value of " +
+                       std::to_string(sizeof value));
     std::memcpy(&value, bytes.data(), sizeof value);
   } else {
     MemoryBuf buf(bytes);
@@ -136,7 +137,8 @@ class Multiplexer {
   /// Stores `data` (any range of Boost-serializable T) as a new element set under `root` and
   /// returns a handle on it. Durable when it returns. Not collective: call it on one rank.
   template <class Range>
-  static Multiplexer create(const Range& data, const std::filesystem::path& root, const CreateOptions& options = {}) {
+  static Multiplexer create(const Range& data, const std::filesystem::path& root,
+                            const CreateOptions& options = {}) {
     ParsedElements parsed;
     parsed.encoding = Encoding::boost_binary;
     for (const auto& value : data) parsed.elements.push(detail::serialize<T>(value));
@@ -148,8 +150,30 @@ class Multiplexer {
   explicit Multiplexer(std::filesystem::path mux_dir) : dir_(std::move(mux_dir)) {}
 
   /// Binds to a read session. Iterating is collective over `comm`: every rank must run the loop.
+  /// With MPI_COMM_NULL (or MPI_COMM_SELF, or any communicator of one rank) the loop is a plain
+  /// participant of the session that makes no MPI call: several processes or threads may each
+  /// iterate the same session, and each element goes to one of them.
   Multiplexer(std::string_view mux_id, MPI_Comm comm, RunOptions options = {})
-      : dir_(MuxId::parse(mux_id).dir), id_(MuxId::parse(mux_id)), comm_(comm), options_(std::move(options)) {}
+      : dir_(MuxId::parse(mux_id).dir),
+        id_(MuxId::parse(mux_id)),
+        comm_(comm),
+        options_(std::move(options)) {}
+  /// Given a mux id (file://...#s=SESSION): binds to that read session without MPI, as
+  /// Multiplexer(mux_id, MPI_COMM_NULL, options). Given anything else: a handle on the mux
+  /// directory of that path, as the constructor from a path.
+  explicit Multiplexer(std::string_view mux_id_or_dir, RunOptions options = {})
+      : options_(std::move(options)) {
+    if (mux_id_or_dir.find("://") == std::string_view::npos) {
+      dir_ = std::filesystem::path(mux_id_or_dir);
+    } else {
+      id_ = MuxId::parse(mux_id_or_dir);
+      dir_ = id_->dir;
+    }
+  }
+  explicit Multiplexer(const std::string& mux_id_or_dir, RunOptions options = {})
+      : Multiplexer(std::string_view(mux_id_or_dir), std::move(options)) {}
+  explicit Multiplexer(const char* mux_id_or_dir, RunOptions options = {})
+      : Multiplexer(std::string_view(mux_id_or_dir), std::move(options)) {}
 
   /// Creates a new, independent read session and returns its mux id (a printable URI).
   std::string create_read_session() const { return Session::create(dir_).id().str(); }

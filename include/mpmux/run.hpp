@@ -54,6 +54,10 @@ struct MPMUX_EXPORT RunOptions {
   /// false: the journal is written but never fdatasynced (survives a crash of the process, not
   /// of the node). For benchmarks and scratch sessions.
   bool fsync = true;
+  /// The run is a participant of its session (any number of runs and Multiplexer loops may
+  /// work one session): a batch of elements it claimed from the session's store is taken over
+  /// by others when its heartbeat (every lease_s / 4) has not changed for lease_s seconds.
+  double lease_s = 30.0;
   /// Called on the root before anything is handed out, with the set's attributes and its first
   /// element; an exception thrown there ends the run on every rank before it starts.
   std::function<void(const ElementSetInfo&, std::string_view first_element)> validate;
@@ -72,6 +76,12 @@ struct MPMUX_EXPORT RunSummary {
   bool stopped = false;
   std::string stop_reason;       // on the rank that saw it first, and on the root
   bool journal_failed = false;   // the root could not write the journal
+  /// Root: batches whose commit lost to another participant's (the batch was taken over while
+  /// this run was silent past its lease); their records here are not the ones kept.
+  std::uint64_t fenced_batches = 0;
+  /// Root: elements that other live participants of the session still held when this run
+  /// ended (they finish them; this run does not wait).
+  std::uint64_t held_by_others = 0;
 };
 
 /// One element handed to this rank.
@@ -82,7 +92,12 @@ struct MPMUX_EXPORT WorkItem {
   bool last_try = true;       // a failure now is final (no retry left in this run)
 };
 
-/// A run of one session over a communicator. Construction and destruction are collective.
+/// A run of one session over a communicator, as one participant of the session: any number of
+/// runs (MPI jobs, plain processes, threads) may work one session at once, each element being
+/// handed to one of them (again only after a participant went silent past its lease). With
+/// MPI_COMM_NULL, or a communicator of one rank, the run makes no MPI call (MPI_COMM_NULL does
+/// not even need MPI initialized): its elements come from a local queue fed from the session's
+/// store. Construction and destruction are collective.
 /// Each pending element is handed by next() to exactly one rank. An outcome is durable when it
 /// is in the journal: the root appends what workers report and fdatasyncs at most every
 /// commit_interval_s and when the run ends, so after finish() returns every outcome recorded by
@@ -130,7 +145,8 @@ class MPMUX_EXPORT Run {
   const MuxId& id() const;
   const std::string& host() const;
   /// How the current pass's claimer serves each window (RmaClaimer::paths): sm, rdma, ucx,
-  /// pt2pt or two-sided; empty for a run of one rank.
+  /// pt2pt or two-sided; empty for a run of one rank. Also in the participant's heartbeat while
+  /// the run lasts.
   std::vector<WindowPath> claim_paths() const;
 
  private:

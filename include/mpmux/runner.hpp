@@ -66,7 +66,8 @@ struct MPMUX_EXPORT RunReport {
 };
 
 /// A run of one session over a communicator, with one task kind. Construction and run() are
-/// collective.
+/// collective. With MPI_COMM_NULL the runner is one process that makes no MPI call (an error
+/// past the start is then thrown, not an MPI_Abort).
 class MPMUX_EXPORT Runner {
  public:
   /// Checks the options (UsageError naming the option and value), loads the plugin on every

@@ -79,7 +79,8 @@ SharedStoreClaimer::SharedStoreClaimer(std::string_view url, const store::StoreO
     : store_(store::open_store(url, store_options)),
       total_(total),
       options_(options),
-      id_(host_name() + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(6)) {
+      id_(options.id.empty() ? host_name() + "-" + std::to_string(::getpid()) + "-" + posix::random_hex(6)
+                             : options.id) {
   if (options_.min_batch == 0 || options_.max_batch < options_.min_batch)
     throw UsageError("shared claims: batch sizes must satisfy 1 <= min_batch <= max_batch");
   if (options_.heartbeat_interval * 2 > options_.ttl)
@@ -113,11 +114,20 @@ SharedStoreClaimer::~SharedStoreClaimer() {
 }
 
 std::string SharedStoreClaimer::heartbeat_text() {
-  return nlohmann::json({{"participant", id_},
-                         {"seq", ++beats_},
-                         {"unix_ns", posix::unix_time_ns()},
-                         {"about", nlohmann::json::parse(options_.about)}})
+  nlohmann::json about;
+  {
+    std::lock_guard<std::mutex> lock(about_mutex_);
+    about = nlohmann::json::parse(options_.about);
+  }
+  return nlohmann::json(
+             {{"participant", id_}, {"seq", ++beats_}, {"unix_ns", posix::unix_time_ns()}, {"about", about}})
       .dump();
+}
+
+void SharedStoreClaimer::set_about(std::string about) {
+  if (!nlohmann::json::accept(about)) throw UsageError("shared claims: 'about' is not JSON");
+  std::lock_guard<std::mutex> lock(about_mutex_);
+  options_.about = std::move(about);
 }
 
 void SharedStoreClaimer::beat() { store_->put("participants/" + id_, heartbeat_text(), false); }
@@ -183,8 +193,7 @@ std::uint64_t SharedStoreClaimer::next_size() const {
   size = std::clamp(size, options_.min_batch, options_.max_batch);
   // Near the end, leave work for every participant so that the tail balances.
   const std::uint64_t share = (remaining() + 2 * participants_ - 1) / (2 * participants_);
-  size = std::min(size, std::max(share, options_.min_batch));
-  return std::min(size, region_end(region_) - cursor_[region_]);
+  return std::min(size, std::max(share, options_.min_batch));
 }
 
 std::string SharedStoreClaimer::claim_content(std::uint64_t first, std::uint64_t count,
@@ -207,6 +216,7 @@ std::optional<SharedStoreClaimer::ClaimRecord> SharedStoreClaimer::read_claim(co
         r.first = j.at("first").get<std::uint64_t>();
         r.count = j.at("count").get<std::uint64_t>();
         r.epoch = j.at("epoch").get<std::uint64_t>();
+        r.released_by = j.value("released_by", std::string());
         if (r.count == 0) throw StoreError("empty batch");
         return r;
       } catch (const std::exception& e) {
@@ -222,7 +232,7 @@ std::optional<SharedStoreClaimer::ClaimRecord> SharedStoreClaimer::read_claim(co
     }
     if (Clock::now() - since >= options_.ttl) {
       auto parsed = parse_claim_key(key);
-      return ClaimRecord{"", parsed ? parsed->first : 0, 1, parsed ? parsed->second : 0};
+      return ClaimRecord{"", parsed ? parsed->first : 0, 1, parsed ? parsed->second : 0, ""};
     }
     // Its creator writes it a moment after the create: look again soon, then less often.
     std::this_thread::sleep_for(wait);
@@ -247,11 +257,13 @@ std::optional<Batch> SharedStoreClaimer::take_fresh() {
       region_ = best;
     }
     std::uint64_t& next = cursor_[region_];
-    const std::uint64_t size = next_size();
+    // A batch cut short by its region's end does not hold back the growth of the next ones.
+    const std::uint64_t uncut = next_size();
+    const std::uint64_t size = std::min(uncut, region_end(region_) - next);
     const std::string key = claim_key(next, 0);
     const auto start = Clock::now();
     if (store_->put_if_absent(key, claim_content(next, size, 0))) {
-      Batch b{next, size, 0};
+      Batch b{next, size, 0, ""};
       // A create that took more than half the lease may have been seen empty for the whole lease
       // (O_EXCL) and counted as one element; then a batch at next + 1 exists and ours is cut to one.
       if (size > 1 && Clock::now() - start > options_.ttl / 2 && store_->get(claim_key(next + 1, 0))) {
@@ -259,7 +271,7 @@ std::optional<Batch> SharedStoreClaimer::take_fresh() {
         b.count = 1;
       }
       next += b.count;
-      last_size_ = b.count;
+      last_size_ = std::max(b.count, uncut);
       ++stats_.claimed;
       return b;
     }
@@ -269,7 +281,7 @@ std::optional<Batch> SharedStoreClaimer::take_fresh() {
     if (rec->participant == id_) {  // our own create, reported as lost by a store that could not tell
       last_size_ = rec->count;
       ++stats_.claimed;
-      return Batch{rec->first, rec->count, 0};
+      return Batch{rec->first, rec->count, 0, ""};
     }
   }
 }
@@ -287,6 +299,8 @@ std::optional<Batch> SharedStoreClaimer::take_stale() {
     if (auto first = parse_done_key(key)) done.insert(*first);
 
   bool unfinished = false;
+  unproven_ = 0;
+  held_by_others_ = 0;
   const auto now = Clock::now();
   for (const auto& [first, epoch] : highest_epoch) {
     if (done.count(first) != 0) continue;
@@ -297,14 +311,21 @@ std::optional<Batch> SharedStoreClaimer::take_stale() {
     if (!stale) {
       std::optional<store::Object> hb = store_->get("participants/" + rec->participant);
       const std::string etag = hb ? hb->etag : std::string("(none)");
-      auto [it, added] = sightings_.try_emplace(rec->participant, Sighting{etag, now});
-      if (!added && it->second.etag != etag) it->second = Sighting{etag, now};
+      auto [it, added] = sightings_.try_emplace(rec->participant, Sighting{etag, now, false});
+      if (!added && it->second.etag != etag) it->second = Sighting{etag, now, true};
       stale = now - it->second.since >= options_.ttl;
+      if (!stale) {
+        held_by_others_ += rec->count;
+        if (!it->second.beating) ++unproven_;
+      }
     }
     if (!stale) continue;
+    ++unproven_;  // until it is ours, or another reclaimer's seen beating
     if (store_->put_if_absent(claim_key(first, epoch + 1), claim_content(first, rec->count, epoch + 1))) {
+      --unproven_;
       ++stats_.reclaimed;
-      return Batch{first, rec->count, epoch + 1};
+      return Batch{first, rec->count, epoch + 1,
+                   rec->participant.empty() ? rec->released_by : rec->participant};
     }
   }
   finished_ = !unfinished && remaining() == 0;
@@ -330,6 +351,16 @@ std::optional<Batch> SharedStoreClaimer::claim() {
 
 bool SharedStoreClaimer::superseded(const Batch& batch) {
   return store_->get(claim_key(batch.first, batch.epoch + 1)).has_value();
+}
+
+void SharedStoreClaimer::release(const Batch& batch) {
+  const std::string record = nlohmann::json({{"participant", ""},
+                                             {"first", batch.first},
+                                             {"count", batch.count},
+                                             {"epoch", batch.epoch + 1},
+                                             {"released_by", id_}})
+                                 .dump();
+  if (store_->put_if_absent(claim_key(batch.first, batch.epoch + 1), record)) ++stats_.released;
 }
 
 bool SharedStoreClaimer::commit(const Batch& batch, std::chrono::nanoseconds elapsed) {

@@ -47,6 +47,9 @@ struct SharedClaimOptions {
   bool heartbeat_thread = true;
   /// What the heartbeat says about the participant besides its id (host, job), JSON object text.
   std::string about = "{}";
+  /// The participant's id in claims, done records and its heartbeat (a run uses its journal's
+  /// file stem); empty: <host>-<pid>-<random>.
+  std::string id;
 };
 
 /// A claimed batch: element indices [first, first + count), owned at `epoch`.
@@ -54,6 +57,8 @@ struct Batch {
   std::uint64_t first = 0;
   std::uint64_t count = 0;
   std::uint64_t epoch = 0;
+  /// For a reclaimed batch (epoch > 0): the participant that held it before, or released it.
+  std::string previous_owner;
 };
 
 struct SharedClaimStats {
@@ -61,6 +66,7 @@ struct SharedClaimStats {
   std::uint64_t reclaimed = 0;  // stale batches taken over at a higher epoch
   std::uint64_t committed = 0;  // done records that won
   std::uint64_t fenced = 0;     // done records that lost (the batch was committed by another)
+  std::uint64_t released = 0;   // batches given back unfinished (release)
   std::uint64_t heartbeat_failures = 0;
 };
 
@@ -89,6 +95,11 @@ class SharedStoreClaimer {
   std::optional<Batch> try_claim();
   /// True once every batch has a done record (as seen by the last try_claim).
   bool finished() const { return finished_; }
+  /// After a try_claim that found nothing: batches of others that are not done and whose owner
+  /// has not been seen beating since this participant first looked (it may be dead: waiting
+  /// up to the lease tells), and the elements that others hold in unfinished batches.
+  std::uint64_t unproven_batches() const { return unproven_; }
+  std::uint64_t held_by_others() const { return held_by_others_; }
 
   /// True when a higher epoch of the batch exists: start no further element of it. One read.
   bool superseded(const Batch& batch);
@@ -98,8 +109,16 @@ class SharedStoreClaimer {
   /// `elapsed` is how long the batch took, for the batch size.
   bool commit(const Batch& batch, std::chrono::nanoseconds elapsed);
 
+  /// Gives an unfinished batch back: creates its next epoch with no owner, which others take
+  /// at once (take_stale sees it stale without waiting for the lease). Nothing happens when a
+  /// higher epoch exists already. Start no further element of it afterwards.
+  void release(const Batch& batch);
+
   /// Rewrites the heartbeat now.
   void beat();
+  /// Replaces what the heartbeat says about the participant (JSON object text); the next beat
+  /// carries it. Thread-safe. Throws UsageError when `about` is not JSON.
+  void set_about(std::string about);
 
   SharedClaimStats stats() const;
 
@@ -107,10 +126,12 @@ class SharedStoreClaimer {
   struct ClaimRecord {
     std::string participant;
     std::uint64_t first = 0, count = 0, epoch = 0;
+    std::string released_by;  // a claim with no participant made by release()
   };
   struct Sighting {  // an owner's heartbeat version and when it last changed, on our clock
     std::string etag;
     std::chrono::steady_clock::time_point since;
+    bool beating = false;  // it changed since the first sighting: the owner was alive then
   };
 
   std::uint64_t next_size() const;
@@ -134,6 +155,8 @@ class SharedStoreClaimer {
   std::size_t region_ = 0;             // the region fresh batches are taken from
   bool cursors_known_ = false;
   bool finished_ = false;
+  std::uint64_t unproven_ = 0;
+  std::uint64_t held_by_others_ = 0;
   double rate_ = 0;  // elements per second, smoothed
   std::uint64_t last_size_ = 0;
   std::atomic<std::uint64_t> participants_{1};
@@ -141,6 +164,8 @@ class SharedStoreClaimer {
   SharedClaimStats stats_;
   std::atomic<std::uint64_t> heartbeat_failures_{0};
   std::atomic<std::uint64_t> beats_{0};
+
+  std::mutex about_mutex_;  // guards options_.about, read by the heartbeat thread
 
   std::mutex mutex_;
   std::condition_variable wake_;

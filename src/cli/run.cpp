@@ -40,7 +40,17 @@ struct RunArgs {
   int threads = 1;
   bool threads_given = false;
   bool allow_foreign_owner = false;
+  double lease = 30;
 };
+
+// Started by mpirun, mpiexec or srun with an MPI plugin: the launcher leaves its mark in the
+// environment. Without one, the run is a plain process that never starts MPI.
+bool under_mpi_launcher() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MV2_COMM_WORLD_SIZE",
+                          "MPI_LOCALNRANKS"})
+    if (const char* v = std::getenv(var); v && *v) return true;
+  return false;
+}
 
 // --progress, else MPMUX_PROGRESS, else auto; the error names where a bad value came from.
 ProgressOutput progress_output(const RunArgs& args, bool& progress) {
@@ -90,6 +100,7 @@ RunnerOptions runner_options(const RunArgs& args) {
   run.retries = args.retries;
   run.stop_on_signals = true;
   run.grace_s = args.grace;
+  run.lease_s = args.lease;
   if (!args.deadline.empty())
     run.deadline = run::parse_deadline(args.deadline, static_cast<double>(detail::unix_ns()) / 1e9);
   if (args.estimate >= 0) run.estimate_s = args.estimate;
@@ -104,7 +115,7 @@ int cmd_run(const RunArgs& args) {
   check_owner(id.dir / "sessions" / id.session, args.allow_foreign_owner);
   RunnerOptions options = runner_options(args);
   const bool progress = options.run.progress;
-  Runner runner(id, MPI_COMM_WORLD, std::move(options));
+  Runner runner(id, under_mpi_launcher() ? MPI_COMM_WORLD : MPI_COMM_NULL, std::move(options));
   if (runner.is_root() && progress && !runner.claim_paths().empty()) {
     // Once, at the start: which way each window of the claimer went, and why when it fell back.
     std::vector<std::pair<std::string, std::string>> paths;
@@ -117,6 +128,16 @@ int cmd_run(const RunArgs& args) {
   }
   const RunReport report = runner.run();
   if (!report.results_h5_error.empty()) say_error("results.h5 not updated: " + report.results_h5_error);
+  if (runner.is_root() && report.summary.fenced_batches > 0)
+    std::fprintf(
+        stderr,
+        "mpmux: %llu batches of this run were taken over while it was silent past its lease (--lease) "
+        "and committed by another run first: its records of them are not the ones kept\n",
+        static_cast<unsigned long long>(report.summary.fenced_batches));
+  if (runner.is_root() && report.summary.held_by_others > 0)
+    std::fprintf(stderr,
+                 "mpmux: %llu elements are still held by other live runs of the session, which finish them\n",
+                 static_cast<unsigned long long>(report.summary.held_by_others));
   switch (report.end) {
     case RunEnd::all_done:
       return kExitOk;
@@ -183,6 +204,11 @@ Command add_run_command(CLI::App& app) {
           ->check(CLI::Range(1, 4096));
   cmd->add_option("--estimate", args->estimate, "Runtime estimate in SECONDS before any element finished")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lease", args->lease,
+                  "SECONDS without a heartbeat after which other runs of the session take over this run's "
+                  "batches (heartbeat every lease/4)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
   add_allow_foreign_owner(*cmd, args->allow_foreign_owner);
 
   return {cmd, [args, plugin_arg_opt, procs_opt, threads_opt] {

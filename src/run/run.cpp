@@ -7,16 +7,21 @@
 #include <boost/mpi/request.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include <hdf5.h>
+
 #include "mpmux/error.hpp"
 #include "mpmux/mpi.hpp"
 #include "run/collective.hpp"
+#include "run/participant.hpp"
 #include "run/progress_printer.hpp"
 #include "run/signals.hpp"
 #include "store/fs.hpp"
@@ -62,6 +67,27 @@ using run::check_mpi;  // the run's communicator returns errors; a failed call b
 
 double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
 
+// Several runs in threads of one process (Multiplexer loops) each read the element set; an HDF5
+// built without thread safety must see one call at a time.
+std::unique_lock<std::mutex> hdf5_lock() {
+  static std::mutex mutex;
+  static const bool threadsafe = [] {
+    hbool_t safe = 0;
+    return H5is_library_threadsafe(&safe) >= 0 && safe > 0;
+  }();
+  return threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
+}
+
+// What the heartbeat says of the Slurm job this process belongs to, if any.
+nlohmann::json slurm_ids() {
+  nlohmann::json ids = nlohmann::json::object();
+  for (const auto& [field, var] : {std::pair{"job_id", "SLURM_JOB_ID"}, std::pair{"array_job_id", "SLURM_ARRAY_JOB_ID"},
+                                   std::pair{"array_task_id", "SLURM_ARRAY_TASK_ID"},
+                                   std::pair{"step_id", "SLURM_STEP_ID"}})
+    if (const char* v = std::getenv(var); v && *v) ids[field] = v;
+  return ids;
+}
+
 }  // namespace
 
 struct Run::State {
@@ -71,6 +97,20 @@ struct Run::State {
   int rank = 0, size = 1;
   bool works = true;
   int claimers = 1;
+  // No MPI at all (MPI_COMM_NULL, or one rank): elements come from a local queue fed by the
+  // participant, and the retry passes from retry_tags.
+  bool local = false;
+  bool opened = false;  // set up done: finish() has something to end
+  std::vector<std::uint64_t> local_tags;  // local: the tags of the current pass not yet in a chunk
+  bool first_pass = true;
+  bool store_ended = false;  // the participant has nothing more to claim
+  std::uint64_t handed_here = 0;  // elements this rank got from try_next
+  // MPI: the first pass is an open hand-out (RmaClaimer HandOut::published) that the root feeds
+  // with the participant's batches, refilled before the ranks run dry.
+  bool published_first = false;
+  std::vector<std::uint64_t> first_pass_indices;  // root: the element index at each position
+  std::uint64_t last_batch = 0;                   // elements of the last batch published
+  Clock::time_point last_refill;
   MuxId id;
   std::string host = hostname();
   std::uint32_t pid = static_cast<std::uint32_t>(::getpid());
@@ -114,12 +154,16 @@ struct Run::State {
   std::unordered_map<std::uint64_t, std::uint32_t> failures_in_run;
   std::string inbox;
   Clock::time_point last_status = Clock::now();
+  std::unique_ptr<run::SessionParticipant> participant;
+  std::int64_t started_unix_ns = posix::unix_time_ns();
+  std::deque<std::pair<Clock::time_point, std::uint64_t>> rate_samples;  // (when, outcomes)
 
   bool is_root() const { return rank == options.root; }
   int remote_workers() const { return size - 1; }
 
   void stop(const std::string& reason);
   void lose_journal(const StoreError& e);
+  void lose_store(const StoreError& e);
   bool check_stop(bool starting_element = false);
   bool cancel_now();
   std::vector<std::uint64_t> open_session();
@@ -130,7 +174,13 @@ struct Run::State {
   void journal_records(std::string_view records);
   bool poll();
   void coordinate_until_pass_done();
-  void write_status(bool final);
+  void write_status();
+  std::string about();
+  bool refill_local();
+  void refill_published();
+  bool claim_published();
+  void commit_batches();
+  void end_participation();
   void note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags);
 };
 
@@ -149,6 +199,13 @@ void Run::State::stop(const std::string& reason) {
 void Run::State::lose_journal(const StoreError& e) {
   journal_broken = true;
   summary.journal_failed = true;
+  stop(e.what());
+}
+
+// The session's store failed (full disk, unreachable): no batch can be claimed or committed, so
+// the run stops as on a journal error; its batches are taken over after the lease.
+void Run::State::lose_store(const StoreError& e) {
+  store_ended = true;
   stop(e.what());
 }
 
@@ -195,10 +252,14 @@ bool Run::State::cancel_now() {
 // The root's part of the start: the session, its pending elements as tags, the journal.
 std::vector<std::uint64_t> Run::State::open_session() {
   session.emplace(Session::open(id));
-  const SessionState state = read_session_state(*session, /*cut_torn_tails=*/true);
-  set.emplace(ElementSet::open(session->elements_file()));
-  if (set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
-  if (options.validate) options.validate(set->info(), set->size() ? set->read(0) : std::string());
+  // A journal belongs to its one live writer: a torn tail of another's is ignored, never cut.
+  SessionState state = read_session_state(*session, /*cut_torn_tails=*/false);
+  {
+    auto lock = hdf5_lock();
+    set.emplace(ElementSet::open(session->elements_file()));
+    if (set->size() > kMaxIndex) throw UsageError("the set has more elements than a run can index");
+    if (options.validate) options.validate(set->info(), set->size() ? set->read(0) : std::string());
+  }
   const auto retries = static_cast<std::uint32_t>(options.retries);
   std::vector<std::uint64_t> tags;
   for (std::uint64_t i : state.pending_indices(options.rerun_failed))
@@ -206,21 +267,40 @@ std::vector<std::uint64_t> Run::State::open_session() {
   journal.emplace(*session, host, pid, options.commit_interval_s);
   journal->set_fsync(options.fsync);
   summary.handed_out = tags.size();
+  // With nothing to do, the run leaves the session's claims alone.
+  if (!tags.empty()) {
+    participant = std::make_unique<run::SessionParticipant>(*session, std::move(state), options.rerun_failed,
+                                                            journal->path().stem().string(), options.lease_s,
+                                                            about());
+  }
   return tags;
 }
 
 // ----- passes -----
 
 void Run::State::start_pass(std::vector<std::uint64_t> tags) {
+  if (local) {
+    local_tags = std::move(tags);
+    chunk = Claim();
+    next_in_chunk = 0;
+    pass_base = summary.done + summary.failed;
+    return;
+  }
+  const bool open = first_pass && published_first;
   ElementBuffer elements;
   if (is_root() && !tags.empty()) {
     std::vector<std::uint64_t> indices(tags.size());
     for (std::size_t k = 0; k < tags.size(); ++k) indices[k] = tags[k] & kMaxIndex;
-    elements = set->read_subset(indices);
+    {
+      auto lock = hdf5_lock();
+      elements = set->read_subset(indices);
+    }
+    if (open) first_pass_indices = std::move(indices);
   }
   claimer.reset();  // collective
   claimer = std::make_unique<RmaClaimer>(comm, options.root, std::move(tags), std::move(elements), options.chunk,
-                                         claimers);
+                                         claimers, open ? HandOut::published : HandOut::all_at_once);
+  if (open && is_root()) refill_published();
   chunk = Claim();
   next_in_chunk = 0;
   passes_done = 0;
@@ -230,6 +310,15 @@ void Run::State::start_pass(std::vector<std::uint64_t> tags) {
 // Collective, at the end of a pass: the root, having every worker's outcomes, decides whether a
 // pass of retries follows.
 bool Run::State::next_pass() {
+  if (local) {
+    first_pass = false;
+    if (stop_since || journal_broken || retry_tags.empty()) return false;
+    std::sort(retry_tags.begin(), retry_tags.end());
+    std::vector<std::uint64_t> tags;
+    tags.swap(retry_tags);
+    start_pass(std::move(tags));
+    return true;
+  }
   if (!is_root()) {
     send_outbox();
     // [stopped][why]: the root reports the first reason it hears of.
@@ -253,6 +342,7 @@ bool Run::State::next_pass() {
   }
   check_mpi(MPI_Bcast(header, 2, MPI_UINT64_T, options.root, comm), "MPI_Bcast", rank);
   if (header[1] && !stop_since) stop("stopped on another rank");
+  first_pass = false;  // the root fed the open hand-out until every rank ended the pass
   if (header[0] == 0) return false;
   std::vector<std::uint64_t> tags;
   if (is_root()) tags.swap(retry_tags);
@@ -289,6 +379,7 @@ void Run::State::reap_sends(bool all) {
 // ----- root side -----
 
 void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags) {
+  if (participant && (type == RecordType::done || (flags & Outcome::kFinal))) participant->finished(index);
   if (type == RecordType::done) ++summary.done;
   if (type != RecordType::failed) return;
   ++summary.failed;
@@ -313,6 +404,7 @@ void Run::State::journal_records(std::string_view records) {
 }
 
 bool Run::State::poll() {
+  refill_published();
   // Two-sided claims first: a worker waits for each answer, an outcome waits for nothing.
   bool got = claimer && claimer->serve() > 0;
   while (auto status = bcomm->iprobe(bmpi::any_source, bmpi::any_tag)) {
@@ -340,7 +432,8 @@ bool Run::State::poll() {
   if (worker_stopped && !stop_since) stop(worker_stop_reason);
   check_stop();
   if (progress) progress->update(summary.done, summary.failed_for_good);
-  if (Clock::now() - last_status >= kStatusEvery) write_status(false);
+  commit_batches();
+  if (Clock::now() - last_status >= kStatusEvery) write_status();
   return got;
 }
 
@@ -359,48 +452,213 @@ void Run::State::coordinate_until_pass_done() {
   poll();
 }
 
-void Run::State::write_status(bool final) {
-  last_status = Clock::now();
-  const auto status_file = session->dir() / "run.json";  // no longer read: stat reads heartbeats
-  if (final) {
-    std::error_code ignored;
-    std::filesystem::remove(status_file, ignored);
-    return;
+// What the heartbeat says of this participant (CONTRACT: host, job, counts, rate), refreshed
+// every kStatusEvery; it replaces the run.json of earlier versions.
+std::string Run::State::about() {
+  const auto now = Clock::now();
+  const std::uint64_t outcomes = summary.done + summary.failed;
+  rate_samples.emplace_back(now, outcomes);
+  while (rate_samples.size() > 2 && now - rate_samples[1].first >= std::chrono::seconds(30))
+    rate_samples.pop_front();
+  const double span = std::chrono::duration<double>(now - rate_samples.front().first).count();
+  const double rate = span > 0 ? static_cast<double>(outcomes - rate_samples.front().second) / span : 0.0;
+  // Handed to this run's ranks and not recorded: the running ones (at most one per worker),
+  // and the rest waiting in chunks.
+  std::uint64_t outstanding = 0;
+  if (local) {
+    outstanding = handed_here - finished_here;
+  } else if (claimer) {
+    const std::uint64_t handed = std::min(claimer->claimed(), claimer->total());
+    const std::uint64_t recorded = summary.done + summary.failed - pass_base;
+    outstanding = handed > recorded ? handed - recorded : 0;
   }
-  const std::uint64_t claimed = claimer ? std::min(claimer->claimed(), claimer->total()) : 0;
-  const std::uint64_t finished_here = summary.done + summary.failed - pass_base;
-  const std::uint64_t running = claimed > finished_here ? claimed - finished_here : 0;
+  const std::uint64_t running = std::min<std::uint64_t>(outstanding, static_cast<std::uint64_t>(claimers));
+  const std::uint64_t open = participant ? participant->open_elements() : 0;
   nlohmann::json j = {{"host", host},
                       {"pid", pid},
-                      {"updated", static_cast<std::int64_t>(unix_seconds())},
-                      {"running", std::min(running, claimed)}};
+                      {"started_unix_ns", started_unix_ns},
+                      {"lease_ms", static_cast<std::int64_t>(options.lease_s * 1000)},
+                      {"ranks", size},
+                      {"workers", claimers},
+                      {"done", summary.done},
+                      {"failed", summary.failed_for_good},
+                      {"running", running},
+                      {"claimed", open > running ? open - running : 0},
+                      {"rate", rate}};
+  if (journal) j["journal"] = journal->path().filename().string();
+  if (participant) j["round"] = participant->round();
+  if (auto ids = slurm_ids(); !ids.empty()) j["slurm"] = std::move(ids);
   if (claimer && size > 1) {
     nlohmann::json paths = nlohmann::json::array();
     for (const WindowPath& p : claimer->paths()) paths.push_back({{"window", p.window}, {"path", p.path}});
     j["claim_paths"] = std::move(paths);
   }
-  // Advisory: atomic so a reader never sees half a file, but not fsynced, and a failure to
-  // write it costs nothing but a stale `running` count.
+  return j.dump();
+}
+
+void Run::State::write_status() {
+  last_status = Clock::now();
+  if (participant) participant->set_about(about());
+}
+
+// A batch is committed once the journal holds each of its outcomes durably: the commit is what
+// makes this run's records of the batch the ones kept (the fenced rule of the fold).
+void Run::State::commit_batches() {
+  if (!participant || !participant->has_complete() || journal_broken) return;
   try {
-    posix::write_file_atomic(status_file, j.dump() + "\n", posix::kFileMode, /*durable=*/false);
-  } catch (const StoreError&) {
+    journal->flush();
+  } catch (const StoreError& e) {
+    lose_journal(e);
+    return;
   }
+  participant->commit_complete();
+}
+
+// Local hand-out: the next chunk of the pass. The first pass takes one store batch at a time;
+// retry passes take what failed all at once, as an MPI run does.
+bool Run::State::refill_local() {
+  chunk = Claim();
+  next_in_chunk = 0;
+  if (local_tags.empty() && first_pass && participant && !store_ended) {
+    std::vector<run::PendingElement> got;
+    for (;;) {
+      run::SessionParticipant::ClaimStatus status;
+      try {
+        status = participant->claim(got);
+      } catch (const StoreError& e) {
+        lose_store(e);
+        return false;
+      }
+      commit_batches();
+      if (status == run::SessionParticipant::ClaimStatus::claimed) break;
+      if (status == run::SessionParticipant::ClaimStatus::ended) {
+        store_ended = true;
+        return false;
+      }
+      // Not ready yet (the store thread claims ahead), or another participant's batch may turn
+      // out stale: wait for it, unless elements of ours still run (their end brings this rank
+      // back here).
+      if (handed_here > finished_here || check_stop()) return false;
+      participant->wait_ready(participant->poll_interval());
+    }
+    const auto retries = static_cast<std::uint32_t>(options.retries);
+    for (const run::PendingElement& e : got) local_tags.push_back(make_tag(e.index, e.attempt, retries));
+  }
+  if (local_tags.empty()) return false;
+  std::vector<std::uint64_t> indices(local_tags.size());
+  for (std::size_t k = 0; k < local_tags.size(); ++k) indices[k] = local_tags[k] & kMaxIndex;
+  {
+    auto lock = hdf5_lock();
+    chunk.elements = set->read_subset(indices);
+  }
+  chunk.indices = std::move(local_tags);
+  local_tags.clear();
+  return true;
+}
+
+// Root, MPI: publishes the participant's next batches into the open hand-out while less than
+// about one batch (and at least two chunks per worker) is left for the ranks; closes it when the
+// store has nothing more to give, so that the ranks end their pass.
+void Run::State::refill_published() {
+  if (!published_first || !first_pass || !is_root() || !participant || store_ended || !claimer || stop_since)
+    return;
+  // The root's loop polls every few microseconds; the counter is looked at twice a millisecond.
+  const auto now = Clock::now();
+  if (now - last_refill < std::chrono::microseconds(500)) return;
+  last_refill = now;
+  const std::uint64_t published = claimer->published();
+  const std::uint64_t left = published - std::min(claimer->claimed(), published);
+  const std::uint64_t want =
+      std::max<std::uint64_t>(2 * static_cast<std::uint64_t>(claimers) * options.chunk.min, last_batch);
+  std::vector<std::uint64_t> positions;
+  while (left + positions.size() < want) {
+    std::vector<run::PendingElement> got;
+    run::SessionParticipant::ClaimStatus status;
+    try {
+      status = participant->claim(got);
+    } catch (const StoreError& e) {
+      lose_store(e);
+      break;
+    }
+    if (status == run::SessionParticipant::ClaimStatus::claimed) {
+      for (const run::PendingElement& e : got)
+        positions.push_back(static_cast<std::uint64_t>(
+            std::lower_bound(first_pass_indices.begin(), first_pass_indices.end(), e.index) -
+            first_pass_indices.begin()));
+      last_batch = got.size();
+      continue;
+    }
+    if (status == run::SessionParticipant::ClaimStatus::ended) store_ended = true;
+    break;
+  }
+  if (!positions.empty()) claimer->publish(positions);
+  if (store_ended) claimer->close();
+  commit_batches();  // batches that had nothing left to do
+}
+
+// Root, MPI, open hand-out: the root must not block in claim(), as it alone publishes.
+bool Run::State::claim_published() {
+  auto idle = std::chrono::microseconds(20);
+  for (;;) {
+    refill_published();
+    const ClaimStatus status = claimer->try_claim(chunk);
+    if (status == ClaimStatus::claimed) return true;
+    if (status == ClaimStatus::ended) return false;
+    if (!poll()) {
+      std::this_thread::sleep_for(idle);
+      idle = std::min<std::chrono::microseconds>(idle * 2, std::chrono::microseconds(2000));
+    }
+  }
+}
+
+// The end of this run's part: what it could not finish goes back to the store at once, and the
+// heartbeat goes away.
+void Run::State::end_participation() {
+  if (!participant) return;
+  try {
+    if (!journal_broken) commit_batches();
+    participant->release_open();
+    summary.fenced_batches = participant->fenced();
+    if (store_ended || !summary.stopped) summary.held_by_others = participant->held_by_others();
+  } catch (const Error&) {
+    // The store failed: what this run held becomes stale after the lease and is taken over.
+  }
+  participant.reset();
 }
 
 // ----- Run -----
 
 Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_unique<State>()) {
   auto& s = *state_;
-  ensure_mpi();
   s.options = std::move(options);
   s.id = id;
   if (s.options.retries < 0 || s.options.retries > 254)
     throw UsageError("--retries " + std::to_string(s.options.retries) + ": must be between 0 and 254");
   if (s.options.grace_s < 0) throw UsageError("--grace must not be negative");
+  if (!(s.options.lease_s >= 0.1 && s.options.lease_s <= 86400))
+    throw UsageError("--lease " + std::to_string(s.options.lease_s) + ": must be between 0.1 and 86400 seconds");
+  int comm_size = 1;
+  if (comm != MPI_COMM_NULL) {
+    ensure_mpi();
+    check_mpi(MPI_Comm_size(comm, &comm_size), "MPI_Comm_size", 0);
+  }
+  s.local = comm_size == 1;
   // With stop_on_signals, signals count from the start of the process: one that came before
   // the run (the CLI installs the handlers first thing) stops it at once.
   if (s.options.stop_on_signals) run::install_stop_handlers();
   s.signals_seen = s.options.stop_on_signals ? 0 : run::stop_signals();
+  if (s.local) {
+    if (s.options.root != 0) throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
+    s.open_session();  // the first pass takes its elements from the participant's batches
+    s.start_pass({});
+    if (!s.participant) s.store_ended = true;
+    if (s.options.progress)
+      s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s,
+                         run::progress_display(s.options.progress_output));
+    s.opened = true;
+    s.started = Clock::now();
+    return;
+  }
   // A communicator of our own, so our messages never match the application's receives.
   int caller_rank = -1;
   check_mpi(MPI_Comm_rank(comm, &caller_rank), "MPI_Comm_rank", caller_rank);
@@ -425,16 +683,20 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
     MPI_Comm_free(&s.comm);
     throw;
   }
+  std::uint64_t published = s.is_root() && s.participant ? 1 : 0;
+  check_mpi(MPI_Bcast(&published, 1, MPI_UINT64_T, s.options.root, s.comm), "MPI_Bcast", s.rank);
+  s.published_first = published != 0;
   s.start_pass(std::move(tags));
   if (s.is_root() && s.options.progress)
     s.progress.emplace(s.summary.handed_out, s.options.progress_interval_s,
                        run::progress_display(s.options.progress_output));
-  if (s.is_root()) s.write_status(false);
+  if (s.is_root()) s.write_status();
+  s.opened = true;
   s.started = Clock::now();
 }
 
 Run::~Run() {
-  if (!state_ || state_->finished || !state_->claimer) return;
+  if (!state_ || state_->finished || !state_->opened) return;
   try {
     finish();
   } catch (const std::exception& e) {
@@ -468,14 +730,18 @@ bool Run::must_cancel() {
 bool Run::try_next(WorkItem& item) {
   auto& s = *state_;
   if (s.over || !s.works || s.check_stop(/*starting_element=*/true)) return false;
-  if (s.next_in_chunk == s.chunk.size()) {
+  if (s.next_in_chunk == s.chunk.size() && s.local) {
+    if (!s.refill_local()) return false;
+  } else if (s.next_in_chunk == s.chunk.size()) {
     if (s.is_root()) {
       if (s.size > 1) s.poll();
     } else {
       s.send_outbox();  // report before taking more, so nothing waits behind a long chunk
     }
     s.next_in_chunk = 0;
-    if (!s.claimer->claim(s.chunk)) {
+    const bool claimed =
+        s.is_root() && s.published_first && s.first_pass ? s.claim_published() : s.claimer->claim(s.chunk);
+    if (!claimed) {
       s.chunk = Claim();
       if (!s.is_root() && s.claimer->exhausted() && !s.stop_since) s.stop("stopped on another rank");
       return false;
@@ -487,6 +753,7 @@ bool Run::try_next(WorkItem& item) {
   item.last_try = (tag >> (kIndexBits + kAttemptBits)) == 0;
   item.bytes = s.chunk.elements.at(s.next_in_chunk);
   ++s.next_in_chunk;
+  ++s.handed_here;
   s.current = item;
   s.last_element_start = Clock::now();
   return true;
@@ -541,8 +808,9 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
           s.lose_journal(e);
         }
       }
+      s.commit_batches();
       if (s.progress) s.progress->update(s.summary.done, s.summary.failed_for_good);
-      if (Clock::now() - s.last_status >= kStatusEvery) s.write_status(false);
+      if (Clock::now() - s.last_status >= kStatusEvery) s.write_status();
     }
     return;
   }
@@ -575,11 +843,16 @@ RunSummary Run::finish() {
       }
     }
     if (s.journal_broken) s.journal->abandon();
+    s.end_participation();
     s.summary.syncs = s.journal->syncs();
     if (s.progress) s.progress->finish(s.summary.done, s.summary.failed_for_good);
-    s.write_status(true);
   }
   s.summary.seconds = std::chrono::duration<double>(Clock::now() - s.started).count();
+  if (s.local) {
+    auto lock = hdf5_lock();
+    s.set.reset();
+    return s.summary;
+  }
   std::uint64_t stopped = s.summary.stopped ? 1 : 0;
   check_mpi(MPI_Bcast(&stopped, 1, MPI_UINT64_T, s.options.root, s.comm), "MPI_Bcast", s.rank);
   s.summary.stopped = s.summary.stopped || stopped;

@@ -58,7 +58,8 @@ void Runner::State::take_deadline_from_slurm() {
   double end = 0;
   if (rank == options.run.root)
     end = run::slurm_job_end(static_cast<double>(detail::unix_ns()) / 1e9).value_or(0);
-  run::check_mpi(MPI_Bcast(&end, 1, MPI_DOUBLE, options.run.root, comm), "MPI_Bcast", rank);
+  if (comm != MPI_COMM_NULL)
+    run::check_mpi(MPI_Bcast(&end, 1, MPI_DOUBLE, options.run.root, comm), "MPI_Bcast", rank);
   if (end > 0) options.run.deadline = end;
 }
 
@@ -66,11 +67,15 @@ void Runner::State::take_deadline_from_slurm() {
 // elements, before the run creates anything in the session.
 void Runner::State::start_plugin(const PluginTask& task) {
   const bool works = Run::rank_works(rank, size, options.run);
-  run::all_or_none(comm, [&] {
+  auto start = [&] {
     auto plugin = run::TaskPlugin::open(task.library);
     if (works)
       plugin_tasks = std::make_unique<run::PluginTasks>(std::move(plugin), task.arg, rank, task.threads);
-  });
+  };
+  if (comm == MPI_COMM_NULL)
+    start();
+  else
+    run::all_or_none(comm, start);
 }
 
 void Runner::State::process_elements() {
@@ -126,9 +131,11 @@ Runner::Runner(const MuxId& id, MPI_Comm comm, RunnerOptions options) : state_(s
       if (user_check) user_check(info, first);
     };
   }
-  ensure_mpi();
-  run::check_mpi(MPI_Comm_rank(comm, &s.rank), "MPI_Comm_rank", s.rank);
-  run::check_mpi(MPI_Comm_size(comm, &s.size), "MPI_Comm_size", s.rank);
+  if (comm != MPI_COMM_NULL) {  // without a communicator: one process, no MPI at all
+    ensure_mpi();
+    run::check_mpi(MPI_Comm_rank(comm, &s.rank), "MPI_Comm_rank", s.rank);
+    run::check_mpi(MPI_Comm_size(comm, &s.size), "MPI_Comm_size", s.rank);
+  }
   if (!s.options.run.deadline && s.options.deadline_from_slurm) s.take_deadline_from_slurm();
   if (const auto* task = std::get_if<PluginTask>(&s.options.task)) s.start_plugin(*task);
   s.run = std::make_unique<Run>(id, comm, s.options.run);
@@ -146,13 +153,15 @@ RunReport Runner::run() {
     s.process_elements();
     report.summary = s.run->finish();
   } catch (const std::exception& e) {
+    if (s.comm == MPI_COMM_NULL) throw;
     // Past the start, the ranks are no longer in step: a failure here ends the whole job.
     std::fprintf(stderr, "mpmux: %s\n", e.what());
     MPI_Abort(s.comm, 1);
   }
   int end = 0;
   if (s.run->is_root()) end = static_cast<int>(s.decide_end(report));
-  run::check_mpi(MPI_Bcast(&end, 1, MPI_INT, s.options.run.root, s.comm), "MPI_Bcast", s.rank);
+  if (s.comm != MPI_COMM_NULL)
+    run::check_mpi(MPI_Bcast(&end, 1, MPI_INT, s.options.run.root, s.comm), "MPI_Bcast", s.rank);
   report.end = static_cast<RunEnd>(end);
   return report;
 }

@@ -91,6 +91,11 @@ class Stat(TempDirTest):
         [journal] = os.listdir(journal_dir)
         # A second participant's journal holding the same records: its results came too late.
         shutil.copy(os.path.join(journal_dir, journal), os.path.join(journal_dir, "late-1-1.mjl"))
+        # The run committed its batches: every record of the late copy is fenced.
+        self.assertEqual(self.stat(self.mux_id)["fenced"], 100)
+        done_dir = os.path.join(self.session, "round-000001", "done")
+        for name in os.listdir(done_dir):
+            os.remove(os.path.join(done_dir, name))
         self.assertEqual(self.stat(self.mux_id)["fenced"], 0, "without committed batches nothing is fenced")
         self.put("round-000001/done/0000000000000",
                  {"participant": journal[:-len(".mjl")], "epoch": 0, "count": 60})

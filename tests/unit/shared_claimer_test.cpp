@@ -13,8 +13,10 @@
 #include <sstream>
 #include <thread>
 #include <vector>
+#include <nlohmann/json.hpp>
 
 #include "fault_proxy.hpp"
+#include "mpmux/error.hpp"
 #include "store_test_support.hpp"
 
 namespace mpmux::test {
@@ -163,6 +165,72 @@ TEST_P(SharedClaimerTest, ASlowOwnersFirstCommitWinsAndTheReclaimersIsFenced) {
   EXPECT_EQ(reclaimer->stats().fenced, 1u);
   EXPECT_FALSE(reclaimer->claim().has_value()) << "the session is done";
   EXPECT_TRUE(reclaimer->finished());
+}
+
+// A stopping participant gives its batch back: another takes it at once, without waiting for
+// the lease, and learns whose it was.
+TEST_P(SharedClaimerTest, AReleasedBatchIsTakenAtOnceByAnotherWithoutWaitingForTheLease) {
+  SharedClaimOptions o = short_lease(true);
+  o.ttl = 60s;  // far beyond the test: only the release can make the batch available
+  o.heartbeat_interval = 10s;
+  o.min_batch = o.max_batch = 5;
+  o.id = "stopping-run";
+  auto stopping = claimer(5, o);
+  EXPECT_EQ(stopping->id(), "stopping-run");
+  std::optional<Batch> held = stopping->claim();
+  ASSERT_TRUE(held.has_value());
+  o.id.clear();
+  auto other = claimer(5, o);
+  EXPECT_NE(other->id(), "stopping-run");
+  EXPECT_FALSE(other->try_claim().has_value()) << "a live participant's batch was taken";
+  stopping->release(*held);
+  EXPECT_EQ(stopping->stats().released, 1u);
+  EXPECT_TRUE(stopping->superseded(*held));
+  std::optional<Batch> taken = other->try_claim();
+  ASSERT_TRUE(taken.has_value());
+  EXPECT_EQ(taken->first, 0u);
+  EXPECT_EQ(taken->count, 5u);
+  EXPECT_EQ(taken->epoch, 2u) << "epoch 1 is the release, with no owner";
+  EXPECT_EQ(taken->previous_owner, "stopping-run");
+  stopping->release(*held);  // too late: the next epoch exists
+  EXPECT_EQ(stopping->stats().released, 1u);
+  EXPECT_TRUE(other->commit(*taken, 1ms));
+  EXPECT_FALSE(other->try_claim().has_value());
+  EXPECT_TRUE(other->finished());
+}
+
+TEST_P(SharedClaimerTest, TheHeartbeatCarriesTheIdAndTheLatestAboutText) {
+  SharedClaimOptions o = short_lease(false);
+  o.id = "node7-42-1733";
+  o.about = R"({"host":"node7"})";
+  auto c = claimer(10, o);
+  auto store = location_->open();
+  auto heartbeat = [&] { return nlohmann::json::parse(store->get("participants/node7-42-1733")->data); };
+  EXPECT_EQ(heartbeat()["participant"], "node7-42-1733");
+  EXPECT_EQ(heartbeat()["about"]["host"], "node7");
+  c->set_about(R"({"host":"node7","done":12})");
+  EXPECT_EQ(heartbeat()["about"].count("done"), 0u) << "set_about writes nothing by itself";
+  c->beat();
+  EXPECT_EQ(heartbeat()["about"]["done"], 12);
+  EXPECT_THROW(c->set_about("{not json"), UsageError);
+  c->beat();
+  EXPECT_EQ(heartbeat()["about"]["done"], 12) << "a refused about text leaves the last one";
+  std::optional<Batch> b = c->try_claim();
+  ASSERT_TRUE(b.has_value());
+  auto claim = nlohmann::json::parse(store->get("claims/0000000000000.0")->data);
+  EXPECT_EQ(claim["participant"], "node7-42-1733");
+}
+
+// set_about from one thread while the heartbeat thread beats: no torn text, no race (TSan).
+TEST_P(SharedClaimerTest, SetAboutIsSafeWhileTheHeartbeatThreadBeats) {
+  SharedClaimOptions o = short_lease(true);
+  o.heartbeat_interval = 5ms;
+  o.ttl = 10ms;
+  auto c = claimer(10, o);
+  for (int i = 0; i < 200; ++i) c->set_about(nlohmann::json({{"done", i}}).dump());
+  c->beat();
+  auto hb = nlohmann::json::parse(location_->open()->get("participants/" + c->id())->data);
+  EXPECT_EQ(hb["about"]["done"], 199);
 }
 
 TEST_P(SharedClaimerTest, ALiveParticipantsBatchIsNotReclaimed) {
