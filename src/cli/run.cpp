@@ -138,6 +138,15 @@ int cmd_run(const RunArgs& args) {
     std::fprintf(stderr,
                  "mpmux: %llu elements are still held by other live runs of the session, which finish them\n",
                  static_cast<unsigned long long>(report.summary.held_by_others));
+  // A participant's progress counts its own elements: say where the session stands when other
+  // runs took part, so that "190/380 elements (50.0%)" is not read as half a sweep left behind.
+  const RunSummary& summary = report.summary;
+  if (runner.is_root() && progress && report.end != RunEnd::stopped &&
+      summary.done + summary.failed_for_good < summary.handed_out)
+    std::fprintf(stderr, "mpmux: the session: %llu of %llu elements done, %llu of them by this run\n",
+                 static_cast<unsigned long long>(report.stat.done),
+                 static_cast<unsigned long long>(report.stat.total),
+                 static_cast<unsigned long long>(summary.done));
   switch (report.end) {
     case RunEnd::all_done:
       return kExitOk;
