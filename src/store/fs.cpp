@@ -63,66 +63,48 @@ Fd open_file(const stdfs::path& path, int flags, mode_t mode) {
   return Fd(fd);
 }
 
-IoResult write_all(int fd, const void* data, std::size_t n) noexcept {
+namespace {
+// The loop of every *_all call: `step(done)` moves the next bytes (from byte `done` on) and
+// returns what read/write/pread/pwrite returned; EINTR is retried, a read's 0 is the end.
+template <class Step>
+IoResult transfer_all(std::size_t n, bool reading, Step step) noexcept {
   IoResult r;
-  const char* p = static_cast<const char*>(data);
   while (r.bytes < n) {
-    ssize_t w = ::write(fd, p + r.bytes, n - r.bytes);
-    if (w < 0) {
+    const ssize_t moved = step(r.bytes);
+    if (moved < 0) {
       if (errno == EINTR) continue;
       r.error = errno;
       break;
     }
-    r.bytes += static_cast<std::size_t>(w);
+    if (moved == 0 && reading) break;
+    r.bytes += static_cast<std::size_t>(moved);
   }
   return r;
+}
+}  // namespace
+
+IoResult write_all(int fd, const void* data, std::size_t n) noexcept {
+  const char* p = static_cast<const char*>(data);
+  return transfer_all(n, false, [&](std::size_t done) { return ::write(fd, p + done, n - done); });
 }
 
 IoResult read_all(int fd, void* data, std::size_t n) noexcept {
-  IoResult r;
   char* p = static_cast<char*>(data);
-  while (r.bytes < n) {
-    ssize_t got = ::read(fd, p + r.bytes, n - r.bytes);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      r.error = errno;
-      break;
-    }
-    if (got == 0) break;
-    r.bytes += static_cast<std::size_t>(got);
-  }
-  return r;
+  return transfer_all(n, true, [&](std::size_t done) { return ::read(fd, p + done, n - done); });
 }
 
 IoResult write_all_at(int fd, const void* data, std::size_t n, std::uint64_t offset) noexcept {
-  IoResult r;
   const char* p = static_cast<const char*>(data);
-  while (r.bytes < n) {
-    ssize_t w = ::pwrite(fd, p + r.bytes, n - r.bytes, static_cast<off_t>(offset + r.bytes));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      r.error = errno;
-      break;
-    }
-    r.bytes += static_cast<std::size_t>(w);
-  }
-  return r;
+  return transfer_all(n, false, [&](std::size_t done) {
+    return ::pwrite(fd, p + done, n - done, static_cast<off_t>(offset + done));
+  });
 }
 
 IoResult read_all_at(int fd, void* data, std::size_t n, std::uint64_t offset) noexcept {
-  IoResult r;
   char* p = static_cast<char*>(data);
-  while (r.bytes < n) {
-    ssize_t got = ::pread(fd, p + r.bytes, n - r.bytes, static_cast<off_t>(offset + r.bytes));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      r.error = errno;
-      break;
-    }
-    if (got == 0) break;
-    r.bytes += static_cast<std::size_t>(got);
-  }
-  return r;
+  return transfer_all(n, true, [&](std::size_t done) {
+    return ::pread(fd, p + done, n - done, static_cast<off_t>(offset + done));
+  });
 }
 
 void fsync_fd(int fd, const stdfs::path& path) {
