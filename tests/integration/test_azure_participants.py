@@ -10,29 +10,18 @@ import os
 import secrets
 import signal
 import subprocess
-import tempfile
 import unittest
 
 import mpmuxtest
 from mpmuxtest import MPIEXEC, MPMUX
 from test_azure_sessions import ACCOUNT, KEY, azurite_endpoint, blob_request
-from test_participants import merged
-from test_plugin import build_plugin
+from test_participants import WithTestPlugin, merged
 
 N = 20000
 SOURCE = os.environ.get("MPMUX_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-class AzureParticipantsTest(mpmuxtest.TempDirTest):
-    @classmethod
-    def setUpClass(cls):
-        cls.plugins = tempfile.mkdtemp(prefix="mpmux-az-participants-")
-        cls.plugin = build_plugin(cls.plugins, "libtestplugin")
-
-    @classmethod
-    def tearDownClass(cls):
-        import shutil
-        shutil.rmtree(cls.plugins, ignore_errors=True)
+class AzureParticipantsTest(WithTestPlugin, mpmuxtest.TempDirTest):
 
     def setUp(self):
         super().setUp()

@@ -56,7 +56,9 @@ def claim_records(mux_id):
     return out
 
 
-class ParticipantsTest(TempDirTest):
+class WithTestPlugin:
+    """The test plugin built once for the class (cls.plugin)."""
+
     @classmethod
     def setUpClass(cls):
         cls.plugins = tempfile.mkdtemp(prefix="mpmux-participants-")
@@ -66,6 +68,9 @@ class ParticipantsTest(TempDirTest):
     def tearDownClass(cls):
         import shutil
         shutil.rmtree(cls.plugins, ignore_errors=True)
+
+
+class ParticipantsTest(WithTestPlugin, TempDirTest):
 
     def setUp(self):
         super().setUp()
