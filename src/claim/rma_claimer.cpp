@@ -257,7 +257,8 @@ RmaClaimer::RmaClaimer(MPI_Comm comm, int root, std::vector<std::uint64_t> pendi
   s.counter_by_message = !s.counter;
   s.counter_disp = root_displacement(s.counter, own.get(), root, rank, size);
   // Dynamic windows count displacements in bytes, the others in words.
-  s.limit_disp = s.counter_disp + (s.counter && s.counter.creation() == Creation::dynamic ? kWord : 1);
+  s.limit_disp = s.counter_disp +
+                 static_cast<MPI_Aint>(s.counter && s.counter.creation() == Creation::dynamic ? kWord : 1);
 
   // The region: in the root node's shared memory (only the root's node makes that window), else
   // in the root's heap.

@@ -21,15 +21,6 @@ std::string six_digits(std::uint32_t round) {
   return buf;
 }
 
-// The round of a marker key "rounds/000001.json"; nullopt for anything else that may lie there.
-std::optional<std::uint32_t> marker_round(const std::string& key) {
-  unsigned r = 0;
-  char tail = 0;
-  if (key.size() == 18 && std::sscanf(key.c_str(), "rounds/%6u.jso%c", &r, &tail) == 2 && tail == 'n')
-    return r;
-  return std::nullopt;
-}
-
 // The decimal number of key[from, to), or nullopt when it is empty or holds anything else.
 std::optional<std::uint64_t> number_in(const std::string& key, std::size_t from, std::size_t to) {
   if (from >= to || to > key.size()) return std::nullopt;
@@ -39,6 +30,14 @@ std::optional<std::uint64_t> number_in(const std::string& key, std::size_t from,
     n = n * 10 + static_cast<std::uint64_t>(key[i] - '0');
   }
   return n;
+}
+
+// The round of a marker key "rounds/000001.json"; nullopt for anything else that may lie there.
+std::optional<std::uint32_t> marker_round(const std::string& key) {
+  if (key.size() != 18 || key.compare(0, 7, "rounds/") != 0 || key.compare(13, 5, ".json") != 0)
+    return std::nullopt;
+  if (auto r = number_in(key, 7, 13)) return static_cast<std::uint32_t>(*r);
+  return std::nullopt;
 }
 
 // <first> of "<prefix>done/<13 digits>".

@@ -86,7 +86,7 @@ void SessionParticipant::store_loop() {
       batches.swap(to_commit_);
       lock.unlock();
       try {
-        commit(std::move(batches));
+        commit(batches);
       } catch (const std::exception& e) {
         lock.lock();
         error_ = e.what();
@@ -164,7 +164,7 @@ bool SessionParticipant::claim_one() {
   return true;
 }
 
-void SessionParticipant::commit(std::vector<OpenBatch> batches) {
+void SessionParticipant::commit(const std::vector<OpenBatch>& batches) {
   for (const OpenBatch& done : batches) claimer_->commit(done.batch, Clock::now() - done.since);
 }
 
@@ -214,7 +214,7 @@ void SessionParticipant::commit_complete() {
 
 void SessionParticipant::release_open() {
   stop_store_thread();
-  commit(std::move(to_commit_));
+  commit(to_commit_);
   to_commit_.clear();
   for (const auto& [first, open] : open_) claimer_->release(open.batch);
   open_.clear();

@@ -96,7 +96,7 @@ class SessionParticipant {
   void join_round(bool create_next);
   void store_loop();
   bool claim_one();  // store thread: false when nothing more is to be claimed now
-  void commit(std::vector<OpenBatch> batches);
+  void commit(const std::vector<OpenBatch>& batches);
   void stop_store_thread();
 
   // Owned by the store thread (and by the constructor before it starts).
