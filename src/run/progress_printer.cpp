@@ -70,7 +70,8 @@ void ProgressPrinter::draw(std::uint64_t done, std::uint64_t failed, bool final)
       bar.assign(static_cast<std::size_t>(width) + 3, ' ');
       bar.front() = '[';
       bar[static_cast<std::size_t>(width) + 1] = ']';
-      std::fill_n(bar.begin() + 1, static_cast<int>(frac * width), '#');
+      // Retried attempts and batches taken over from others can finish more than the total.
+      std::fill_n(bar.begin() + 1, static_cast<int>(std::min(1.0, frac) * width), '#');
     }
     // Through srun, which forwards whole lines only, each redraw is a line that first moves the
     // cursor up over the previous one; elsewhere a carriage return redraws in place.

@@ -264,6 +264,14 @@ TEST_F(ProgressPrinterTest, ABarOnATerminalRedrawsInPlaceAndEndsWithANewline) {
   EXPECT_NE(text.find(" in 00:00\x1b[K\n"), std::string::npos) << text;
 }
 
+TEST_F(ProgressPrinterTest, ABarStaysWholeWhenMoreFinishThanTheTotal) {
+  // Retried attempts count as finished too: 12 of 10 fills the bar, and no more.
+  ProgressPrinter printer(10, 10.0, {Kind::bar, false, 0}, out_);
+  printer.finish(8, 4);
+  const std::string text = written();
+  EXPECT_NE(text.find("\r[##############################] 12/10 120.0% "), std::string::npos) << text;
+}
+
 TEST_F(ProgressPrinterTest, ABarThroughSrunIsALinePerRedrawMovingUpOverThePreviousOne) {
   ProgressPrinter printer(10, 10.0, {Kind::bar, true, 0}, out_);
   update_until_drawn(printer, 4);
