@@ -103,19 +103,10 @@ class FileStore final : public ObjectStore {
   }
 
   std::optional<Object> get(const std::string& key) override {
-    const stdfs::path file = path_of(key);
-    int fd = posix::open_file_noexcept(file, O_RDONLY);
-    if (fd == -ENOENT || fd == -ENOTDIR) return std::nullopt;
-    if (fd < 0) fail("read", key, -fd);
-    posix::Fd owned(fd);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) fail("read", key, errno);
     Object out;
-    out.etag = version_of(st);
-    out.data.resize(static_cast<std::size_t>(st.st_size));
-    posix::IoResult r = posix::read_all(fd, out.data.data(), out.data.size());
-    if (r.error != 0) fail("read", key, r.error);
-    out.data.resize(r.bytes);
+    std::optional<std::string> data = read_from(key, 0, &out.etag);
+    if (!data) return std::nullopt;
+    out.data = std::move(*data);
     return out;
   }
 
@@ -177,6 +168,13 @@ class FileStore final : public ObjectStore {
   }
 
   std::optional<std::string> get_range(const std::string& key, std::uint64_t offset) override {
+    return read_from(key, offset, nullptr);
+  }
+
+ private:
+  // The object's bytes from `offset` on, and its version into *etag when asked; nullopt when
+  // it does not exist.
+  std::optional<std::string> read_from(const std::string& key, std::uint64_t offset, std::string* etag) {
     const stdfs::path file = path_of(key);
     int fd = posix::open_file_noexcept(file, O_RDONLY);
     if (fd == -ENOENT || fd == -ENOTDIR) return std::nullopt;
@@ -184,6 +182,7 @@ class FileStore final : public ObjectStore {
     posix::Fd owned(fd);
     struct stat st {};
     if (::fstat(fd, &st) != 0) fail("read", key, errno);
+    if (etag != nullptr) *etag = version_of(st);
     const auto size = static_cast<std::uint64_t>(st.st_size);
     std::string out;
     if (offset >= size) return out;
@@ -194,7 +193,6 @@ class FileStore final : public ObjectStore {
     return out;
   }
 
- private:
   struct TempFile {
     stdfs::path path;
     std::string version;
