@@ -1,188 +1,10 @@
 #include "mpmux/run.hpp"
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <boost/mpi/communicator.hpp>
-#include <boost/mpi/request.hpp>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <deque>
-#include <fstream>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <thread>
-#include <unordered_map>
-
-#include <hdf5.h>
-
-#include "mpmux/error.hpp"
-#include "mpmux/mpi.hpp"
-#include "run/collective.hpp"
-#include "run/participant.hpp"
-#include "run/progress_printer.hpp"
-#include "run/signals.hpp"
-#include "store/fs.hpp"
+#include "run/run_state.hpp"
 
 namespace mpmux {
 
-namespace {
-
-namespace bmpi = boost::mpi;
-
-constexpr int kTagOutcomes = 1;   // framed journal records
-constexpr int kTagPassDone = 2;   // a worker has nothing left in this pass; 1 byte: it stopped
-
-// Workers send what they recorded when this much is buffered or this long has passed, so
-// tiny tasks are batched and long ones are reported at once.
-constexpr std::size_t kOutboxBytes = std::size_t{256} * 1024;
-constexpr auto kOutboxAge = std::chrono::milliseconds(50);
-constexpr std::int64_t kReportAtOnceNs = 5'000'000;
-constexpr std::size_t kMaxSendsInFlight = 16;
-constexpr auto kStatusEvery = std::chrono::seconds(2);
-
-// The claimer hands out opaque 64-bit tags; a tag carries the element index with the attempt
-// number and the tries left after it, so workers need no other message to record them.
-constexpr int kIndexBits = 40;
-constexpr int kAttemptBits = 16;
-constexpr std::uint64_t kMaxIndex = (std::uint64_t{1} << kIndexBits) - 1;
-constexpr std::uint32_t kMaxAttempt = (1u << kAttemptBits) - 1;
-
-std::uint64_t make_tag(std::uint64_t index, std::uint32_t attempt, std::uint32_t tries_left) {
-  return index | (std::uint64_t{std::min(attempt, kMaxAttempt)} << kIndexBits) |
-         (std::uint64_t{tries_left} << (kIndexBits + kAttemptBits));
-}
-
-using Clock = std::chrono::steady_clock;
-
-std::string hostname() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof buf - 1);
-  return buf;
-}
-
-using run::check_mpi;  // the run's communicator returns errors; a failed call becomes an MpiError
-
-double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
-
-// Several runs in threads of one process (Multiplexer loops) each read the element set; an HDF5
-// built without thread safety must see one call at a time.
-std::unique_lock<std::mutex> hdf5_lock() {
-  static std::mutex mutex;
-  static const bool threadsafe = [] {
-    hbool_t safe = 0;
-    return H5is_library_threadsafe(&safe) >= 0 && safe > 0;
-  }();
-  return threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
-}
-
-// What the heartbeat says of the Slurm job this process belongs to, if any.
-nlohmann::json slurm_ids() {
-  nlohmann::json ids = nlohmann::json::object();
-  for (const auto& [field, var] : {std::pair{"job_id", "SLURM_JOB_ID"}, std::pair{"array_job_id", "SLURM_ARRAY_JOB_ID"},
-                                   std::pair{"array_task_id", "SLURM_ARRAY_TASK_ID"},
-                                   std::pair{"step_id", "SLURM_STEP_ID"}})
-    if (const char* v = std::getenv(var); v && *v) ids[field] = v;
-  return ids;
-}
-
-}  // namespace
-
-struct Run::State {
-  RunOptions options;
-  MPI_Comm comm = MPI_COMM_NULL;
-  std::optional<bmpi::communicator> bcomm;
-  int rank = 0, size = 1;
-  bool works = true;
-  int claimers = 1;
-  // No MPI at all (MPI_COMM_NULL, or one rank): elements come from a local queue fed by the
-  // participant, and the retry passes from retry_tags.
-  bool local = false;
-  bool opened = false;  // set up done: finish() has something to end
-  std::vector<std::uint64_t> local_tags;  // local: the tags of the current pass not yet in a chunk
-  bool first_pass = true;
-  bool store_ended = false;  // the participant has nothing more to claim
-  std::uint64_t handed_here = 0;  // elements this rank got from try_next
-  // MPI: the first pass is an open hand-out (RmaClaimer HandOut::published) that the root feeds
-  // with the participant's batches, refilled before the ranks run dry.
-  bool published_first = false;
-  std::vector<std::uint64_t> first_pass_indices;  // root: the element index at each position
-  std::uint64_t last_batch = 0;                   // elements of the last batch published
-  Clock::time_point last_refill;
-  MuxId id;
-  std::string host = hostname();
-  std::uint32_t pid = static_cast<std::uint32_t>(::getpid());
-  std::unique_ptr<RmaClaimer> claimer;
-  Claim chunk;
-  std::size_t next_in_chunk = 0;
-  WorkItem current;
-  bool over = false;  // next() returned false
-  bool finished = false;
-  RunSummary summary;
-  Clock::time_point started = Clock::now();
-
-  // Stopping (every rank).
-  int signals_seen = 0;
-  std::optional<Clock::time_point> stop_since;
-  Clock::time_point last_remote_check = Clock::now();
-  Clock::time_point last_element_start = Clock::now();
-  // Seconds of the last kDurationWindow elements this rank finished: the deadline's estimate.
-  static constexpr std::size_t kDurationWindow = 1024;
-  std::vector<double> durations;
-  std::uint64_t finished_here = 0;
-  double p90 = 0;
-  std::size_t p90_at = 0;
-
-  // Worker side.
-  std::string outbox;
-  Clock::time_point last_send = Clock::now();
-  std::deque<std::pair<bmpi::request, std::string>> sends;
-
-  // Root side.
-  std::optional<Session> session;
-  std::optional<ElementSet> set;
-  std::optional<JournalWriter> journal;
-  bool journal_broken = false;
-  std::optional<run::ProgressPrinter> progress;
-  int passes_done = 0;  // workers done with the current pass
-  std::uint64_t pass_base = 0;  // outcomes recorded before the current pass
-  bool worker_stopped = false;
-  std::string worker_stop_reason;
-  std::vector<std::uint64_t> retry_tags;  // failed, not final: the next pass
-  std::unordered_map<std::uint64_t, std::uint32_t> failures_in_run;
-  std::string inbox;
-  Clock::time_point last_status = Clock::now();
-  std::unique_ptr<run::SessionParticipant> participant;
-  std::int64_t started_unix_ns = posix::unix_time_ns();
-  std::deque<std::pair<Clock::time_point, std::uint64_t>> rate_samples;  // (when, outcomes)
-
-  bool is_root() const { return rank == options.root; }
-  int remote_workers() const { return size - 1; }
-
-  void stop(const std::string& reason);
-  void lose_journal(const StoreError& e);
-  void lose_store(const StoreError& e);
-  bool check_stop(bool starting_element = false);
-  bool cancel_now();
-  std::vector<std::uint64_t> open_session();
-  void start_pass(std::vector<std::uint64_t> tags);
-  bool next_pass();
-  void send_outbox();
-  void reap_sends(bool all);
-  void journal_records(std::string_view records);
-  bool poll();
-  void coordinate_until_pass_done();
-  void write_status();
-  std::string about();
-  bool refill_local();
-  void refill_published();
-  bool claim_published();
-  void commit_batches();
-  void end_participation();
-  void note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags);
-};
+using namespace run_internal;  // NOLINT(google-build-using-namespace): the run's own constants
 
 // ----- stopping -----
 
@@ -269,9 +91,9 @@ std::vector<std::uint64_t> Run::State::open_session() {
   summary.handed_out = tags.size();
   // With nothing to do, the run leaves the session's claims alone.
   if (!tags.empty()) {
-    participant = std::make_unique<run::SessionParticipant>(*session, std::move(state), options.rerun_failed,
-                                                            journal->path().stem().string(), options.lease_s,
-                                                            about());
+    participant =
+        std::make_unique<run::SessionParticipant>(*session, std::move(state), options.rerun_failed,
+                                                  journal->path().stem().string(), options.lease_s, about());
   }
   return tags;
 }
@@ -298,8 +120,9 @@ void Run::State::start_pass(std::vector<std::uint64_t> tags) {
     if (open) first_pass_indices = std::move(indices);
   }
   claimer.reset();  // collective
-  claimer = std::make_unique<RmaClaimer>(comm, options.root, std::move(tags), std::move(elements), options.chunk,
-                                         claimers, open ? HandOut::published : HandOut::all_at_once);
+  claimer =
+      std::make_unique<RmaClaimer>(comm, options.root, std::move(tags), std::move(elements), options.chunk,
+                                   claimers, open ? HandOut::published : HandOut::all_at_once);
   if (open && is_root()) refill_published();
   chunk = Claim();
   next_in_chunk = 0;
@@ -378,7 +201,8 @@ void Run::State::reap_sends(bool all) {
 
 // ----- root side -----
 
-void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt, std::uint8_t flags) {
+void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt,
+                              std::uint8_t flags) {
   if (participant && (type == RecordType::done || (flags & Outcome::kFinal))) participant->finished(index);
   if (type == RecordType::done) ++summary.done;
   if (type != RecordType::failed) return;
@@ -452,180 +276,6 @@ void Run::State::coordinate_until_pass_done() {
   poll();
 }
 
-// What the heartbeat says of this participant (CONTRACT: host, job, counts, rate), refreshed
-// every kStatusEvery; it replaces the run.json of earlier versions.
-std::string Run::State::about() {
-  const auto now = Clock::now();
-  const std::uint64_t outcomes = summary.done + summary.failed;
-  rate_samples.emplace_back(now, outcomes);
-  while (rate_samples.size() > 2 && now - rate_samples[1].first >= std::chrono::seconds(30))
-    rate_samples.pop_front();
-  const double span = std::chrono::duration<double>(now - rate_samples.front().first).count();
-  const double rate = span > 0 ? static_cast<double>(outcomes - rate_samples.front().second) / span : 0.0;
-  // Handed to this run's ranks and not recorded: the running ones (at most one per worker),
-  // and the rest waiting in chunks.
-  std::uint64_t outstanding = 0;
-  if (local) {
-    outstanding = handed_here - finished_here;
-  } else if (claimer) {
-    const std::uint64_t handed = std::min(claimer->claimed(), claimer->total());
-    const std::uint64_t recorded = summary.done + summary.failed - pass_base;
-    outstanding = handed > recorded ? handed - recorded : 0;
-  }
-  const std::uint64_t running = std::min<std::uint64_t>(outstanding, static_cast<std::uint64_t>(claimers));
-  const std::uint64_t open = participant ? participant->open_elements() : 0;
-  nlohmann::json j = {{"host", host},
-                      {"pid", pid},
-                      {"started_unix_ns", started_unix_ns},
-                      {"lease_ms", static_cast<std::int64_t>(options.lease_s * 1000)},
-                      {"ranks", size},
-                      {"workers", claimers},
-                      {"done", summary.done},
-                      {"failed", summary.failed_for_good},
-                      {"running", running},
-                      {"claimed", open > running ? open - running : 0},
-                      {"rate", rate}};
-  if (journal) j["journal"] = journal->path().filename().string();
-  if (participant) j["round"] = participant->round();
-  if (auto ids = slurm_ids(); !ids.empty()) j["slurm"] = std::move(ids);
-  if (claimer && size > 1) {
-    nlohmann::json paths = nlohmann::json::array();
-    for (const WindowPath& p : claimer->paths()) paths.push_back({{"window", p.window}, {"path", p.path}});
-    j["claim_paths"] = std::move(paths);
-  }
-  return j.dump();
-}
-
-void Run::State::write_status() {
-  last_status = Clock::now();
-  if (participant) participant->set_about(about());
-}
-
-// A batch is committed once the journal holds each of its outcomes durably: the commit is what
-// makes this run's records of the batch the ones kept (the fenced rule of the fold).
-void Run::State::commit_batches() {
-  if (!participant || !participant->has_complete() || journal_broken) return;
-  try {
-    journal->flush();
-  } catch (const StoreError& e) {
-    lose_journal(e);
-    return;
-  }
-  participant->commit_complete();
-}
-
-// Local hand-out: the next chunk of the pass. The first pass takes one store batch at a time;
-// retry passes take what failed all at once, as an MPI run does.
-bool Run::State::refill_local() {
-  chunk = Claim();
-  next_in_chunk = 0;
-  if (local_tags.empty() && first_pass && participant && !store_ended) {
-    std::vector<run::PendingElement> got;
-    for (;;) {
-      run::SessionParticipant::ClaimStatus status;
-      try {
-        status = participant->claim(got);
-      } catch (const StoreError& e) {
-        lose_store(e);
-        return false;
-      }
-      commit_batches();
-      if (status == run::SessionParticipant::ClaimStatus::claimed) break;
-      if (status == run::SessionParticipant::ClaimStatus::ended) {
-        store_ended = true;
-        return false;
-      }
-      // Not ready yet (the store thread claims ahead), or another participant's batch may turn
-      // out stale: wait for it, unless elements of ours still run (their end brings this rank
-      // back here).
-      if (handed_here > finished_here || check_stop()) return false;
-      participant->wait_ready(participant->poll_interval());
-    }
-    const auto retries = static_cast<std::uint32_t>(options.retries);
-    for (const run::PendingElement& e : got) local_tags.push_back(make_tag(e.index, e.attempt, retries));
-  }
-  if (local_tags.empty()) return false;
-  std::vector<std::uint64_t> indices(local_tags.size());
-  for (std::size_t k = 0; k < local_tags.size(); ++k) indices[k] = local_tags[k] & kMaxIndex;
-  {
-    auto lock = hdf5_lock();
-    chunk.elements = set->read_subset(indices);
-  }
-  chunk.indices = std::move(local_tags);
-  local_tags.clear();
-  return true;
-}
-
-// Root, MPI: publishes the participant's next batches into the open hand-out while less than
-// about one batch (and at least two chunks per worker) is left for the ranks; closes it when the
-// store has nothing more to give, so that the ranks end their pass.
-void Run::State::refill_published() {
-  if (!published_first || !first_pass || !is_root() || !participant || store_ended || !claimer || stop_since)
-    return;
-  // The root's loop polls every few microseconds; the counter is looked at twice a millisecond.
-  const auto now = Clock::now();
-  if (now - last_refill < std::chrono::microseconds(500)) return;
-  last_refill = now;
-  const std::uint64_t published = claimer->published();
-  const std::uint64_t left = published - std::min(claimer->claimed(), published);
-  const std::uint64_t want =
-      std::max<std::uint64_t>(2 * static_cast<std::uint64_t>(claimers) * options.chunk.min, last_batch);
-  std::vector<std::uint64_t> positions;
-  while (left + positions.size() < want) {
-    std::vector<run::PendingElement> got;
-    run::SessionParticipant::ClaimStatus status;
-    try {
-      status = participant->claim(got);
-    } catch (const StoreError& e) {
-      lose_store(e);
-      break;
-    }
-    if (status == run::SessionParticipant::ClaimStatus::claimed) {
-      for (const run::PendingElement& e : got)
-        positions.push_back(static_cast<std::uint64_t>(
-            std::lower_bound(first_pass_indices.begin(), first_pass_indices.end(), e.index) -
-            first_pass_indices.begin()));
-      last_batch = got.size();
-      continue;
-    }
-    if (status == run::SessionParticipant::ClaimStatus::ended) store_ended = true;
-    break;
-  }
-  if (!positions.empty()) claimer->publish(positions);
-  if (store_ended) claimer->close();
-  commit_batches();  // batches that had nothing left to do
-}
-
-// Root, MPI, open hand-out: the root must not block in claim(), as it alone publishes.
-bool Run::State::claim_published() {
-  auto idle = std::chrono::microseconds(20);
-  for (;;) {
-    refill_published();
-    const ClaimStatus status = claimer->try_claim(chunk);
-    if (status == ClaimStatus::claimed) return true;
-    if (status == ClaimStatus::ended) return false;
-    if (!poll()) {
-      std::this_thread::sleep_for(idle);
-      idle = std::min<std::chrono::microseconds>(idle * 2, std::chrono::microseconds(2000));
-    }
-  }
-}
-
-// The end of this run's part: what it could not finish goes back to the store at once, and the
-// heartbeat goes away.
-void Run::State::end_participation() {
-  if (!participant) return;
-  try {
-    if (!journal_broken) commit_batches();
-    participant->release_open();
-    summary.fenced_batches = participant->fenced();
-    if (store_ended || !summary.stopped) summary.held_by_others = participant->held_by_others();
-  } catch (const Error&) {
-    // The store failed: what this run held becomes stale after the lease and is taken over.
-  }
-  participant.reset();
-}
-
 // ----- Run -----
 
 Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_unique<State>()) {
@@ -636,7 +286,8 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
     throw UsageError("--retries " + std::to_string(s.options.retries) + ": must be between 0 and 254");
   if (s.options.grace_s < 0) throw UsageError("--grace must not be negative");
   if (!(s.options.lease_s >= 0.1 && s.options.lease_s <= 86400))
-    throw UsageError("--lease " + std::to_string(s.options.lease_s) + ": must be between 0.1 and 86400 seconds");
+    throw UsageError("--lease " + std::to_string(s.options.lease_s) +
+                     ": must be between 0.1 and 86400 seconds");
   int comm_size = 1;
   if (comm != MPI_COMM_NULL) {
     ensure_mpi();
@@ -648,7 +299,8 @@ Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_
   if (s.options.stop_on_signals) run::install_stop_handlers();
   s.signals_seen = s.options.stop_on_signals ? 0 : run::stop_signals();
   if (s.local) {
-    if (s.options.root != 0) throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
+    if (s.options.root != 0)
+      throw UsageError("root rank " + std::to_string(s.options.root) + " is not in the communicator");
     s.open_session();  // the first pass takes its elements from the participant's batches
     s.start_pass({});
     if (!s.participant) s.store_ended = true;
