@@ -1,5 +1,6 @@
 """Workflow managers running mpmux: the Snakemake workflow and the CWL workflow of plugins/workflows/,
-run to completion (their MPI step under mpirun) in a folder with a space in its name."""
+run to completion (their MPI step under mpirun) in a folder with a space in its name, run again with
+nothing to do, and run again after an interrupt to finish the same session."""
 import csv
 import itertools
 import json
@@ -20,11 +21,8 @@ WORKFLOWS = os.path.join(os.environ.get("MPMUX_SOURCE_DIR", "../.."), "plugins",
 SNAKEFILE = os.path.join(WORKFLOWS, "snakemake", "Snakefile")
 CWL_DIR = os.path.join(WORKFLOWS, "cwl")
 
-# The grid of snakemake/config.yaml and cwl/sweep-job.yml, as `mpmux new --grid` expands it.
-ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5]
-BETAS = [1, 2, 3, 4]
-SEEDS = [1, 2, 3]
-GRID = list(itertools.product(ALPHAS, BETAS, SEEDS))
+# The grid of snakemake/config.yaml and cwl/sweep-job.yml, in the order `mpmux new --grid` stores it.
+GRID = list(itertools.product([0.1, 0.2, 0.3, 0.4, 0.5], [1, 2, 3, 4], [1, 2, 3]))
 
 # The workflows find mpmux on PATH. Open MPI's root and oversubscription settings come from ENV, the
 # environment of a user who needs them, not from the workflows.
@@ -41,6 +39,43 @@ class WorkflowTest(TempDirTest):
         super().setUp()
         self.work = os.path.join(self.tmp, "work dir")
         os.mkdir(self.work)
+        self.ran = os.path.join(self.work, "ran")
+
+    def write_gated_task(self):
+        """A task that records each element it finishes in ran/ with noclobber, so that an element run
+        twice fails, and that from element 30 on waits for the file `gate`: an interrupt then finds
+        30 elements done. Its arguments: the element's index, then loss.sh's."""
+        os.mkdir(self.ran)
+        task = os.path.join(self.work, "gated task.sh")
+        with open(task, "w") as f:
+            f.write("#!/bin/sh\ni=$1; shift\n"
+                    f"if [ \"$i\" -ge 30 ]; then while [ ! -e {shlex.quote(self.gate())} ]; do sleep 0.05; done; fi\n"
+                    f"set -C; : > {shlex.quote(self.ran)}/\"$i\"\n"
+                    f"exec {shlex.quote(os.path.join(WORKFLOWS, 'loss.sh'))} \"$@\"\n")
+        os.chmod(task, 0o755)
+        return task
+
+    def gate(self):
+        return os.path.join(self.work, "gate")
+
+    def interrupt_after_30(self, cmd, log):
+        """Runs cmd and sends it Ctrl-C (SIGINT to its process group, mpirun in it) once the gated task
+        has finished 30 elements; the workflow manager must then fail."""
+        with open(log, "w") as out:
+            p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=WORKFLOW_ENV, start_new_session=True)
+            try:
+                while len(os.listdir(self.ran)) < 30 and p.poll() is None:
+                    time.sleep(0.05)
+                self.assertIsNone(p.poll(), "the workflow ended before the interrupt")
+                os.killpg(p.pid, signal.SIGINT)
+                self.assertNotEqual(p.wait(timeout=120), 0)
+            finally:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+
+    def assertEveryElementRanOnce(self):
+        self.assertEqual(sorted(os.listdir(self.ran), key=int), [str(i) for i in range(len(GRID))])
 
     def assertResultsH5(self, path, ranks):
         """results.h5 of the sweep: every element of the grid done once, with its loss as result."""
@@ -55,6 +90,21 @@ class WorkflowTest(TempDirTest):
             self.assertAlmostEqual(float(row["result"]), loss(alpha, beta, seed), places=6)
         # Rank 0 coordinates; the tasks ran on the other ranks of the MPI step.
         self.assertEqual(set(r["rank"]), set(range(1, ranks)))
+
+    def assertResultsCsv(self, path, ranks):
+        """The CSV export of the sweep's session: the same promises as assertResultsH5."""
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([(float(r["alpha"]), int(r["beta"]), int(r["seed"])) for r in rows], GRID)
+        self.assertEqual([int(r["index"]) for r in rows], list(range(len(GRID))))
+        for r in rows:
+            self.assertEqual((r["status"], r["attempts"]), ("done", "1"))
+            self.assertAlmostEqual(float(r["result"]), loss(float(r["alpha"]), int(r["beta"]), int(r["seed"])), places=6)
+        self.assertEqual({int(r["rank"]) for r in rows}, set(range(1, ranks)))
+
+    def assertAllDone(self, mux_id):
+        self.assertIn("%20", mux_id, "the mux root lies in the folder with a space in its name")
+        self.assertEqual(self.counts(mux_id), {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
 
 
 class Snakemake(WorkflowTest):
@@ -77,9 +127,7 @@ class Snakemake(WorkflowTest):
         p = self.snakemake()
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
-        mux_id = self.mux_id()
-        self.assertIn("%20", mux_id, "the mux root lies in the folder with a space in its name")
-        self.assertEqual(self.counts(mux_id), {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
+        self.assertAllDone(self.mux_id())
         with open(os.path.join(self.work, "sweep.txt")) as f:
             self.assertEqual(f.read(), "60 of 60 elements done\n")
         self.assertResultsH5(os.path.join(self.work, "results.h5"), ranks=3)
@@ -88,9 +136,9 @@ class Snakemake(WorkflowTest):
             rows = list(csv.DictReader(f))
         self.assertEqual(sorted((float(r["alpha"]), int(r["beta"]), int(r["seed"])) for r in rows), sorted(GRID))
         for r in rows:
-            self.assertAlmostEqual(float(r["loss"]), loss(float(r["alpha"]), int(r["beta"]), int(r["seed"])), places=6)
-            self.assertEqual(r["attempts"], "1")
             self.assertEqual(GRID[int(r["index"])], (float(r["alpha"]), int(r["beta"]), int(r["seed"])))
+            self.assertAlmostEqual(float(r["loss"]), loss(*GRID[int(r["index"])]), places=6)
+            self.assertEqual(r["attempts"], "1")
         losses = [float(r["loss"]) for r in rows]
         self.assertEqual(losses, sorted(losses), "lowest loss first")
 
@@ -102,94 +150,103 @@ class Snakemake(WorkflowTest):
         self.assertEqual({name: os.stat(os.path.join(self.work, name)).st_mtime_ns for name in outputs}, outputs)
         self.assertEqual(len(os.listdir(os.path.join(self.work, "mux"))), 1, "one element set, made once")
 
-
     def test_a_run_interrupted_by_ctrl_c_resumes_its_session_when_run_again(self):
-        # The task records each element it finishes in ran/ with noclobber, so an element run twice
-        # fails; from element 30 on it waits for the file `gate`, so the interrupt finds 30 done.
-        ran = os.path.join(self.work, "ran")
-        os.mkdir(ran)
-        task = os.path.join(self.work, "gated task.sh")
-        with open(task, "w") as f:
-            f.write('#!/bin/sh\ni=$1; shift\n'
-                    'if [ "$i" -ge 30 ]; then while [ ! -e gate ]; do sleep 0.05; done; fi\n'
-                    'set -C; : > "ran/$i"\n'
-                    f'exec {shlex.quote(os.path.join(WORKFLOWS, "loss.sh"))} "$@"\n')
-        os.chmod(task, 0o755)
         config = os.path.join(self.work, "config.yaml")
         with open(config, "w") as f:
             # A short lease: the next run takes over the batches of the interrupted one at once.
-            yaml.safe_dump({"task": task, "task_args": "{#} {alpha} {beta} {seed}", "run_options": "--lease 2"}, f)
+            yaml.safe_dump({"task": self.write_gated_task(), "task_args": "{#} {alpha} {beta} {seed}",
+                            "run_options": "--lease 2"}, f)
 
-        # Ctrl-C: SIGINT to snakemake's process group, with mpirun in it.
-        cmd = self.snakemake_command("--configfile", config)
-        with open(os.path.join(self.tmp, "first.out"), "w") as out:
-            first = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=WORKFLOW_ENV, start_new_session=True)
-            try:
-                while len(os.listdir(ran)) < 30 and first.poll() is None:
-                    time.sleep(0.05)
-                self.assertIsNone(first.poll(), "snakemake ended before the interrupt")
-                os.killpg(first.pid, signal.SIGINT)
-                self.assertNotEqual(first.wait(timeout=120), 0)
-            finally:
-                if first.poll() is None:
-                    os.killpg(first.pid, signal.SIGKILL)
-                    first.wait()
+        self.interrupt_after_30(self.snakemake_command("--configfile", config), os.path.join(self.tmp, "first.out"))
         mux_id = self.mux_id()
         self.assertEqual(self.stat(mux_id)["done"], 30)
         self.assertFalse(os.path.exists(os.path.join(self.work, "sweep.txt")))
 
         # Running the workflow again runs the sweep again, on the same session: the 30 left.
-        open(os.path.join(self.work, "gate"), "w").close()
+        open(self.gate(), "w").close()
         p = self.snakemake("--configfile", config)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertEqual(self.mux_id(), mux_id)
         with open(os.path.join(self.work, "logs", "sweep.log")) as f:
             self.assertIn("mpmux: 30/30 elements (100.0%)", f.read())
-        self.assertEqual(sorted(os.listdir(ran), key=int), [str(i) for i in range(60)])
+        self.assertEveryElementRanOnce()
+        self.assertAllDone(mux_id)
         self.assertResultsH5(os.path.join(self.work, "results.h5"), ranks=3)
 
 
 class Cwl(WorkflowTest):
     """plugins/workflows/cwl: session, run (cwltool:MPIRequirement), results."""
 
-    def test_sweep_runs_to_completion_under_the_mpi_extension(self):
+    def setUp(self):
+        super().setUp()
         # The shipped MPI configuration, with this build's mpiexec and --oversubscribe for a small machine.
         with open(os.path.join(CWL_DIR, "mpi-config.yml")) as f:
             mpi_config = yaml.safe_load(f)
         mpi_config["runner"] = MPIEXEC
         mpi_config["extra_flags"] = mpi_config["extra_flags"] + ["--oversubscribe"]
-        mpi_config_file = os.path.join(self.work, "mpi config.yml")
-        with open(mpi_config_file, "w") as f:
+        self.mpi_config = os.path.join(self.work, "mpi config.yml")
+        with open(self.mpi_config, "w") as f:
             yaml.safe_dump(mpi_config, f)
 
+    def write_job(self, **changes):
+        """The shipped sweep-job.yml with the set stored in the work folder, and changes."""
         with open(os.path.join(CWL_DIR, "sweep-job.yml")) as f:
             job = yaml.safe_load(f)
         job["mux_root"] = os.path.join(self.work, "mux")
         job["task"]["path"] = os.path.join(WORKFLOWS, "loss.sh")
-        job_file = os.path.join(self.work, "job.yml")
-        with open(job_file, "w") as f:
+        job.update(changes)
+        path = os.path.join(self.work, "job.yml")
+        with open(path, "w") as f:
             yaml.safe_dump(job, f)
+        return path
 
-        out = os.path.join(self.work, "out")
-        cmd = [sys.executable, "-m", "cwltool", "--enable-ext", "--mpi-config-file", mpi_config_file,
-               "--no-container", "--outdir", out,
-               "--tmpdir-prefix", os.path.join(self.work, "tmp", ""),
-               "--tmp-outdir-prefix", os.path.join(self.work, "tmp-out", ""),
-               os.path.join(CWL_DIR, "sweep.cwl"), job_file]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=WORKFLOW_ENV, timeout=300)
+    def cwltool_command(self, job, out):
+        # --cachedir: a step that succeeded is not run again, so the session step of a second run gives
+        # the same mux id. Temporary folders in the work folder too, so that the MPI step's TMPDIR and
+        # working directory have a space in their names. --relax-path-checks: cwltool refuses a File
+        # input with a space in its name without it.
+        return [sys.executable, "-m", "cwltool", "--enable-ext", "--mpi-config-file", self.mpi_config,
+                "--no-container", "--relax-path-checks", "--cachedir", os.path.join(self.work, "cache"), "--outdir", out,
+                "--tmpdir-prefix", os.path.join(self.work, "tmp", ""), os.path.join(CWL_DIR, "sweep.cwl"), job]
+
+    def cwltool(self, job, out):
+        p = subprocess.run(self.cwltool_command(job, out), capture_output=True, text=True, env=WORKFLOW_ENV,
+                           timeout=300)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return json.loads(p.stdout), p.stderr
 
-        outputs = json.loads(p.stdout)
+    def test_sweep_runs_to_completion_under_the_mpi_extension(self):
+        job = self.write_job()
+        outputs, _ = self.cwltool(job, os.path.join(self.work, "out"))
         mux_id = outputs["mux_id"]
-        self.assertIn("%20", mux_id)
-        self.assertEqual(self.counts(mux_id), {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
-        with open(outputs["results"]["path"], newline="") as f:
-            rows = list(csv.DictReader(f))
-        self.assertEqual([(float(r["alpha"]), int(r["beta"]), int(r["seed"])) for r in rows], GRID)
-        for r in rows:
-            self.assertEqual((r["status"], r["attempts"]), ("done", "1"))
-            self.assertAlmostEqual(float(r["result"]), loss(float(r["alpha"]), int(r["beta"]), int(r["seed"])), places=6)
-        self.assertEqual({r["rank"] for r in rows}, {"1", "2"})
+        self.assertAllDone(mux_id)
+        self.assertResultsCsv(outputs["results"]["path"], ranks=3)
+        with open(outputs["run_log"]["path"]) as f:
+            self.assertIn("mpmux: 60/60 elements (100.0%)", f.read())
+
+        # Again, with the same inputs: every step comes from the cache, the session is the same.
+        again, log = self.cwltool(job, os.path.join(self.work, "out again"))
+        self.assertEqual(again["mux_id"], mux_id)
+        self.assertNotIn("mpmux run", log)
+        self.assertEqual(len(os.listdir(os.path.join(self.work, "mux"))), 1, "one element set, made once")
+
+    def test_a_run_interrupted_by_ctrl_c_resumes_its_session_when_run_again(self):
+        task = self.write_gated_task()
+        job = self.write_job(task={"class": "File", "path": task}, exec="'./gated task.sh' {#} {alpha} {beta} {seed}",
+                             run_options=["--lease", "2"])
+        self.interrupt_after_30(self.cwltool_command(job, os.path.join(self.work, "out")),
+                                os.path.join(self.tmp, "first.out"))
+        (mux_dir,) = os.listdir(os.path.join(self.work, "mux"))
+        (session,) = os.listdir(os.path.join(self.work, "mux", mux_dir, "sessions"))
+
+        open(self.gate(), "w").close()
+        outputs, _ = self.cwltool(job, os.path.join(self.work, "out"))
+        self.assertTrue(outputs["mux_id"].endswith("#s=" + session), "the session of the interrupted run")
+        with open(outputs["run_log"]["path"]) as f:
+            self.assertIn("mpmux: 30/30 elements (100.0%)", f.read())
+        self.assertEveryElementRanOnce()
+        self.assertAllDone(outputs["mux_id"])
+        self.assertResultsCsv(outputs["results"]["path"], ranks=3)
 
 
 if __name__ == "__main__":
