@@ -1,7 +1,9 @@
 #!/usr/bin/env cwl-runner
 # A parameter sweep run by mpmux (docs/workflows.md): store the grid and open a session, run it
 # under MPI, export its results. Run with cwltool's MPI extension and without containers:
-#   cwltool --enable-ext --mpi-config-file mpi-config.yml --no-container sweep.cwl sweep-job.yml
+#   cwltool --enable-ext --mpi-config-file mpi-config.yml --no-container --relax-path-checks \
+#           --cachedir CACHE sweep.cwl sweep-job.yml
+# (--cachedir: run again, a step that succeeded is not redone, so the run step resumes the session)
 cwlVersion: v1.2
 class: Workflow
 doc: mpmux new + session, mpirun mpmux run, mpmux results
