@@ -49,7 +49,9 @@ class WorkflowTest(TempDirTest):
         task = os.path.join(self.work, "gated task.sh")
         with open(task, "w") as f:
             f.write("#!/bin/sh\ni=$1; shift\n"
-                    f"if [ \"$i\" -ge 30 ]; then while [ ! -e {shlex.quote(self.gate())} ]; do sleep 0.05; done; fi\n"
+                    f"if [ \"$i\" -ge 30 ]; then\n"
+                    f"  while [ ! -e {shlex.quote(self.gate())} ]; do sleep 0.05; done\n"
+                    "fi\n"
                     f"set -C; : > {shlex.quote(self.ran)}/\"$i\"\n"
                     f"exec {shlex.quote(os.path.join(WORKFLOWS, 'loss.sh'))} \"$@\"\n")
         os.chmod(task, 0o755)
@@ -62,7 +64,8 @@ class WorkflowTest(TempDirTest):
         """Runs cmd and sends it Ctrl-C (SIGINT to its process group, mpirun in it) once the gated task
         has finished 30 elements; the workflow manager must then fail."""
         with open(log, "w") as out:
-            p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=WORKFLOW_ENV, start_new_session=True)
+            p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=WORKFLOW_ENV,
+                                 start_new_session=True)
             try:
                 while len(os.listdir(self.ran)) < 30 and p.poll() is None:
                     time.sleep(0.05)
@@ -99,12 +102,13 @@ class WorkflowTest(TempDirTest):
         self.assertEqual([int(r["index"]) for r in rows], list(range(len(GRID))))
         for r in rows:
             self.assertEqual((r["status"], r["attempts"]), ("done", "1"))
-            self.assertAlmostEqual(float(r["result"]), loss(float(r["alpha"]), int(r["beta"]), int(r["seed"])), places=6)
+            self.assertAlmostEqual(float(r["result"]), loss(*GRID[int(r["index"])]), places=6)
         self.assertEqual({int(r["rank"]) for r in rows}, set(range(1, ranks)))
 
     def assertAllDone(self, mux_id):
         self.assertIn("%20", mux_id, "the mux root lies in the folder with a space in its name")
-        self.assertEqual(self.counts(mux_id), {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
+        self.assertEqual(self.counts(mux_id),
+                         {"total": 60, "done": 60, "failed": 0, "running": 0, "pending": 0})
 
 
 class Snakemake(WorkflowTest):
@@ -134,7 +138,7 @@ class Snakemake(WorkflowTest):
 
         with open(os.path.join(self.work, "losses.csv"), newline="") as f:
             rows = list(csv.DictReader(f))
-        self.assertEqual(sorted((float(r["alpha"]), int(r["beta"]), int(r["seed"])) for r in rows), sorted(GRID))
+        self.assertEqual(sorted(int(r["index"]) for r in rows), list(range(len(GRID))))
         for r in rows:
             self.assertEqual(GRID[int(r["index"])], (float(r["alpha"]), int(r["beta"]), int(r["seed"])))
             self.assertAlmostEqual(float(r["loss"]), loss(*GRID[int(r["index"])]), places=6)
@@ -147,7 +151,8 @@ class Snakemake(WorkflowTest):
         p = self.snakemake()
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         self.assertIn("Nothing to be done", p.stdout + p.stderr)
-        self.assertEqual({name: os.stat(os.path.join(self.work, name)).st_mtime_ns for name in outputs}, outputs)
+        self.assertEqual({name: os.stat(os.path.join(self.work, name)).st_mtime_ns for name in outputs},
+                         outputs)
         self.assertEqual(len(os.listdir(os.path.join(self.work, "mux"))), 1, "one element set, made once")
 
     def test_a_run_interrupted_by_ctrl_c_resumes_its_session_when_run_again(self):
@@ -157,7 +162,8 @@ class Snakemake(WorkflowTest):
             yaml.safe_dump({"task": self.write_gated_task(), "task_args": "{#} {alpha} {beta} {seed}",
                             "run_options": "--lease 2"}, f)
 
-        self.interrupt_after_30(self.snakemake_command("--configfile", config), os.path.join(self.tmp, "first.out"))
+        self.interrupt_after_30(self.snakemake_command("--configfile", config),
+                                os.path.join(self.tmp, "first.out"))
         mux_id = self.mux_id()
         self.assertEqual(self.stat(mux_id)["done"], 30)
         self.assertFalse(os.path.exists(os.path.join(self.work, "sweep.txt")))
@@ -206,8 +212,9 @@ class Cwl(WorkflowTest):
         # working directory have a space in their names. --relax-path-checks: cwltool refuses a File
         # input with a space in its name without it.
         return [sys.executable, "-m", "cwltool", "--enable-ext", "--mpi-config-file", self.mpi_config,
-                "--no-container", "--relax-path-checks", "--cachedir", os.path.join(self.work, "cache"), "--outdir", out,
-                "--tmpdir-prefix", os.path.join(self.work, "tmp", ""), os.path.join(CWL_DIR, "sweep.cwl"), job]
+                "--no-container", "--relax-path-checks", "--cachedir", os.path.join(self.work, "cache"),
+                "--outdir", out, "--tmpdir-prefix", os.path.join(self.work, "tmp", ""),
+                os.path.join(CWL_DIR, "sweep.cwl"), job]
 
     def cwltool(self, job, out):
         p = subprocess.run(self.cwltool_command(job, out), capture_output=True, text=True, env=WORKFLOW_ENV,
@@ -232,8 +239,8 @@ class Cwl(WorkflowTest):
 
     def test_a_run_interrupted_by_ctrl_c_resumes_its_session_when_run_again(self):
         task = self.write_gated_task()
-        job = self.write_job(task={"class": "File", "path": task}, exec="'./gated task.sh' {#} {alpha} {beta} {seed}",
-                             run_options=["--lease", "2"])
+        job = self.write_job(task={"class": "File", "path": task},
+                             exec="'./gated task.sh' {#} {alpha} {beta} {seed}", run_options=["--lease", "2"])
         self.interrupt_after_30(self.cwltool_command(job, os.path.join(self.work, "out")),
                                 os.path.join(self.tmp, "first.out"))
         (mux_dir,) = os.listdir(os.path.join(self.work, "mux"))

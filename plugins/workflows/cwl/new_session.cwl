@@ -8,7 +8,11 @@ requirements:
   InlineJavascriptRequirement: {}
 # Two commands, run by sh -c with the inputs as its positional parameters: nothing of the user's
 # text is pasted into the script, so spaces and quotes in it stay as they are.
-baseCommand: [sh, -ec, 'root=$1; tag=$2; shift 2; dir=$(mpmux new "$root" --tag "$tag" --grid "$@"); mpmux session "$dir"', sh]
+baseCommand:
+  - sh
+  - -ec
+  - 'root=$1; tag=$2; shift 2; dir=$(mpmux new "$root" --tag "$tag" --grid "$@"); mpmux session "$dir"'
+  - sh
 inputs:
   mux_root:
     type: string
