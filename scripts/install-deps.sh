@@ -18,6 +18,7 @@ packages=(
   clang-16 libclang-rt-16-dev
   slurmctld slurmd slurm-client munge libpmix-dev
   tmux
+  snakemake cwltool  # run the example workflows of plugins/workflows in tests/integration/test_workflows.py
 )
 
 # Node.js and npm run Azurite (scripts/start-azurite.sh) for the az:// tests; a machine with a
