@@ -8,10 +8,10 @@
 
 #include "cli/commands.hpp"
 #include "mpmux/error.hpp"
-#include "mpmux/mpi.hpp"
 #include "mpmux/runner.hpp"
 #include "run/deadline.hpp"
 #include "run/signals.hpp"
+#include "run/srun_tasks.hpp"
 
 namespace mpmux::cli {
 
@@ -51,25 +51,6 @@ bool under_mpi_launcher() {
                           "MPI_LOCALNRANKS"})
     if (const char* v = std::getenv(var); v && *v) return true;
   return false;
-}
-
-// The tasks of the srun step this process is one of; 0 when srun did not start it (a batch script
-// and mpirun's ranks inside a job have no SLURM_STEP_NUM_TASKS, or Open MPI's variables).
-long srun_step_tasks() {
-  const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
-  if (tasks == nullptr || std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return 0;
-  return std::strtol(tasks, nullptr, 10);
-}
-
-// `srun -n N` without an MPI plugin that Open MPI can use (--mpi=none, MpiDefault=none, pmi2)
-// starts N singletons instead of one job of N ranks. Each would be a run of its own on the
-// session (correct, but not the job asked for: N coordinators, N progress outputs), so it is
-// refused before anything is claimed; docs/design.md, "srun without PMIx".
-void check_srun_ranks(long step_tasks, int ranks) {
-  if (step_tasks > 1 && ranks == 1)
-    throw UsageError("srun started " + std::to_string(step_tasks) +
-                     " tasks that MPI sees as separate jobs of one rank each: launch with `srun --mpi=pmix` "
-                     "(or mpirun inside the allocation)");
 }
 
 // --progress, else MPMUX_PROGRESS, else auto; the error names where a bad value came from.
@@ -131,14 +112,7 @@ int cmd_run(const RunArgs& args) {
   run::install_stop_handlers();  // before MPI starts: a drain signal must never kill a rank
   check_task_options(args);
   const bool mpi = under_mpi_launcher();
-  if (const long step_tasks = srun_step_tasks(); step_tasks > 1) {
-    int ranks = 1;
-    if (mpi) {
-      ensure_mpi();
-      MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    }
-    check_srun_ranks(step_tasks, ranks);
-  }
+  run::check_srun_tasks(mpi);
   const MuxId id = session_id(args.mux_id, "run");
   check_owner(id.dir, args.allow_foreign_owner);
   check_owner(id.dir / "sessions" / id.session, args.allow_foreign_owner);
