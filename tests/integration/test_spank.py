@@ -5,6 +5,7 @@ the plugin of this build installed (MPMUX_SPANK_PLUGIN; without it these tests f
   run` get no mux id on their command lines and run the session to done from MPMUX_ID.
 - `sbatch --mux=` naming no session is refused by sbatch with mpmux's reason and Slurm's line
   about the option, and no job is queued; the same for srun and salloc.
+- `#SBATCH --mux="ID"` in the script is checked and exported the same way.
 - `srun --mux` and `salloc --mux` with a good id export MPMUX_ID to what they start, also past an
   MPMUX_ID the environment had; `sbatch --export=NONE --mux` still gives the batch script MPMUX_ID.
 - `srun -n 2 mpmux run` without PMIx (--mpi=none; the cluster's MpiDefault is pmix) stops with
@@ -96,6 +97,22 @@ class SpankTest(SlurmClusterTest):
         out = os.path.join(self.tmp, "job-%j.out")
         p = run("sbatch", "--parsable", "--export=NONE", f"--mux={mux_id}", "--ntasks=1", f"--output={out}",
                 "--wrap", "/usr/bin/printenv MPMUX_ID", env=self.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        job = p.stdout.strip().split(";")[0]
+        self.jobs.append(job)
+        out = out.replace("%j", job)
+        info = self.wait_job(job, out, timeout=60)
+        self.assertEqual((info["JobState"], info["ExitCode"]), ("COMPLETED", "0:0"), self.output(out))
+        self.assertEqual(self.output(out).split(), [mux_id])
+
+    def test_a_quoted_mux_in_an_sbatch_line_of_the_script_is_checked_and_exported(self):
+        # sbatch reads an unquoted '#' in a #SBATCH line as the start of a comment.
+        script = self.write("bad.sbatch", f'#!/bin/bash\n#SBATCH --mux="{BAD_ID}"\ntrue\n')
+        self.assertRefused(run("sbatch", f"--chdir={self.tmp}", "--output=/dev/null", script, env=self.env), "sbatch")
+        _, mux_id = self.new_session("--range", 3)
+        script = self.write("good.sbatch", f'#!/bin/bash\n#SBATCH --mux="{mux_id}"\n/usr/bin/printenv MPMUX_ID\n')
+        out = os.path.join(self.tmp, "job-%j.out")
+        p = run("sbatch", "--parsable", f"--output={out}", script, env=self.env)
         self.assertEqual(p.returncode, 0, p.stderr)
         job = p.stdout.strip().split(";")[0]
         self.jobs.append(job)
