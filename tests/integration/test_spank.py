@@ -8,6 +8,8 @@ the plugin of this build installed (MPMUX_SPANK_PLUGIN; without it these tests f
 - `#SBATCH --mux="ID"` in the script is checked and exported the same way.
 - `srun --mux` and `salloc --mux` with a good id export MPMUX_ID to what they start, also past an
   MPMUX_ID the environment had; `sbatch --export=NONE --mux` still gives the batch script MPMUX_ID.
+- A check whose mpmux program cannot run, or does not answer within the plugin's timeout=, refuses
+  the submission with one line saying so.
 - `srun -n 2 mpmux run` without PMIx (--mpi=none; the cluster's MpiDefault is pmix) stops with
   one line naming --mpi=pmix, exit 2, and nothing done.
 """
@@ -120,6 +122,41 @@ class SpankTest(SlurmClusterTest):
         info = self.wait_job(job, out, timeout=60)
         self.assertEqual((info["JobState"], info["ExitCode"]), ("COMPLETED", "0:0"), self.output(out))
         self.assertEqual(self.output(out).split(), [mux_id])
+
+    def with_plugin_arguments(self, *arguments):
+        """Rewrites the plugin's plugstack.conf.d line with other arguments until the test ends."""
+        conf = os.path.join(os.path.dirname(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")),
+                            "plugstack.conf.d", "mpmux.conf")
+        with open(conf) as f:
+            original = f.read()
+        lines = original.splitlines()
+        plugin = lines[-1].split()[1]
+
+        def restore():
+            with open(conf, "w") as f:
+                f.write(original)
+
+        self.addCleanup(restore)
+        with open(conf, "w") as f:
+            f.write("\n".join(lines[:-1] + [" ".join(["optional", plugin, *arguments])]) + "\n")
+
+    def test_a_check_that_cannot_run_or_does_not_answer_refuses_the_submission_in_one_line(self):
+        _, mux_id = self.new_session("--range", 3)
+        missing = os.path.join(self.tmp, "no-mpmux")
+        self.with_plugin_arguments(f"mpmux={missing}")
+        p = run("sbatch", f"--mux={mux_id}", f"--chdir={self.tmp}", "--output=/dev/null", "--wrap", "true",
+                env=self.env)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertEqual(p.stderr.splitlines()[0], f"sbatch: error: mpmux: --mux={mux_id}: cannot check the "
+                         f"session: cannot run '{missing}': No such file or directory (plugstack.conf: mpmux=PATH)")
+        silent = self.write("silent-mpmux", "#!/bin/sh\nexec sleep 60\n")
+        os.chmod(silent, 0o755)
+        self.with_plugin_arguments(f"mpmux={silent}", "timeout=1")
+        p = run("sbatch", f"--mux={mux_id}", f"--chdir={self.tmp}", "--output=/dev/null", "--wrap", "true",
+                env=self.env)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertEqual(p.stderr.splitlines()[0], f"sbatch: error: mpmux: --mux={mux_id}: `{silent} check` did "
+                         "not answer within 1 s (plugstack.conf: timeout=SECONDS)")
 
     def test_srun_without_pmix_stops_with_one_line_naming_mpi_pmix(self):
         _, mux_id = self.new_session("--range", 6)
