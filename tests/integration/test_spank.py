@@ -8,6 +8,7 @@ the plugin of this build installed (MPMUX_SPANK_PLUGIN; without it these tests f
 - `#SBATCH --mux="ID"` in the script is checked and exported the same way.
 - `srun --mux` and `salloc --mux` with a good id export MPMUX_ID to what they start, also past an
   MPMUX_ID the environment had; `sbatch --export=NONE --mux` still gives the batch script MPMUX_ID.
+- An az:// --mux (on Azurite) is checked with the submitter's AZURE_STORAGE_* environment.
 - A check whose mpmux program cannot run, or does not answer within the plugin's timeout=, refuses
   the submission with one line saying so.
 - `srun -n 2 mpmux run` without PMIx (--mpi=none; the cluster's MpiDefault is pmix) stops with
@@ -19,6 +20,7 @@ import unittest
 
 from mpmuxtest import ENV, MPMUX
 from slurmtest import SOURCE, SlurmClusterTest, run
+from test_azure_sessions import ACCOUNT, KEY, azurite_endpoint, blob_request
 
 BAD_ID = "file:///nowhere#s=x"
 
@@ -122,6 +124,35 @@ class SpankTest(SlurmClusterTest):
         info = self.wait_job(job, out, timeout=60)
         self.assertEqual((info["JobState"], info["ExitCode"]), ("COMPLETED", "0:0"), self.output(out))
         self.assertEqual(self.output(out).split(), [mux_id])
+
+    def test_an_az_session_is_checked_with_the_key_of_the_submitting_environment(self):
+        container = "spank" + secrets.token_hex(8)
+        status, body = blob_request("PUT", f"/{container}", {"restype": "container"})
+        self.assertEqual(status, 201, body)
+        self.addCleanup(blob_request, "DELETE", f"/{container}", {"restype": "container"})
+        env = dict(self.env, AZURE_STORAGE_BLOB_ENDPOINT=azurite_endpoint(), AZURE_STORAGE_KEY=KEY,
+                   MPMUX_CACHE=os.path.join(self.tmp, "cache"))
+        env.pop("AZURE_STORAGE_CONNECTION_STRING", None)
+        mux = run(MPMUX, "new", f"az://{ACCOUNT}/{container}/sweeps", "--range", 3, env=env)
+        self.assertEqual(mux.returncode, 0, mux.stderr)
+        p = run(MPMUX, "session", mux.stdout.strip(), env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        mux_id = p.stdout.strip()
+        p = run("srun", f"--mux={mux_id}", "-n", "1", "printenv", "MPMUX_ID", env=env, timeout=60)
+        self.assertEqual((p.returncode, p.stdout.strip()), (0, mux_id), p.stderr)
+        missing = mux_id.rsplit("=", 1)[0] + "=20990101T000000Z-0000"
+        p = run("srun", f"--mux={missing}", "-n", "1", "true", env=env, timeout=60)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        lines = p.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 2, p.stderr)
+        self.assertTrue(lines[0].startswith(f"srun: error: mpmux: --mux={missing}: "), lines[0])
+        self.assertIn("20990101T000000Z-0000", lines[0][len(f"srun: error: mpmux: --mux={missing}: "):])
+        # Without the key, the same good id is refused: the check reads the session with the
+        # submitter's credentials.
+        no_key = {k: v for k, v in env.items() if k != "AZURE_STORAGE_KEY"}
+        p = run("srun", f"--mux={mux_id}", "-n", "1", "true", env=no_key, timeout=60)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(p.stderr.splitlines()[0], rf"^srun: error: mpmux: --mux={mux_id}: .*AZURE_STORAGE")
 
     def with_plugin_arguments(self, *arguments):
         """Rewrites the plugin's plugstack.conf.d line with other arguments until the test ends."""
