@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <slurm/spank.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ SPANK_PLUGIN(mpmux, 1);
 extern char** environ;
 
 static const char* const kEnvName = "MPMUX_ID";
+/* Slurm's copy of a job's --mux in the job control environment: what the batch script, and with
+ * it every srun of the job, finds in its environment. */
+static const char* const kJobOptionEnv = "SLURM_SPANK__SLURM_SPANK_OPTION_mpmux_mux";
 
 static char* mpmux_program; /* plugstack.conf's mpmux=, else NULL: "mpmux" on PATH */
 static long check_timeout_s = 60;
@@ -143,7 +147,11 @@ static int mux_option(int val, const char* optarg, int remote) {
     slurm_error("mpmux: --mux needs a mux id, as `mpmux session` prints it");
     return -1;
   }
-  if (!remote && check_session(optarg) != 0) return -1;
+  /* The srun steps of a job submitted with --mux take the job's option from kJobOptionEnv: it was
+   * checked at submission, and a check per step would cost each srun a start of mpmux. */
+  const char* job_option = getenv(kJobOptionEnv);
+  const bool jobs_own = job_option != NULL && strcmp(job_option, optarg) == 0;
+  if (!remote && !jobs_own && check_session(optarg) != 0) return -1;
   char* copy = strdup(optarg);
   if (copy == NULL) return -1;
   free(mux_id);
@@ -222,8 +230,7 @@ int slurm_spank_user_init(spank_t sp, int ac, char** av) {
   char job_copy[4096];
   const char* id = mux_id;
   int overwrite = 1;
-  if (id == NULL && spank_getenv(sp, "SLURM_SPANK__SLURM_SPANK_OPTION_mpmux_mux", job_copy,
-                                 sizeof job_copy) == ESPANK_SUCCESS) {
+  if (id == NULL && spank_getenv(sp, kJobOptionEnv, job_copy, sizeof job_copy) == ESPANK_SUCCESS) {
     id = job_copy;
     overwrite = 0;
   }

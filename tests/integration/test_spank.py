@@ -5,7 +5,8 @@ the plugin of this build installed (MPMUX_SPANK_PLUGIN; without it these tests f
   run` get no mux id on their command lines and run the session to done from MPMUX_ID.
 - `sbatch --mux=` naming no session is refused by sbatch with mpmux's reason and Slurm's line
   about the option, and no job is queued; the same for srun and salloc.
-- `#SBATCH --mux="ID"` in the script is checked and exported the same way.
+- `#SBATCH --mux="ID"` in the script is checked and exported the same way; the srun steps of
+  such a job do not check it again.
 - `srun --mux` and `salloc --mux` with a good id export MPMUX_ID to what they start, also past an
   MPMUX_ID the environment had; `sbatch --export=NONE --mux` still gives the batch script MPMUX_ID.
 - An az:// --mux (on Azurite) is checked with the submitter's AZURE_STORAGE_* environment.
@@ -188,6 +189,24 @@ class SpankTest(SlurmClusterTest):
         self.assertNotEqual(p.returncode, 0, p.stdout)
         self.assertEqual(p.stderr.splitlines()[0], f"sbatch: error: mpmux: --mux={mux_id}: `{silent} check` did "
                          "not answer within 1 s (plugstack.conf: timeout=SECONDS)")
+
+    def test_the_steps_of_a_job_submitted_with_mux_do_not_check_the_session_again(self):
+        _, mux_id = self.new_session("--range", 3)
+        go = os.path.join(self.tmp, "go")
+        script = self.write("steps.sbatch", f"#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.1; done\n"
+                                            "srun -n 1 printenv MPMUX_ID\n")
+        out = os.path.join(self.tmp, "job-%j.out")
+        p = run("sbatch", "--parsable", f"--mux={mux_id}", "-n", "1", f"--output={out}", script, env=self.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        job = p.stdout.strip().split(";")[0]
+        self.jobs.append(job)
+        out = out.replace("%j", job)
+        # From here on a check fails: the step's srun must not run one.
+        self.with_plugin_arguments(f"mpmux={os.path.join(self.tmp, 'no-mpmux')}")
+        self.write("go", "")
+        info = self.wait_job(job, out, timeout=60)
+        self.assertEqual((info["JobState"], info["ExitCode"]), ("COMPLETED", "0:0"), self.output(out))
+        self.assertEqual(self.output(out).split(), [mux_id])
 
     def test_srun_without_pmix_stops_with_one_line_naming_mpi_pmix(self):
         _, mux_id = self.new_session("--range", 6)
