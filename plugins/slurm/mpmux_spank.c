@@ -9,7 +9,8 @@
  * It exports MPMUX_ID=MUX_ID to the job: into the environment of the submitting process (which
  * salloc's shell and the job's default --export=ALL inherit) and, in slurmstepd (the remote
  * context), into the environment of the batch script and of every step's tasks, so that
- * `mpmux run` there needs no mux id on its command line.
+ * `mpmux run` there needs no mux id on its command line. The srun steps of a job submitted with
+ * --mux carry the job's option; they set MPMUX_ID without checking the session again.
  *
  * plugstack.conf arguments:
  *   mpmux=PATH       the mpmux program that checks ids (default: `mpmux` on the user's PATH)
