@@ -152,6 +152,14 @@ elif [ -n "$plugin" ]; then
   fi
 fi
 
+# A drop-in of ours whose plugin file is gone (a removed build tree) only makes every srun and
+# sbatch print two error lines: without a plugin to install, it goes.
+dropin=$(dirname "$conf")/plugstack.conf.d/mpmux.conf
+if [ -z "$plugin" ] && [ -f "$dropin" ] && grep -q '^# Written by mpmux scripts/start-slurm.sh' "$dropin"; then
+  stale=$(awk '$1 == "optional" { print $2 }' "$dropin")
+  [ -e "$stale" ] || rm -f "$dropin"
+fi
+
 # alive PIDFILE NAME: the daemon of that pid file runs (a pid reused by another program is not it).
 alive() { [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ]; }
 ctld_pid=/run/mpmux-slurmctld.pid
