@@ -366,10 +366,11 @@ void SharedStoreClaimer::release(const Batch& batch) {
   if (store_->put_if_absent(claim_key(batch.first, batch.epoch + 1), record)) ++stats_.released;
 }
 
-bool SharedStoreClaimer::commit(const Batch& batch, std::chrono::nanoseconds elapsed) {
+bool SharedStoreClaimer::commit(const Batch& batch, std::chrono::nanoseconds elapsed,
+                                std::uint64_t elements) {
   const double seconds = std::chrono::duration<double>(elapsed).count();
   if (seconds > 0) {
-    const double sample = static_cast<double>(batch.count) / seconds;
+    const double sample = static_cast<double>(elements != 0 ? elements : batch.count) / seconds;
     rate_ = rate_ <= 0 ? sample : 0.5 * rate_ + 0.5 * sample;
   }
   const std::string record =

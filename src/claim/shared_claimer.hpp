@@ -109,8 +109,10 @@ class SharedStoreClaimer {
 
   /// Records the batch done: true when this commit is the one that counts; false when another
   /// commit of the batch came first (this one is fenced: counted in stats() and under fenced/).
-  /// `elapsed` is how long the batch took, for the batch size.
-  bool commit(const Batch& batch, std::chrono::nanoseconds elapsed);
+  /// `elapsed` is how long the batch took and `elements` how many elements the participant
+  /// finished meanwhile (0: the batch's own), for the batch size: a job of many ranks finishes
+  /// many elements of other batches while one small batch takes a task's time.
+  bool commit(const Batch& batch, std::chrono::nanoseconds elapsed, std::uint64_t elements = 0);
 
   /// Gives an unfinished batch back: creates its next epoch with no owner, which others take
   /// at once (take_stale sees it stale without waiting for the lease). Nothing happens when a

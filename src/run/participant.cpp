@@ -146,7 +146,7 @@ bool SessionParticipant::claim_one() {
   // its journal and is not done again. The journals are read once per such owner.
   if (batch->epoch > 0 && reread_for_.insert(batch->previous_owner).second)
     state_ = read_session_state(session_, /*cut_torn_tails=*/false);
-  OpenBatch open{*batch, 0, 0, {}, {}};
+  OpenBatch open{*batch, 0, 0, {}, {}, 0, 0};
   std::vector<PendingElement> elements;
   auto it = std::lower_bound(pending_.begin(), pending_.end(), batch->first);
   for (; it != pending_.end() && *it < batch->first + batch->count; ++it) {
@@ -167,9 +167,11 @@ bool SessionParticipant::claim_one() {
 }
 
 void SessionParticipant::commit(const std::vector<OpenBatch>& batches) {
-  // Timed from its hand-out to its last outcome: neither the batches waiting ahead nor the
-  // journal's group commit count as time spent on its elements.
-  for (const OpenBatch& done : batches) claimer_->commit(done.batch, done.until - done.since);
+  // Timed from its hand-out to its last outcome (neither the batches waiting ahead nor the
+  // journal's group commit count), with every element this run finished meanwhile: the rate of
+  // the whole run, which a batch smaller than its ranks would not show.
+  for (const OpenBatch& done : batches)
+    claimer_->commit(done.batch, done.until - done.since, done.finished_until - done.finished_since);
 }
 
 SessionParticipant::ClaimStatus SessionParticipant::claim(std::vector<PendingElement>& out) {
@@ -178,7 +180,10 @@ SessionParticipant::ClaimStatus SessionParticipant::claim(std::vector<PendingEle
   if (!ready_.empty()) {
     const auto& [first, elements] = ready_.front();
     out.insert(out.end(), elements.begin(), elements.end());
-    if (auto it = open_.find(first); it != open_.end()) it->second.since = Clock::now();
+    if (auto it = open_.find(first); it != open_.end()) {
+      it->second.since = Clock::now();
+      it->second.finished_since = finished_;
+    }
     ready_.pop_front();
     store_wake_.notify_all();  // claim the next one ahead
     return ClaimStatus::claimed;
@@ -198,9 +203,11 @@ void SessionParticipant::finished(std::uint64_t index, std::uint64_t journal_rec
   --it;
   OpenBatch& open = it->second;
   if (index >= open.batch.first + open.batch.count || open.left == 0) return;
+  ++finished_;
   open.last_record = std::max(open.last_record, journal_record);
   if (--open.left == 0) {
     open.until = Clock::now();
+    open.finished_until = finished_;
     complete_.push_back(open);
     open_.erase(it);
   }

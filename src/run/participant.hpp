@@ -91,9 +91,10 @@ class SessionParticipant {
  private:
   struct OpenBatch {
     claim::Batch batch;
-    std::uint64_t left = 0;                              // elements of this run without a final outcome yet
-    std::uint64_t last_record = 0;                       // the journal's count after its last outcome
-    std::chrono::steady_clock::time_point since, until;  // handed to the run; finished
+    std::uint64_t left = 0;                                // elements of this run without a final outcome yet
+    std::uint64_t last_record = 0;                         // the journal's count after its last outcome
+    std::chrono::steady_clock::time_point since, until;    // handed to the run; finished
+    std::uint64_t finished_since = 0, finished_until = 0;  // finished_ at those two times
   };
   void join_round(bool create_next);
   void store_loop();
@@ -120,6 +121,7 @@ class SessionParticipant {
   std::deque<std::pair<std::uint64_t, std::vector<PendingElement>>> ready_;  // claimed, by first index
   std::vector<OpenBatch> complete_;   // every element finished: journal flush, then commit
   std::vector<OpenBatch> to_commit_;  // flushed: the store thread commits them
+  std::uint64_t finished_ = 0;        // elements of open batches finished so far in this run
   bool ended_ = false;
   bool stopping_ = false;
   std::string error_;  // the store's failure, rethrown to the run

@@ -290,6 +290,25 @@ TEST_P(SharedClaimerTest, BatchesClaimedAheadOfAnyCommitStartAtTheFirstBatchAndG
   EXPECT_EQ(sizes, (std::vector<std::uint64_t>{6, 24, 96}));
 }
 
+// A batch of one element takes a task's time however many ranks a job has; what the job finished
+// meanwhile is its rate, and the batches follow that rate, not the one batch's.
+TEST_P(SharedClaimerTest, BatchesFollowTheElementsTheParticipantFinishedWhileABatchRan) {
+  SharedClaimOptions o;
+  o.store_touches_per_s = 2;
+  auto c = claimer(100000, o);
+  auto first = c->claim();
+  ASSERT_EQ(first->count, 1u);
+  c->commit(*first, std::chrono::seconds(1), 1000);  // 1,000 elements/s -> batches of 500
+  auto second = c->claim();
+  EXPECT_EQ(second->count, 16u) << "at most 16 times the one before";
+  c->commit(*second, std::chrono::seconds(1), 1000);
+  EXPECT_EQ(c->claim()->count, 256u);
+  auto alone = claimer(100000, o);
+  auto b = alone->claim();
+  alone->commit(*b, std::chrono::seconds(1));  // the batch's own rate: 1 element/s
+  EXPECT_EQ(alone->claim()->count, 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, SharedClaimerTest,
                          ::testing::Values(Backend::kFileExcl, Backend::kFileLink, Backend::kAzurite),
                          [](const auto& info) { return backend_name(info.param); });
