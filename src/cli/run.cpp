@@ -74,9 +74,10 @@ ProgressOutput progress_output(const RunArgs& args, bool& progress) {
 void check_task_options(const RunArgs& args) {
   const bool exec = !args.exec.empty(), plugin = !args.plugin.empty(), worker = !args.worker.empty();
   if (exec + plugin + worker > 1)
-    throw UsageError(std::string("run: give one task kind, not ") +
-                     (exec ? plugin ? "--exec and --plugin" : "--exec and --worker" : "--plugin and --worker") +
-                     ": --exec TEMPLATE, --worker PROGRAM or --plugin LIB.so");
+    throw UsageError(
+        std::string("run: give one task kind, not ") +
+        (exec ? plugin ? "--exec and --plugin" : "--exec and --worker" : "--plugin and --worker") +
+        ": --exec TEMPLATE, --worker PROGRAM or --plugin LIB.so");
   if (!exec && !plugin && !worker)
     throw UsageError("run: --exec TEMPLATE, --worker PROGRAM or --plugin LIB.so is required");
   const char* kind = exec ? "--exec" : worker ? "--worker" : "--plugin";
@@ -85,7 +86,8 @@ void check_task_options(const RunArgs& args) {
   if (!plugin && args.threads_given)
     throw UsageError(std::string("--threads sets the in-process tasks of --plugin; for ") + kind +
                      (exec ? " commands" : " programs") + " use --procs");
-  if (!plugin && args.plugin_arg_given) throw UsageError(std::string("--plugin-arg goes with --plugin, not ") + kind);
+  if (!plugin && args.plugin_arg_given)
+    throw UsageError(std::string("--plugin-arg goes with --plugin, not ") + kind);
   if (plugin && args.procs_given)
     throw UsageError("--procs sets the commands of --exec; for --plugin tasks use --threads");
   if (!exec && args.shell) throw UsageError(std::string("--shell goes with --exec, not ") + kind);
@@ -200,11 +202,13 @@ Command add_run_command(CLI::App& app) {
   cmd->add_option("--worker", args->worker,
                   "Worker PROGRAM (plugins/workers/README.md), --procs processes per rank, each started once "
                   "and fed one element after the other");
-  auto* worker_arg_opt = cmd->add_option("--worker-arg", args->worker_args,
-                                         "An argument of the worker program (repeat for more)")
-                             ->allow_extra_args(false);
-  auto* worker_init_opt =
-      cmd->add_option("--worker-init", args->worker_init, "Text given to each worker process in its INIT data");
+  auto* worker_arg_opt =
+      cmd->add_option(
+             "--worker-arg", args->worker_args,
+             "An argument of the worker program (repeat for more; --worker-arg=-v for one starting with -)")
+          ->allow_extra_args(false);
+  auto* worker_init_opt = cmd->add_option("--worker-init", args->worker_init,
+                                          "Text given to each worker process in its INIT data");
   auto* worker_start_timeout_opt =
       cmd->add_option("--worker-start-timeout", args->worker_start_timeout,
                       "SECONDS a worker process may take from its start to its answer to INIT")
@@ -256,12 +260,13 @@ Command add_run_command(CLI::App& app) {
   add_allow_foreign_owner(*cmd, args->allow_foreign_owner);
 
   return {cmd, [args, plugin_arg_opt, procs_opt, threads_opt, worker_arg_opt, worker_init_opt,
-               worker_start_timeout_opt] {
+                worker_start_timeout_opt] {
             args->procs_given = procs_opt->count() > 0;
             args->threads_given = threads_opt->count() > 0;
             args->plugin_arg_given = plugin_arg_opt->count() > 0;
             for (const CLI::Option* o : {worker_arg_opt, worker_init_opt, worker_start_timeout_opt})
-              if (o->count() > 0 && args->worker_only_option.empty()) args->worker_only_option = o->get_name();
+              if (o->count() > 0 && args->worker_only_option.empty())
+                args->worker_only_option = o->get_name();
             return cmd_run(*args);
           }};
 }

@@ -191,7 +191,8 @@ struct WorkerProgram::State {
         if (errno == EINTR) continue;
         fail(WorkerProgramError::Reason::died, "poll failed: " + errno_text(errno));
       }
-      if (can_cancel && (*cancel)()) fail(WorkerProgramError::Reason::cancelled, "cancelled during " + during);
+      if (can_cancel && (*cancel)())
+        fail(WorkerProgramError::Reason::cancelled, "cancelled during " + during);
       if (p[2].revents != 0) read_output();
       // Data already on the socket is read before a death is reported.
       if (p[0].revents != 0) return true;
@@ -297,7 +298,8 @@ struct WorkerProgram::State {
       }
     }
     output.clear();
-    const bool fds_ok = child_sock >= 0 && err_w >= 0 && null_fd >= 0 && (!options.capture_output || out_w >= 0);
+    const bool fds_ok =
+        child_sock >= 0 && err_w >= 0 && null_fd >= 0 && (!options.capture_output || out_w >= 0);
     const int max_fd = static_cast<int>(std::clamp<long>(sysconf(_SC_OPEN_MAX), kChildFd + 1, 65536));
     pid_t parent = getpid();
     pid_t child = fds_ok ? fork() : -1;

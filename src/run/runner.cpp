@@ -105,8 +105,8 @@ void Runner::State::start_workers(const WorkerTask& task) {
 
 void Runner::State::process_elements() {
   if (!std::holds_alternative<CommandTask>(options.task)) {
-    run::ConcurrentTasks* tasks = plugin_tasks ? static_cast<run::ConcurrentTasks*>(plugin_tasks.get())
-                                               : worker_tasks.get();
+    run::ConcurrentTasks* tasks =
+        plugin_tasks ? static_cast<run::ConcurrentTasks*>(plugin_tasks.get()) : worker_tasks.get();
     if (tasks) {
       run::run_concurrently(*run, *tasks);
       plugin_tasks.reset();  // the plugin's finalize in each thread

@@ -27,7 +27,8 @@ std::chrono::milliseconds to_ms(double seconds) {
 
 // The last non-empty line of what a program wrote (a Python traceback ends with the error).
 std::string last_line(std::string_view text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+    text.remove_suffix(1);
   const auto nl = text.rfind('\n');
   return std::string(nl == std::string_view::npos ? text : text.substr(nl + 1));
 }
@@ -42,7 +43,8 @@ std::string start_failure(const std::exception& e, const std::string& output) {
 
 }  // namespace
 
-std::string worker_init_data(const std::string& mux_id, int rank, int slot, int slots, const std::string& init) {
+std::string worker_init_data(const std::string& mux_id, int rank, int slot, int slots,
+                             const std::string& init) {
   return nlohmann::json{{"mux_id", mux_id}, {"rank", rank}, {"slot", slot}, {"slots", slots}, {"init", init}}
       .dump();
 }
@@ -127,7 +129,8 @@ struct WorkerTasks::Slots {
       o.stderr_tail += note;
       if (note.back() != '\n') o.stderr_tail += '\n';
     }
-    if (o.stderr_tail.size() > task.output_tail) o.stderr_tail.erase(0, o.stderr_tail.size() - task.output_tail);
+    if (o.stderr_tail.size() > task.output_tail)
+      o.stderr_tail.erase(0, o.stderr_tail.size() - task.output_tail);
     return attempt;
   }
 

@@ -12,7 +12,8 @@ namespace mpmux::run {
 
 /// The INIT data every process of a slot gets: a JSON object with the session (mux_id), the
 /// rank, the slot (0..slots-1), the slots of the rank and the --worker-init text (init).
-std::string worker_init_data(const std::string& mux_id, int rank, int slot, int slots, const std::string& init);
+std::string worker_init_data(const std::string& mux_id, int rank, int slot, int slots,
+                             const std::string& init);
 
 /// --worker with --procs K: a pool of K threads, each starting its worker program (and every
 /// replacement of it, so that PR_SET_PDEATHSIG follows a thread that lives as long as the pool).

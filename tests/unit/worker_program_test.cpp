@@ -336,7 +336,8 @@ TEST_F(WorkerProgramTest, OutputOfAProgramThatExitsAtStartIsKept) {
   fs::path script = dir_ / "fails.py";
   std::ofstream(script) << "import sys\nprint('no licence', file=sys.stderr)\nsys.exit(3)\n";
   mpmux::WorkerProgram w;
-  EXPECT_THROW(w.start({.argv = {python(), script.string()}, .capture_output = true}), mpmux::WorkerProgramError);
+  EXPECT_THROW(w.start({.argv = {python(), script.string()}, .capture_output = true}),
+               mpmux::WorkerProgramError);
   EXPECT_EQ(w.take_output(), "no licence\n");
 }
 

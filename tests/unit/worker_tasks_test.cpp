@@ -75,8 +75,8 @@ class WorkerTasksTest : public ::testing::Test {
 
   mpmux::WorkerTask task(const std::string& mode, int procs = 1) const {
     mpmux::WorkerTask t;
-    t.argv = {"/usr/bin/python3", (dir_ / "worker.py").string(), std::string(MPMUX_SOURCE_DIR) + "/plugins/workers",
-              mode, dir_.string()};
+    t.argv = {"/usr/bin/python3", (dir_ / "worker.py").string(),
+              std::string(MPMUX_SOURCE_DIR) + "/plugins/workers", mode, dir_.string()};
     t.procs = procs;
     t.init = "hello";
     return t;
@@ -112,8 +112,9 @@ class WorkerTasksTest : public ::testing::Test {
 
 TEST(WorkerInitData, NamesTheSessionRankSlotSlotsAndInitText) {
   const auto j = nlohmann::json::parse(mpmux::run::worker_init_data("file:///m#s=x", 3, 1, 4, "a \"b\""));
-  EXPECT_EQ(j, nlohmann::json({{"mux_id", "file:///m#s=x"}, {"rank", 3}, {"slot", 1}, {"slots", 4},
-                               {"init", "a \"b\""}}));
+  EXPECT_EQ(j,
+            nlohmann::json(
+                {{"mux_id", "file:///m#s=x"}, {"rank", 3}, {"slot", 1}, {"slots", 4}, {"init", "a \"b\""}}));
 }
 
 TEST_F(WorkerTasksTest, EachProcessGetsItsInitDataOnce) {
@@ -154,7 +155,8 @@ TEST_F(WorkerTasksTest, AnErrorAnswerFailsTheElementWithCode1AndItsText) {
   EXPECT_EQ(o.type, mpmux::RecordType::failed);
   EXPECT_EQ(o.exit_code, 1);
   EXPECT_NE(o.stderr_tail.find("Traceback"), std::string::npos) << o.stderr_tail;
-  EXPECT_EQ(o.stderr_tail.substr(o.stderr_tail.rfind('\n', o.stderr_tail.size() - 2) + 1), "ValueError: no good\n");
+  EXPECT_EQ(o.stderr_tail.substr(o.stderr_tail.rfind('\n', o.stderr_tail.size() - 2) + 1),
+            "ValueError: no good\n");
   EXPECT_EQ(attempts[1].outcome.type, mpmux::RecordType::done);
   EXPECT_EQ(attempts[1].outcome.pid, o.pid) << "an error answer keeps the process";
 }
@@ -170,7 +172,8 @@ TEST_F(WorkerTasksTest, ADeathFailsItsElementWithTheStatusAndTheNextGetsANewProc
     EXPECT_EQ(o.exit_code, 5);
     EXPECT_EQ(o.signal, 0);
     EXPECT_EQ(o.pid, attempts[0].outcome.pid);
-    EXPECT_EQ(o.stderr_tail.rfind("dying\nmpmux: worker program /usr/bin/python3 (pid ", 0), 0u) << o.stderr_tail;
+    EXPECT_EQ(o.stderr_tail.rfind("dying\nmpmux: worker program /usr/bin/python3 (pid ", 0), 0u)
+        << o.stderr_tail;
     EXPECT_NE(o.stderr_tail.find("died during task 1 (status 5); a new process takes its place\n"),
               std::string::npos)
         << o.stderr_tail;
@@ -190,8 +193,9 @@ TEST_F(WorkerTasksTest, ASlotThatCannotRestartLeavesItsElementsVoidAndAsksToStop
     EXPECT_FALSE(attempts[1].counts);
     EXPECT_EQ(attempts[1].stop_run.rfind("rank 2: --worker: no new process started after 3 tries: ", 0), 0u)
         << attempts[1].stop_run;
-    EXPECT_NE(attempts[1].stop_run.find("exited at once (status 4) before READY; its last output: no second start"),
-              std::string::npos)
+    EXPECT_NE(
+        attempts[1].stop_run.find("exited at once (status 4) before READY; its last output: no second start"),
+        std::string::npos)
         << attempts[1].stop_run;
     EXPECT_FALSE(attempts[2].counts) << "no further try on a broken slot";
   }
@@ -230,7 +234,8 @@ TEST_F(WorkerTasksTest, CancelKillsARunningWorkerAndItsAttemptIsVoid) {
 
 TEST_F(WorkerTasksTest, ASlotThatCannotRestartStopsTheRunWithTheRestLeftPending) {
   std::ofstream(dir_ / "unrestartable").close();
-  const mpmux::MuxId id = mpmux::Session::create(mpmux::create_mux(dir_ / "mux", mpmux::make_range(20), "unit")).id();
+  const mpmux::MuxId id =
+      mpmux::Session::create(mpmux::create_mux(dir_ / "mux", mpmux::make_range(20), "unit")).id();
   mpmux::RunOptions options;
   options.fsync = false;
   mpmux::RunSummary summary;
