@@ -60,6 +60,10 @@ def serve_bytes(handle, on_init=None):
     on_init(init_data), when given, runs before READY: an exception there ends the process before
     it answers INIT. An exception in handle becomes a RESULT with ok = 0 and the exception's text
     (its traceback on stderr); the worker goes on. Returns at BYE or when mpmux closes the socket."""
+    # stdout is a pipe to mpmux, which keeps what a worker prints with the element it ran:
+    # line-buffered, a print() arrives with its element instead of blocks later.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     sock = socket.socket(fileno=int(os.environ["MPMUX_WORKER_FD"]))
     rd = sock.makefile("rb")
     wr = sock.makefile("wb")
