@@ -253,3 +253,17 @@ TEST_F(WorkerTasksTest, ASlotThatCannotRestartStopsTheRunWithTheRestLeftPending)
   EXPECT_GT(st.pending, 0u);
   EXPECT_EQ(st.done + st.failed + st.pending, 20u) << "an element was lost";
 }
+
+TEST_F(WorkerTasksTest, WhatAPythonWorkerPrintsIsKeptWithItsElement) {
+  // mpmux_worker makes stdout line-buffered: a print() without flush arrives with its element.
+  std::ofstream(dir_ / "printer.py") << "import sys\nsys.path.insert(0, sys.argv[1])\nimport mpmux_worker\n"
+                                     << "def task(element):\n    print('working on', element['i'])\n"
+                                     << "    return element['i']\nmpmux_worker.serve(task)\n";
+  mpmux::WorkerTask t;
+  t.argv = {"/usr/bin/python3", (dir_ / "printer.py").string(), std::string(MPMUX_SOURCE_DIR) + "/plugins/workers"};
+  WorkerTasks tasks(t, "id", 0);
+  const auto attempts = run_batch(tasks, {"{\"i\":4}", "{\"i\":5}"});
+  EXPECT_EQ(attempts[0].outcome.result, "4");
+  EXPECT_EQ(attempts[0].outcome.stderr_tail, "working on 4\n");
+  EXPECT_EQ(attempts[1].outcome.stderr_tail, "working on 5\n");
+}
