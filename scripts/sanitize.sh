@@ -28,7 +28,7 @@ case $kind in
     skip_units='^ResultFold\.AMillionElements'
     # Unit tests that start MPI (a Run on MPI_COMM_SELF): they run with the MPI tests, whose slow
     # unwinding lets Open MPI's leaks be suppressed by library.
-    mpi_units='^RunConcurrently\.'
+    mpi_units='^RunConcurrently\.|^WorkerTasksTest\.ASlotThatCannotRestartStopsTheRun'
     export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0$sym"
     export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp$sym"
@@ -40,7 +40,7 @@ case $kind in
     # deadlines, plugins run by threads, the concurrent task loop). Not the MPI tests: Open MPI's
     # own runtime (PMIx, errmgr) reports races and double locks in MPI_Init, before any code of
     # mpmux runs (the concurrent task loop's Run on MPI_COMM_SELF, a singleton, reports none).
-    bundle="thread_pool;process_pool;pool_map;pool_affinity;pool_growth;worker_program;command;concurrent_tasks;deadline;plugin"
+    bundle="thread_pool;process_pool;pool_map;pool_affinity;pool_growth;worker_program;worker_tasks;command;concurrent_tasks;deadline;plugin"
     targets=(unit_bundle)
     # TSan turns vfork into fork: the child's errno no longer reaches the parent, and the parent
     # may kill the task's group before the child has made it. TSan's shadow memory counts as

@@ -138,6 +138,9 @@ class MPMUX_EXPORT Run {
   /// True when a running element must be killed now: the grace after the stop has passed, or
   /// a second signal came. The element is then not recorded and stays pending.
   bool must_cancel();
+  /// Stops this rank as a drain signal does (no element started after it, the other ranks stop
+  /// at their next claim), with `reason` as the run's stop reason: for a task that cannot go on.
+  void stop(const std::string& reason);
   /// Collective end of the run: flushes this rank's outcomes; the root coordinates until every
   /// worker has finished, then flushes the journal. Called by the destructor when needed.
   RunSummary finish();

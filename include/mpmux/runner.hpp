@@ -8,6 +8,7 @@
 #pragma once
 #include <mpi.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <variant>
@@ -38,8 +39,25 @@ struct MPMUX_EXPORT PluginTask {
   int threads = 1;
 };
 
+/// `--worker`: a persistent worker program (protocol of mpmux/worker_program.hpp), one process
+/// per slot, started once and fed one element after the other.
+struct MPMUX_EXPORT WorkerTask {
+  /// The program (a path, or a name looked up in PATH) and its arguments.
+  std::vector<std::string> argv;
+  /// Given to every process in its INIT data, as "init" (docs/guide.md, "Worker programs").
+  std::string init;
+  /// Processes run at once by each working rank (1 to 4096).
+  int procs = 1;
+  /// > 0: a worker still on one element after this long is killed (and replaced); a failure.
+  double timeout_s = 0;
+  /// From starting a process to its answer to INIT.
+  double start_timeout_s = 60;
+  std::size_t max_result = std::size_t{1} << 20;  // longer results are cut and flagged
+  std::size_t output_tail = 4096;                 // the last bytes of its output kept per attempt
+};
+
 /// What each element is handed to.
-using TaskKind = std::variant<CommandTask, PluginTask>;
+using TaskKind = std::variant<CommandTask, PluginTask, WorkerTask>;
 
 struct MPMUX_EXPORT RunnerOptions {
   TaskKind task;

@@ -9,7 +9,9 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,16 +23,20 @@
 namespace mpmux {
 
 /// A worker program failed as a process: it exited before READY, wrote garbage on the socket,
-/// died during a task or ran past a timeout. The process is gone (killed and reaped) when this
-/// is thrown. Errors of one element (RESULT with ok == 0) are TaskError instead.
+/// died during a task, ran past a timeout or was cancelled. The process is gone (killed and
+/// reaped) when this is thrown. Errors of one element (RESULT with ok == 0) are TaskError instead.
 class MPMUX_EXPORT WorkerProgramError : public PoolError {
  public:
-  enum class Reason : std::uint8_t { exited_at_start, garbage, died, timeout };
-  WorkerProgramError(Reason reason, const std::string& message) : PoolError(message), reason_(reason) {}
+  enum class Reason : std::uint8_t { exited_at_start, garbage, died, timeout, cancelled };
+  WorkerProgramError(Reason reason, const std::string& message, int wait_status = -1)
+      : PoolError(message), reason_(reason), wait_status_(wait_status) {}
   Reason reason() const { return reason_; }
+  /// The process's status from waitpid (SIGKILL when mpmux killed it), or -1 when unknown.
+  int wait_status() const { return wait_status_; }
 
  private:
   Reason reason_;
+  int wait_status_;
 };
 
 struct WorkerProgramOptions {
@@ -46,12 +52,19 @@ struct WorkerProgramOptions {
   std::chrono::milliseconds task_timeout{0};
   /// After BYE, how long a worker may take to exit before its process group is killed.
   std::chrono::milliseconds stop_timeout{1'000};
+  /// The program's stdout and stderr go to a pipe that mpmux reads (take_output) instead of
+  /// being inherited. Its stdin is /dev/null either way.
+  bool capture_output = false;
+  /// Of the captured output, the last this many bytes are kept.
+  std::size_t output_tail = 4096;
 };
 
 /// One external worker process. Not thread-safe: one caller at a time.
 ///
 /// The child runs in its own process group and gets PR_SET_PDEATHSIG(SIGKILL), so it dies with
-/// the *thread* that started it: start it from a thread that outlives it.
+/// the *thread* that started it: start it from a thread that outlives it. It inherits no fd of
+/// this process but 0-2 (stdin from /dev/null) and the socket, and SIGUSR1 is ignored in it
+/// (Slurm signals every process of a step; SIGUSR1 is mpmux's drain signal).
 class MPMUX_EXPORT WorkerProgram {
  public:
   WorkerProgram();
@@ -68,7 +81,13 @@ class MPMUX_EXPORT WorkerProgram {
   /// Runs one element and returns its result. Throws TaskError (one Failure, exception) when
   /// the worker answered ok == 0 (the process stays usable), WorkerProgramError when the process
   /// failed (it is then stopped; start() again to replace it), UsageError when not running.
-  std::string call(std::uint64_t index, std::string_view element);
+  /// `cancel` is asked at least every 100 ms: when it says true, the process group is killed and
+  /// WorkerProgramError (cancelled) thrown.
+  std::string call(std::uint64_t index, std::string_view element, const std::function<bool()>& cancel = {});
+
+  /// With capture_output: what the program wrote since the last take_output (its last
+  /// output_tail bytes), also after it died. Empty otherwise.
+  std::string take_output();
 
   /// Sends BYE, waits up to stop_timeout, kills the process group and reaps. No-op when stopped.
   void stop() noexcept;

@@ -40,6 +40,11 @@ struct RunArgs {
   bool plugin_arg_given = false;
   int threads = 1;
   bool threads_given = false;
+  std::string worker;
+  std::vector<std::string> worker_args;
+  std::string worker_init;
+  double worker_start_timeout = 60;
+  std::string worker_only_option;  // the first --worker-* option given, for the pairing check
   bool allow_foreign_owner = false;
   double lease = 30;
 };
@@ -68,24 +73,42 @@ ProgressOutput progress_output(const RunArgs& args, bool& progress) {
 
 // One task kind, and only the options that go with it.
 void check_task_options(const RunArgs& args) {
-  const bool exec = !args.exec.empty(), plugin = !args.plugin.empty();
-  if (exec && plugin)
-    throw UsageError("run: give one task kind, --exec TEMPLATE or --plugin LIB.so, not both");
-  if (!exec && !plugin) throw UsageError("run: --exec TEMPLATE or --plugin LIB.so is required");
-  if (exec && args.threads_given)
-    throw UsageError("--threads sets the in-process tasks of --plugin; for --exec commands use --procs");
-  if (exec && args.plugin_arg_given) throw UsageError("--plugin-arg goes with --plugin, not --exec");
+  const bool exec = !args.exec.empty(), plugin = !args.plugin.empty(), worker = !args.worker.empty();
+  if (exec + plugin + worker > 1)
+    throw UsageError(
+        std::string("run: give one task kind, not ") +
+        (exec ? plugin ? "--exec and --plugin" : "--exec and --worker" : "--plugin and --worker") +
+        ": --exec TEMPLATE, --worker PROGRAM or --plugin LIB.so");
+  if (!exec && !plugin && !worker)
+    throw UsageError("run: --exec TEMPLATE, --worker PROGRAM or --plugin LIB.so is required");
+  const char* kind = exec ? "--exec" : worker ? "--worker" : "--plugin";
+  if (!worker && !args.worker_only_option.empty())
+    throw UsageError(args.worker_only_option + " goes with --worker, not " + kind);
+  if (!plugin && args.threads_given)
+    throw UsageError(std::string("--threads sets the in-process tasks of --plugin; for ") + kind +
+                     (exec ? " commands" : " programs") + " use --procs");
+  if (!plugin && args.plugin_arg_given)
+    throw UsageError(std::string("--plugin-arg goes with --plugin, not ") + kind);
   if (plugin && args.procs_given)
     throw UsageError("--procs sets the commands of --exec; for --plugin tasks use --threads");
-  if (plugin && args.shell) throw UsageError("--shell goes with --exec, not --plugin");
+  if (!exec && args.shell) throw UsageError(std::string("--shell goes with --exec, not ") + kind);
   if (plugin && args.timeout > 0)
-    throw UsageError("--timeout needs --exec: an in-process --plugin task cannot be killed");
+    throw UsageError("--timeout needs --exec or --worker: an in-process --plugin task cannot be killed");
 }
 
 RunnerOptions runner_options(const RunArgs& args) {
   RunnerOptions options;
   if (!args.plugin.empty()) {
     options.task = PluginTask{.library = args.plugin, .arg = args.plugin_arg, .threads = args.threads};
+  } else if (!args.worker.empty()) {
+    WorkerTask task;
+    task.argv.push_back(args.worker);
+    task.argv.insert(task.argv.end(), args.worker_args.begin(), args.worker_args.end());
+    task.init = args.worker_init;
+    task.procs = args.procs;
+    task.timeout_s = args.timeout;
+    task.start_timeout_s = args.worker_start_timeout;
+    options.task = std::move(task);
   } else {
     options.task = CommandTask{.command_template = args.exec,
                                .shell = args.shell,
@@ -179,6 +202,21 @@ Command add_run_command(CLI::App& app) {
                   "Task plugin LIB.so (C ABI of mpmux/plugin.h), run in-process by --threads threads");
   auto* plugin_arg_opt =
       cmd->add_option("--plugin-arg", args->plugin_arg, "Text given to the plugin's init in each thread");
+  cmd->add_option("--worker", args->worker,
+                  "Worker PROGRAM (plugins/workers/README.md), --procs processes per rank, each started once "
+                  "and fed one element after the other");
+  auto* worker_arg_opt =
+      cmd->add_option(
+             "--worker-arg", args->worker_args,
+             "An argument of the worker program (repeat for more; --worker-arg=-v for one starting with -)")
+          ->allow_extra_args(false);
+  auto* worker_init_opt = cmd->add_option("--worker-init", args->worker_init,
+                                          "Text given to each worker process in its INIT data");
+  auto* worker_start_timeout_opt =
+      cmd->add_option("--worker-start-timeout", args->worker_start_timeout,
+                      "SECONDS a worker process may take from its start to its answer to INIT")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
   cmd->add_flag("--shell", args->shell, "Run the command with /bin/sh -c (values are quoted)");
   cmd->add_option("--chunk-min", args->chunk_min, "Smallest guided chunk")->capture_default_str();
   cmd->add_option("--chunk-max", args->chunk_max, "Largest guided chunk")->capture_default_str();
@@ -206,7 +244,8 @@ Command add_run_command(CLI::App& app) {
                   "End time: ISO (2026-11-22T02:10:00) or +DURATION (+2h); default: the Slurm job's end");
   auto* procs_opt =
       cmd->add_option("--procs", args->procs,
-                      "Commands run at once by each rank (start one rank per node and give its cores)")
+                      "Commands (--exec) or worker processes (--worker) run at once by each rank (start one "
+                      "rank per node and give its cores)")
           ->capture_default_str()
           ->check(CLI::Range(1, 4096));
   auto* threads_opt =
@@ -223,10 +262,14 @@ Command add_run_command(CLI::App& app) {
       ->check(CLI::Range(0.1, 86400.0));
   add_allow_foreign_owner(*cmd, args->allow_foreign_owner);
 
-  return {cmd, [args, plugin_arg_opt, procs_opt, threads_opt] {
+  return {cmd, [args, plugin_arg_opt, procs_opt, threads_opt, worker_arg_opt, worker_init_opt,
+                worker_start_timeout_opt] {
             args->procs_given = procs_opt->count() > 0;
             args->threads_given = threads_opt->count() > 0;
             args->plugin_arg_given = plugin_arg_opt->count() > 0;
+            for (const CLI::Option* o : {worker_arg_opt, worker_init_opt, worker_start_timeout_opt})
+              if (o->count() > 0 && args->worker_only_option.empty())
+                args->worker_only_option = o->get_name();
             return cmd_run(*args);
           }};
 }

@@ -85,6 +85,8 @@ struct WorkerProgram::State {
   pid_t pid = 0;
   int pidfd = -1;
   int sock = -1;
+  int out_fd = -1;     // with capture_output: the read end of the program's stdout and stderr
+  std::string output;  // what it wrote there since the last take_output, cut to output_tail
   std::string inbuf;
   bool exited = false;  // pidfd fired: pid is a zombie, waiting for waitpid
   int status = 0;
@@ -105,19 +107,39 @@ struct WorkerProgram::State {
     kill(pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    read_output();  // what it wrote last, kept for take_output
     if (pidfd >= 0) close(pidfd);
     if (sock >= 0) close(sock);
-    pidfd = sock = -1;
+    if (out_fd >= 0) close(out_fd);
+    pidfd = sock = out_fd = -1;
     pid = 0;
     exited = false;
     inbuf.clear();
     return status;
   }
 
+  // Reads what the program wrote to its stdout and stderr, without waiting; closes the pipe
+  // at its end (the program and every process of its group are gone).
+  void read_output() {
+    char buf[65536];
+    while (out_fd >= 0) {
+      ssize_t n = read(out_fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n <= 0) {
+        close(out_fd);
+        out_fd = -1;
+        return;
+      }
+      output.append(buf, static_cast<std::size_t>(n));
+      if (output.size() > 2 * options.output_tail) output.erase(0, output.size() - options.output_tail);
+    }
+  }
+
   [[noreturn]] void fail(WorkerProgramError::Reason reason, const std::string& what) {
     std::string msg = who() + " " + what;
-    reap(true);
-    throw WorkerProgramError(reason, msg);
+    int st = reap(true);
+    throw WorkerProgramError(reason, msg, st);
   }
 
   // The child is gone (socket EOF or pidfd): wait for its status (briefly) and throw.
@@ -135,18 +157,24 @@ struct WorkerProgram::State {
     if (closed_only)
       throw WorkerProgramError(
           at_start ? WorkerProgramError::Reason::exited_at_start : WorkerProgramError::Reason::died,
-          name + " closed its socket during " + during + " and was killed");
+          name + " closed its socket during " + during + " and was killed", st);
     if (at_start)
       throw WorkerProgramError(WorkerProgramError::Reason::exited_at_start,
-                               name + " exited at once (" + describe_status(st) + ") before READY");
+                               name + " exited at once (" + describe_status(st) + ") before READY", st);
     throw WorkerProgramError(WorkerProgramError::Reason::died,
-                             name + " died during " + during + " (" + describe_status(st) + ")");
+                             name + " died during " + during + " (" + describe_status(st) + ")", st);
   }
 
-  // Waits for the socket (events) or the child's exit, until deadline. Returns false on exit.
+  // Asked while waiting for the worker (call's cancel), at least every kCancelPoll.
+  const std::function<bool()>* cancel = nullptr;
+  static constexpr int kCancelPollMs = 100;
+
+  // Waits for the socket (events) or the child's exit, until deadline, reading its output
+  // meanwhile. Returns false on exit.
   bool wait_socket(short events, Clock::time_point deadline, bool at_start, const std::string& during) {
     for (;;) {
-      pollfd p[2] = {{sock, events, 0}, {pidfd, POLLIN, 0}};
+      // A negative fd is skipped by poll: no capture, or the output pipe at its end.
+      pollfd p[3] = {{sock, events, 0}, {pidfd, POLLIN, 0}, {out_fd, POLLIN, 0}};
       int ms = -1;
       if (deadline != Clock::time_point::max()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -156,11 +184,16 @@ struct WorkerProgram::State {
                    std::to_string((at_start ? options.start_timeout : options.task_timeout).count()) + " ms");
         ms = static_cast<int>(std::min<long long>(left + 1, 1 << 30));
       }
-      int n = poll(p, 2, ms);
+      const bool can_cancel = cancel != nullptr && *cancel;
+      if (can_cancel && (ms < 0 || ms > kCancelPollMs)) ms = kCancelPollMs;
+      int n = poll(p, 3, ms);
       if (n < 0) {
         if (errno == EINTR) continue;
         fail(WorkerProgramError::Reason::died, "poll failed: " + errno_text(errno));
       }
+      if (can_cancel && (*cancel)())
+        fail(WorkerProgramError::Reason::cancelled, "cancelled during " + during);
+      if (p[2].revents != 0) read_output();
       // Data already on the socket is read before a death is reported.
       if (p[0].revents != 0) return true;
       if (p[1].revents != 0) {
@@ -254,8 +287,22 @@ struct WorkerProgram::State {
     int child_sock = above_child_fd(sv[1]);
     int err_w = above_child_fd(errpipe[1]);
     sock = sv[0];
+    // The child's stdin is /dev/null, and with capture_output its stdout and stderr a pipe.
+    int null_fd = above_child_fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    int out_w = -1;
+    if (options.capture_output) {
+      int outpipe[2];
+      if (pipe2(outpipe, O_CLOEXEC) == 0) {
+        out_fd = outpipe[0];
+        out_w = above_child_fd(outpipe[1]);
+      }
+    }
+    output.clear();
+    const bool fds_ok =
+        child_sock >= 0 && err_w >= 0 && null_fd >= 0 && (!options.capture_output || out_w >= 0);
+    const int max_fd = static_cast<int>(std::clamp<long>(sysconf(_SC_OPEN_MAX), kChildFd + 1, 65536));
     pid_t parent = getpid();
-    pid_t child = child_sock < 0 || err_w < 0 ? -1 : fork();
+    pid_t child = fds_ok ? fork() : -1;
     if (child == 0) {
       setpgid(0, 0);
       prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -266,10 +313,19 @@ struct WorkerProgram::State {
       struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
       sigaction(SIGPIPE, &dfl, nullptr);
-      if (dup2(child_sock, kChildFd) < 0) {
+      struct sigaction ignore {};
+      ignore.sa_handler = SIG_IGN;
+      sigaction(SIGUSR1, &ignore, nullptr);
+      if (dup2(null_fd, 0) < 0 || (out_w >= 0 && (dup2(out_w, 1) < 0 || dup2(out_w, 2) < 0)) ||
+          dup2(child_sock, kChildFd) < 0) {
         int e = errno;
         (void)!write(err_w, &e, sizeof e);
         _exit(127);
+      }
+      // Nothing else of this process reaches the program: an fd that MPI or a library opened
+      // without O_CLOEXEC (a PMIx socket, a shared-memory segment) would outlive the rank in it.
+      if (close_range(kChildFd + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = kChildFd + 1; fd < max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
       }
       execve(program.c_str(), cargv.data(), cenv.data());
       int e = errno;
@@ -279,10 +335,13 @@ struct WorkerProgram::State {
     int fork_err = errno;
     if (child_sock >= 0) close(child_sock);
     if (err_w >= 0) close(err_w);
+    if (null_fd >= 0) close(null_fd);
+    if (out_w >= 0) close(out_w);
     if (child < 0) {
       close(errpipe[0]);
       close(sock);
-      sock = -1;
+      if (out_fd >= 0) close(out_fd);
+      sock = out_fd = -1;
       throw PoolError("worker program " + program + ": fork failed: " + errno_text(fork_err));
     }
     setpgid(child, child);  // also in the parent, so kill(-pid) works whoever runs first
@@ -304,6 +363,7 @@ struct WorkerProgram::State {
       throw PoolError("worker program " + program + ": pidfd_open failed: " + errno_text(err));
     }
     fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
+    if (out_fd >= 0) fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
   }
 };
 
@@ -328,8 +388,14 @@ void WorkerProgram::start(const WorkerProgramOptions& options) {
     s_->fail(WorkerProgramError::Reason::garbage, "wrote garbage during start: RESULT before READY");
 }
 
-std::string WorkerProgram::call(std::uint64_t index, std::string_view element) {
+std::string WorkerProgram::call(std::uint64_t index, std::string_view element,
+                                const std::function<bool()>& cancel) {
   if (s_->pid <= 0) throw UsageError("worker program: call(" + std::to_string(index) + ") while not running");
+  s_->cancel = &cancel;
+  struct Forget {
+    State& s;
+    ~Forget() { s.cancel = nullptr; }
+  } forget{*s_};
   std::string during = "task " + std::to_string(index);
   auto deadline = s_->options.task_timeout.count() > 0 ? Clock::now() + s_->options.task_timeout
                                                        : Clock::time_point::max();
@@ -362,6 +428,14 @@ void WorkerProgram::stop() noexcept {
   (void)send(s_->sock, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   shutdown(s_->sock, SHUT_WR);
   s_->reap(false);
+}
+
+std::string WorkerProgram::take_output() {
+  s_->read_output();
+  std::string out = std::move(s_->output);
+  s_->output.clear();
+  if (out.size() > s_->options.output_tail) out.erase(0, out.size() - s_->options.output_tail);
+  return out;
 }
 
 bool WorkerProgram::running() const { return s_->pid > 0; }

@@ -122,6 +122,7 @@ void run_concurrently(Run& run, ConcurrentTasks& tasks) {
     for (auto& [key, attempt] : ended) {
       const WorkItem done = batches.settle(key, attempt);
       if (attempt.error) std::rethrow_exception(attempt.error);
+      if (!attempt.stop_run.empty()) run.stop(attempt.stop_run);
       if (!attempt.counts || killed_by_drain(run, attempt.outcome)) continue;
       run.record(done, attempt.outcome);
     }

@@ -23,6 +23,7 @@ struct Attempt {
   Outcome outcome;
   bool counts = true;        // false: cut short by a drain, or never started; void, stays pending
   std::exception_ptr error;  // the task could not be run at all: ends the run
+  std::string stop_run;      // the tasks cannot go on: the run stops (Run::stop) with this reason
 };
 
 /// Elements handed to one slot together, to run one after the other. Their bytes are copied

@@ -371,6 +371,7 @@ bool Run::is_root() const { return state_->is_root(); }
 const MuxId& Run::id() const { return state_->id; }
 const std::string& Run::host() const { return state_->host; }
 bool Run::stopping() { return state_->check_stop(); }
+void Run::stop(const std::string& reason) { state_->stop(reason); }
 bool Run::must_cancel() {
   auto& s = *state_;
   // Called while a task runs: what finished before it must not wait for it to end.

@@ -11,6 +11,7 @@
 #include "run/command_tasks.hpp"
 #include "run/deadline.hpp"
 #include "run/plugin_tasks.hpp"
+#include "run/worker_tasks.hpp"
 
 namespace mpmux {
 
@@ -21,11 +22,13 @@ struct Runner::State {
   int rank = 0, size = 1;
   std::optional<CommandTemplate> command;          // CommandTask
   std::unique_ptr<run::PluginTasks> plugin_tasks;  // PluginTask, on the ranks that work
+  std::unique_ptr<run::WorkerTasks> worker_tasks;  // WorkerTask, on the ranks that work
   std::unique_ptr<Run> run;
 
   void check_options() const;
   void take_deadline_from_slurm();
   void start_plugin(const PluginTask& task);
+  void start_workers(const WorkerTask& task);
   void process_elements();
   RunEnd decide_end(RunReport& report) const;
 };
@@ -42,6 +45,15 @@ void check_task(const CommandTask& task) {
 void check_task(const PluginTask& task) {
   if (task.threads < 1 || task.threads > 4096)
     throw UsageError("--threads " + std::to_string(task.threads) + ": must be between 1 and 4096");
+}
+
+void check_task(const WorkerTask& task) {
+  if (task.argv.empty() || task.argv[0].empty()) throw UsageError("--worker: give the worker program");
+  if (task.procs < 1 || task.procs > 4096)
+    throw UsageError("--procs " + std::to_string(task.procs) + ": must be between 1 and 4096");
+  if (task.timeout_s < 0) throw UsageError("--timeout must not be negative");
+  if (!(task.start_timeout_s > 0))
+    throw UsageError("--worker-start-timeout " + std::to_string(task.start_timeout_s) + ": must be positive");
 }
 
 }  // namespace
@@ -78,14 +90,30 @@ void Runner::State::start_plugin(const PluginTask& task) {
     run::all_or_none(comm, start);
 }
 
+// Starts the worker programs (each answering INIT) on the ranks that take elements, before the
+// run creates anything in the session; a program that cannot start fails every rank.
+void Runner::State::start_workers(const WorkerTask& task) {
+  const bool works = Run::rank_works(rank, size, options.run);
+  auto start = [&] {
+    if (works) worker_tasks = std::make_unique<run::WorkerTasks>(task, id.str(), rank);
+  };
+  if (comm == MPI_COMM_NULL)
+    start();
+  else
+    run::all_or_none(comm, start);
+}
+
 void Runner::State::process_elements() {
-  if (std::holds_alternative<PluginTask>(options.task)) {
-    if (plugin_tasks) {
-      run::run_concurrently(*run, *plugin_tasks);
+  if (!std::holds_alternative<CommandTask>(options.task)) {
+    run::ConcurrentTasks* tasks =
+        plugin_tasks ? static_cast<run::ConcurrentTasks*>(plugin_tasks.get()) : worker_tasks.get();
+    if (tasks) {
+      run::run_concurrently(*run, *tasks);
       plugin_tasks.reset();  // the plugin's finalize in each thread
+      worker_tasks.reset();  // BYE to each worker program
     } else {
       WorkItem none;  // a root that takes no elements coordinates inside next() until the end
-      if (run->next(none)) throw Error("run: an element was handed to a rank without plugin threads");
+      if (run->next(none)) throw Error("run: an element was handed to a rank without task threads");
     }
     return;
   }
@@ -138,6 +166,7 @@ Runner::Runner(const MuxId& id, MPI_Comm comm, RunnerOptions options) : state_(s
   }
   if (!s.options.run.deadline && s.options.deadline_from_slurm) s.take_deadline_from_slurm();
   if (const auto* task = std::get_if<PluginTask>(&s.options.task)) s.start_plugin(*task);
+  if (const auto* task = std::get_if<WorkerTask>(&s.options.task)) s.start_workers(*task);
   s.run = std::make_unique<Run>(id, comm, s.options.run);
 }
 

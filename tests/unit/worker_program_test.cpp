@@ -1,4 +1,5 @@
 // Worker programs: the Python example over the socket protocol, and every way a program can fail.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -301,4 +302,75 @@ TEST_F(WorkerProgramTest, ZeroWorkersIsAUsageError) {
   EXPECT_THROW(mpmux::WorkerProgramPool({.argv = {python(), kEchoWorker}, .n_workers = 0}),
                mpmux::UsageError);
   EXPECT_THROW(mpmux::WorkerProgramPool({.n_workers = 1}), mpmux::UsageError);
+}
+
+TEST_F(WorkerProgramTest, CapturedOutputIsTakenPerCallAndKeptAfterADeath) {
+  std::string worker = write_worker("talk.py",
+                                    "    print('out', element.decode(), flush=True)\n"
+                                    "    print('err', element.decode(), file=sys.stderr, flush=True)\n"
+                                    "    if element == b'die': os._exit(6)\n"
+                                    "    return element");
+  mpmux::WorkerProgramOptions o{.argv = {python(), worker}, .capture_output = true, .output_tail = 64};
+  mpmux::WorkerProgram w;
+  w.start(o);
+  EXPECT_EQ(w.take_output(), "");
+  EXPECT_EQ(w.call(0, "a"), "a");
+  EXPECT_EQ(w.take_output(), "out a\nerr a\n");
+  EXPECT_EQ(w.call(1, std::string(100, 'b')), std::string(100, 'b'));
+  const std::string tail = w.take_output();
+  EXPECT_EQ(tail.size(), 64U) << "only the last output_tail bytes are kept";
+  EXPECT_EQ(tail.substr(tail.size() - 6), "bbbbb\n");
+  try {
+    w.call(2, "die");
+    FAIL() << "expected WorkerProgramError";
+  } catch (const mpmux::WorkerProgramError& e) {
+    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::died);
+    ASSERT_TRUE(WIFEXITED(e.wait_status()));
+    EXPECT_EQ(WEXITSTATUS(e.wait_status()), 6);
+  }
+  EXPECT_EQ(w.take_output(), "out die\nerr die\n");
+  EXPECT_TRUE(no_children());
+}
+
+TEST_F(WorkerProgramTest, OutputOfAProgramThatExitsAtStartIsKept) {
+  fs::path script = dir_ / "fails.py";
+  std::ofstream(script) << "import sys\nprint('no licence', file=sys.stderr)\nsys.exit(3)\n";
+  mpmux::WorkerProgram w;
+  EXPECT_THROW(w.start({.argv = {python(), script.string()}, .capture_output = true}),
+               mpmux::WorkerProgramError);
+  EXPECT_EQ(w.take_output(), "no licence\n");
+}
+
+TEST_F(WorkerProgramTest, CancelKillsTheWorkerDuringACall) {
+  std::string worker = write_worker("sleepy.py", "    time.sleep(3600)");
+  mpmux::WorkerProgram w;
+  w.start({python(), worker}, "");
+  int asked = 0;
+  try {
+    w.call(9, "x", [&] { return ++asked >= 2; });
+    FAIL() << "expected WorkerProgramError";
+  } catch (const mpmux::WorkerProgramError& e) {
+    EXPECT_EQ(e.reason(), mpmux::WorkerProgramError::Reason::cancelled);
+    EXPECT_TRUE(WIFSIGNALED(e.wait_status()) && WTERMSIG(e.wait_status()) == SIGKILL);
+  }
+  EXPECT_EQ(asked, 2);
+  EXPECT_FALSE(w.running());
+  EXPECT_TRUE(no_children());
+}
+
+TEST_F(WorkerProgramTest, TheProgramInheritsOnlyStdioAndItsSocketAndIgnoresSigusr1) {
+  // An fd of the parent without O_CLOEXEC, as MPI libraries leave some.
+  const int leaked = open("/dev/null", O_RDONLY);
+  ASSERT_GT(leaked, 3);
+  std::string worker = write_worker("fds.py",
+                                    "    fds = sorted(int(f) for f in os.listdir('/proc/self/fd'))\n"
+                                    "    ign = signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN\n"
+                                    "    stdin = os.readlink('/proc/self/fd/0')\n"
+                                    "    return ('%s %s %s' % (fds, ign, stdin)).encode()");
+  mpmux::WorkerProgram w;
+  w.start({python(), worker}, "");
+  const std::string answer = w.call(0, "");
+  close(leaked);
+  // 4 is the fd listdir itself opened.
+  EXPECT_EQ(answer, "[0, 1, 2, 3, 4] True /dev/null");
 }
