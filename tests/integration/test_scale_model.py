@@ -74,6 +74,17 @@ class ScaleModelTest(unittest.TestCase):
         self.assertAlmostEqual(sampled.root_load / full.root_load, 1, delta=0.15)
         self.assertAlmostEqual(sampled.imbalance, full.imbalance, delta=0.15)
 
+    def test_a_sampled_rank_s_tail_is_the_latest_of_the_ranks_it_stands_for(self):
+        # One element per rank: the run ends with the longest of 1,000 draws, sampled or not.
+        def makespan(sample, seed):
+            sc = m.Scenario(ranks=1001, task_s=1.0, sigma=0.5, elements=1000, chunk=1, sample_ranks=sample, seed=seed)
+            return m.simulate(sc, free_costs()).makespan_s
+
+        full = sum(makespan(1000, s) for s in range(5)) / 5
+        sampled = sum(makespan(10, s) for s in range(5)) / 5
+        self.assertAlmostEqual(sampled / full, 1, delta=0.25)
+        self.assertGreater(full, 3.0)  # exp(-0.125 + 0.5 * 3.1): the 1 - 1/1000 quantile
+
     def test_outcomes_of_long_elements_travel_alone_and_short_ones_batched(self):
         self.assertEqual(m.messages_per_record(0.01, 0, 10, 0.1, 48), 1.0)
         self.assertAlmostEqual(m.messages_per_record(0.001, 0, 100, 0.1, 48), 2 / 100)
