@@ -33,16 +33,17 @@ GUIDED_MAX = 1024  # --chunk-max's default
 @dataclass
 class Calibration:
     """Costs measured by the benchmarks; the defaults were measured on the 2-core development
-    machine under load (bench/scale/run.sh prints where each value came from)."""
+    machine under a load of 12 (Dec 2026: bench_claim --reps 3 --claims 50000, bench_overhead
+    50000 3, bench_io_journal --syncs, bench_store_claims DIR 2 2000 1; medians)."""
 
-    claim_us: float = 0.35  # claim + read of a chunk on rank 0's node (bench/claim, node-shared)
-    claim_remote_us: float = 31.7  # the same from another node (bench/claim, remote path)
-    atomic_us: float = 0.71  # what one fetch-and-op holds the counter for (bench/claim, bare)
-    root_us_per_record: float = 0.4  # rank 0's CPU per outcome, outcomes batched (bench/overhead)
-    root_us_per_message: float = 4.0  # rank 0's CPU per message of one outcome (bench/overhead)
-    journal_sync_ms: float = 2.0  # one fdatasync of the journal (bench/io)
-    store_claim_ms: float = 3.6  # one batch claim + its done commit, file:// with fsync (bench/store)
-    worker_us_per_element: float = 2.0  # a worker's cost per element besides its task (bench/overhead)
+    claim_us: float = 0.43  # claim + read of a chunk on rank 0's node (bench/claim, node-shared)
+    claim_remote_us: float = 28.2  # the same from another node (bench/claim, remote path)
+    atomic_us: float = 0.81  # what one fetch-and-op holds the counter for (bench/claim, bare)
+    root_us_per_record: float = 1.62  # rank 0's CPU per outcome, outcomes batched (bench/overhead)
+    root_us_per_message: float = 4.04  # rank 0's CPU per message of one outcome (bench/overhead)
+    journal_sync_ms: float = 3.05  # one fdatasync of the journal (bench/io)
+    store_claim_ms: float = 3.41  # one batch claim + its done commit, file:// with fsync (bench/store)
+    worker_us_per_element: float = 13.8  # a worker's cost per element besides its task (bench/overhead)
     record_bytes: float = 48.0  # one framed outcome with a short result
 
     # Calibration field -> (keys of the benchmark drivers' name=value output, conversion).
