@@ -81,9 +81,10 @@ int main(int argc, char** argv) {
         if (mode == Mode::chunk1) {
           std::printf("chunk1 us_per_element=%.4f root_cpu_us=%.4f\n", us, root_us);
         } else {
-          std::printf("fsync=%d us_per_element=%.4f syncs=%llu syncs_per_s=%.2f seconds=%.6f root_cpu_us=%.4f\n",
-                      fsync ? 1 : 0, us, static_cast<unsigned long long>(sum.syncs),
-                      sum.seconds > 0 ? static_cast<double>(sum.syncs) / sum.seconds : 0.0, s, root_us);
+          std::printf(
+              "fsync=%d us_per_element=%.4f syncs=%llu syncs_per_s=%.2f seconds=%.6f root_cpu_us=%.4f\n",
+              fsync ? 1 : 0, us, static_cast<unsigned long long>(sum.syncs),
+              sum.seconds > 0 ? static_cast<double>(sum.syncs) / sum.seconds : 0.0, s, root_us);
         }
         std::fflush(stdout);
       }

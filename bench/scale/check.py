@@ -26,7 +26,11 @@ TOLERANCE = 0.20
 
 def seconds(t):
     """A time of `mpmux results` (Unix seconds, or ISO 8601) in Unix seconds."""
-    return float(t) if isinstance(t, (int, float)) else datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+    return (
+        float(t)
+        if isinstance(t, (int, float))
+        else datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+    )
 
 
 def run(cmd, **kw):
@@ -42,9 +46,26 @@ def measure(build, work, ranks, task_ms):
     mux = run([mpmux, "new", os.path.join(work, f"mux-{ranks}-{task_ms:g}"), "--range", str(n)]).strip()
     mux_id = run([mpmux, "session", mux]).strip()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    run(["mpirun", "--oversubscribe", "-n", str(ranks), mpmux, "run", mux_id, "--plugin", plugin,
-         "--plugin-arg", f"{task_ms:g}", "--no-progress"], env=env)
-    rows = [json.loads(line) for line in run([mpmux, "results", mux_id, "--format", "jsonl"]).splitlines() if line]
+    run(
+        [
+            "mpirun",
+            "--oversubscribe",
+            "-n",
+            str(ranks),
+            mpmux,
+            "run",
+            mux_id,
+            "--plugin",
+            plugin,
+            "--plugin-arg",
+            f"{task_ms:g}",
+            "--no-progress",
+        ],
+        env=env,
+    )
+    rows = [
+        json.loads(line) for line in run([mpmux, "results", mux_id, "--format", "jsonl"]).splitlines() if line
+    ]
     if len(rows) != n or any(r.get("status") != "done" for r in rows):
         raise RuntimeError(f"{ranks} ranks, {task_ms:g} ms: {len(rows)} of {n} elements done")
     starts, ends = [seconds(r["start"]) for r in rows], [seconds(r["end"]) for r in rows]
@@ -63,14 +84,17 @@ def main():
         for ranks in RANKS:
             for task_ms in TASK_MS:
                 n, measured, mean_s, sigma = measure(build, work, ranks, task_ms)
-                sc = scale_model.Scenario(ranks=ranks, task_s=mean_s, sigma=sigma, elements=n,
-                                          sample_ranks=ranks)
+                sc = scale_model.Scenario(
+                    ranks=ranks, task_s=mean_s, sigma=sigma, elements=n, sample_ranks=ranks
+                )
                 predicted = scale_model.simulate(sc, cal).makespan_s
                 error = abs(predicted - measured) / measured
                 errors.append(error)
-                print(f"check ranks={ranks} task_ms={task_ms:g} elements={n} mean_task_ms={mean_s * 1e3:.3f} "
-                      f"predicted_s={predicted:.3f} measured_s={measured:.3f} error={error:.3f} "
-                      f"within_20pct={'yes' if error <= TOLERANCE else 'no'}")
+                print(
+                    f"check ranks={ranks} task_ms={task_ms:g} elements={n} mean_task_ms={mean_s * 1e3:.3f} "
+                    f"predicted_s={predicted:.3f} measured_s={measured:.3f} error={error:.3f} "
+                    f"within_20pct={'yes' if error <= TOLERANCE else 'no'}"
+                )
     print(f"scale_check_max_error={max(errors):.3f}")
     print(f"scale_check_within_20pct={'yes' if max(errors) <= TOLERANCE else 'no'}")
 

@@ -34,8 +34,15 @@ def label(n):
 
 def scenario(ranks, task_s, chunk, hierarchy):
     per_worker = max(MIN_PER_WORKER, math.ceil(MIN_IDEAL_S / task_s))
-    return m.Scenario(ranks=ranks, task_s=task_s, sigma=SIGMA, elements_per_worker=per_worker, chunk=chunk,
-                      ranks_per_job=job_ranks(ranks) if hierarchy else 0, sample_ranks=SAMPLE)
+    return m.Scenario(
+        ranks=ranks,
+        task_s=task_s,
+        sigma=SIGMA,
+        elements_per_worker=per_worker,
+        chunk=chunk,
+        ranks_per_job=job_ranks(ranks) if hierarchy else 0,
+        sample_ranks=SAMPLE,
+    )
 
 
 def fmt_ms(s):
@@ -49,7 +56,10 @@ def predict(cal):
             for hierarchy in (False, True):
                 r = {c: m.simulate(scenario(ranks, task_s, c, hierarchy), cal) for c in (0, FIXED)}
                 rows.append((ranks, task_s, task, hierarchy, r[0], r[FIXED]))
-                print(f"  {label(ranks)} ranks, {task}, {'jobs' if hierarchy else 'one job'}: done", file=sys.stderr)
+                print(
+                    f"  {label(ranks)} ranks, {task}, {'jobs' if hierarchy else 'one job'}: done",
+                    file=sys.stderr,
+                )
     return rows
 
 
@@ -61,38 +71,50 @@ def limits(cal):
 
 def markdown(cal, origin, rows, one, per_job, check_lines):
     out = ["## The scale model: 1k to 100k ranks", ""]
-    out.append("`bench/scale/run.sh` simulates one session (`bench/scale/scale_model.py`; its assumptions are in "
-               "docs/design.md, \"The scale model\") with the costs measured on this machine. Tasks are lognormal "
-               f"(mean as named, sigma {SIGMA} of the log); each run holds at least {MIN_PER_WORKER} elements per "
-               f"working rank and {MIN_IDEAL_S:g} s of ideal time. *rank 0* is the busiest coordinator's busy "
-               "fraction (1: saturated, outcomes queue); *wait* the mean wait per claim for the counter; "
-               "*makespan / ideal* the tail imbalance (ideal: all task time spread evenly over the working ranks). "
-               f"Guided chunks against a fixed chunk of {FIXED}; one job holding every rank against jobs of "
-               "1,000 ranks (a quarter of the run at 1k) claiming batches from the session's store, each job's "
-               "rank 0 feeding its ranks.")
+    out.append(
+        "`bench/scale/run.sh` simulates one session (`bench/scale/scale_model.py`; its assumptions are in "
+        'docs/design.md, "The scale model") with the costs measured on this machine. Tasks are lognormal '
+        f"(mean as named, sigma {SIGMA} of the log); each run holds at least {MIN_PER_WORKER} elements per "
+        f"working rank and {MIN_IDEAL_S:g} s of ideal time. *rank 0* is the busiest coordinator's busy "
+        "fraction (1: saturated, outcomes queue); *wait* the mean wait per claim for the counter; "
+        "*makespan / ideal* the tail imbalance (ideal: all task time spread evenly over the working ranks). "
+        f"Guided chunks against a fixed chunk of {FIXED}; one job holding every rank against jobs of "
+        "1,000 ranks (a quarter of the run at 1k) claiming batches from the session's store, each job's "
+        "rank 0 feeding its ranks."
+    )
     out.append("")
-    out.append("| ranks | task | layout | rank 0 guided | rank 0 fixed | wait guided | wait fixed | "
-               "makespan / ideal guided | fixed | store busy |")
+    out.append(
+        "| ranks | task | layout | rank 0 guided | rank 0 fixed | wait guided | wait fixed | "
+        "makespan / ideal guided | fixed | store busy |"
+    )
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for ranks, _, task, hierarchy, g, f in rows:
         layout = f"{g.jobs} jobs" if hierarchy else "one job"
-        out.append(f"| {label(ranks)} | {task} | {layout} | {g.root_load:.2f} | {f.root_load:.2f} | "
-                   f"{g.claim_wait_us:.3g} us | {f.claim_wait_us:.3g} us | {g.imbalance:.2f} | {f.imbalance:.2f} | "
-                   f"{g.store_load:.2f} |")
+        out.append(
+            f"| {label(ranks)} | {task} | {layout} | {g.root_load:.2f} | {f.root_load:.2f} | "
+            f"{g.claim_wait_us:.3g} us | {f.claim_wait_us:.3g} us | {g.imbalance:.2f} | {f.imbalance:.2f} | "
+            f"{g.store_load:.2f} |"
+        )
     out.append("")
-    out.append("Where one coordinator per job stops sufficing (steady state, guided chunks): rank 0 saturates "
-               "for tasks shorter than")
+    out.append(
+        "Where one coordinator per job stops sufficing (steady state, guided chunks): rank 0 saturates "
+        "for tasks shorter than"
+    )
     out.append("")
     out.append("| ranks | one job | per job of the hierarchy |")
     out.append("|---|---|---|")
     for ranks in RANKS:
-        out.append(f"| {label(ranks)} | {fmt_ms(one[ranks])} | {fmt_ms(per_job[ranks])} "
-                   f"({job_ranks(ranks)} ranks a job) |")
+        out.append(
+            f"| {label(ranks)} | {fmt_ms(one[ranks])} | {fmt_ms(per_job[ranks])} "
+            f"({job_ranks(ranks)} ranks a job) |"
+        )
     out.append("")
     out.append("![rank 0's load against the task length](scale.svg)")
     out.append("")
-    out.append("Calibration (name=value of the benchmark drivers; *default*: measured once on this machine and "
-               "recorded in the model):")
+    out.append(
+        "Calibration (name=value of the benchmark drivers; *default*: measured once on this machine and "
+        "recorded in the model):"
+    )
     out.append("")
     out.append("| cost | value | from |")
     out.append("|---|---|---|")
@@ -100,15 +122,19 @@ def markdown(cal, origin, rows, one, per_job, check_lines):
         out.append(f"| {name} | {value:.4g} | {origin.get(name, 'default')} |")
     if check_lines:
         out.append("")
-        out.append("Check against this machine (`mpmux run --plugin` with a sleep task, makespan predicted "
-                   "against measured):")
+        out.append(
+            "Check against this machine (`mpmux run --plugin` with a sleep task, makespan predicted "
+            "against measured):"
+        )
         out.append("")
         out.append("| ranks | task | elements | predicted | measured | error | within 20% |")
         out.append("|---|---|---|---|---|---|---|")
         for line in check_lines:
             kv = dict(p.split("=", 1) for p in line.split()[1:])
-            out.append(f"| {kv['ranks']} | {kv['task_ms']} ms | {kv['elements']} | {kv['predicted_s']} s | "
-                       f"{kv['measured_s']} s | {float(kv['error']) * 100:.0f}% | {kv['within_20pct']} |")
+            out.append(
+                f"| {kv['ranks']} | {kv['task_ms']} ms | {kv['elements']} | {kv['predicted_s']} s | "
+                f"{kv['measured_s']} s | {float(kv['error']) * 100:.0f}% | {kv['within_20pct']} |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -127,18 +153,33 @@ def svg(cal, rows):
         return top + (y1 - v) / (y1 - y0) * (h - top - bottom)
 
     colors = {1000: "#1f77b4", 10000: "#d62728", 100000: "#2ca02c"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
-             f'font-size="12"><rect width="{w}" height="{h}" fill="white"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
+        f'font-size="12"><rect width="{w}" height="{h}" fill="white"/>'
+    ]
     for e in range(int(y0), int(y1) + 1):
-        y = py(10.0 ** e)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{w - right}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{10.0 ** e:g}</text>')
-    for t, name in ((0.001, "1 ms"), (0.01, "10 ms"), (0.1, "100 ms"), (1, "1 s"), (60, "1 min"), (3600, "1 h")):
+        y = py(10.0**e)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{w - right}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{10.0 ** e:g}</text>'
+        )
+    for t, name in (
+        (0.001, "1 ms"),
+        (0.01, "10 ms"),
+        (0.1, "100 ms"),
+        (1, "1 s"),
+        (60, "1 min"),
+        (3600, "1 h"),
+    ):
         x = px(t)
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{h - bottom}" stroke="#ddd"/>'
-                     f'<text x="{x:.1f}" y="{h - bottom + 16}" text-anchor="middle">{name}</text>')
-    parts.append(f'<line x1="{left}" y1="{py(1):.1f}" x2="{w - right}" y2="{py(1):.1f}" stroke="black" '
-                 f'stroke-width="1.5"/><text x="{w - right - 4}" y="{py(1) - 5:.1f}" text-anchor="end">saturated</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{h - bottom}" stroke="#ddd"/>'
+            f'<text x="{x:.1f}" y="{h - bottom + 16}" text-anchor="middle">{name}</text>'
+        )
+    parts.append(
+        f'<line x1="{left}" y1="{py(1):.1f}" x2="{w - right}" y2="{py(1):.1f}" stroke="black" '
+        f'stroke-width="1.5"/><text x="{w - right - 4}" y="{py(1) - 5:.1f}" text-anchor="end">saturated</text>'
+    )
     grid = [10 ** (x0 + (x1 - x0) * i / 200) for i in range(201)]
     for ranks, color in colors.items():
         for workers, dash in ((ranks - 1, ""), (job_ranks(ranks) - 1, ' stroke-dasharray="6,4"')):
@@ -146,21 +187,31 @@ def svg(cal, rows):
             parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
     for ranks, task_s, _, hierarchy, g, _ in rows:
         fill = "white" if hierarchy else colors[ranks]
-        parts.append(f'<circle cx="{px(task_s):.1f}" cy="{py(g.root_load):.1f}" r="4" fill="{fill}" '
-                     f'stroke="{colors[ranks]}" stroke-width="1.5"/>')
+        parts.append(
+            f'<circle cx="{px(task_s):.1f}" cy="{py(g.root_load):.1f}" r="4" fill="{fill}" '
+            f'stroke="{colors[ranks]}" stroke-width="1.5"/>'
+        )
     lx = w - right + 15
     for k, (ranks, color) in enumerate(colors.items()):
         y = top + 20 + 20 * k
-        parts.append(f'<line x1="{lx}" y1="{y}" x2="{lx + 25}" y2="{y}" stroke="{color}" stroke-width="2"/>'
-                     f'<text x="{lx + 30}" y="{y + 4}">{label(ranks)} ranks</text>')
+        parts.append(
+            f'<line x1="{lx}" y1="{y}" x2="{lx + 25}" y2="{y}" stroke="{color}" stroke-width="2"/>'
+            f'<text x="{lx + 30}" y="{y + 4}">{label(ranks)} ranks</text>'
+        )
     y = top + 100
-    parts.append(f'<text x="{lx}" y="{y}">solid: one job</text><text x="{lx}" y="{y + 16}">dashed: a job of</text>'
-                 f'<text x="{lx}" y="{y + 32}">the hierarchy</text><text x="{lx}" y="{y + 52}">dots: simulated</text>'
-                 f'<text x="{lx}" y="{y + 68}">(open: hierarchy)</text>')
-    parts.append(f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">task length (guided '
-                 f'chunks, lognormal sigma {SIGMA})</text>')
-    parts.append(f'<text x="18" y="{(top + h - bottom) / 2}" text-anchor="middle" transform="rotate(-90 18 '
-                 f'{(top + h - bottom) / 2})">rank 0 busy fraction</text>')
+    parts.append(
+        f'<text x="{lx}" y="{y}">solid: one job</text><text x="{lx}" y="{y + 16}">dashed: a job of</text>'
+        f'<text x="{lx}" y="{y + 32}">the hierarchy</text><text x="{lx}" y="{y + 52}">dots: simulated</text>'
+        f'<text x="{lx}" y="{y + 68}">(open: hierarchy)</text>'
+    )
+    parts.append(
+        f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">task length (guided '
+        f"chunks, lognormal sigma {SIGMA})</text>"
+    )
+    parts.append(
+        f'<text x="18" y="{(top + h - bottom) / 2}" text-anchor="middle" transform="rotate(-90 18 '
+        f'{(top + h - bottom) / 2})">rank 0 busy fraction</text>'
+    )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

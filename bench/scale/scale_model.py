@@ -279,7 +279,8 @@ def simulate(sc, cal):
     store = FluidServer(cal.store_claim_ms * 1e-3)
     store_left = float(elements)
     jobs = [
-        _Job(workers, per_job, workers / per_job, FluidServer(cal.atomic_us * 1e-6)) for _ in range(sampled_jobs)
+        _Job(workers, per_job, workers / per_job, FluidServer(cal.atomic_us * 1e-6))
+        for _ in range(sampled_jobs)
     ]
     events = []
     seq = 0

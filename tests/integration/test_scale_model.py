@@ -6,15 +6,29 @@ import os
 import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.environ.get("MPMUX_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
-                                "bench", "scale"))
+sys.path.insert(
+    0,
+    os.path.join(
+        os.environ.get("MPMUX_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")),
+        "bench",
+        "scale",
+    ),
+)
 import scale_model as m  # noqa: E402
 
 
 def free_costs(**kw):
     """A calibration where nothing but the named costs takes time."""
-    cal = m.Calibration(claim_us=0, claim_remote_us=0, atomic_us=0, root_us_per_record=0, root_us_per_message=0,
-                        journal_sync_ms=0, store_claim_ms=0, worker_us_per_element=0)
+    cal = m.Calibration(
+        claim_us=0,
+        claim_remote_us=0,
+        atomic_us=0,
+        root_us_per_record=0,
+        root_us_per_message=0,
+        journal_sync_ms=0,
+        store_claim_ms=0,
+        worker_us_per_element=0,
+    )
     for k, v in kw.items():
         setattr(cal, k, v)
     return cal
@@ -31,7 +45,9 @@ class ScaleModelTest(unittest.TestCase):
         self.assertEqual(r.claims, 200)
 
     def test_the_store_s_latency_delays_the_first_element(self):
-        r = m.simulate(m.Scenario(ranks=2, task_s=0.01, sigma=0, elements=10, chunk=1), free_costs(store_claim_ms=5))
+        r = m.simulate(
+            m.Scenario(ranks=2, task_s=0.01, sigma=0, elements=10, chunk=1), free_costs(store_claim_ms=5)
+        )
         self.assertAlmostEqual(r.makespan_s, 0.005 + 10 * 0.01, places=9)
 
     def test_guided_chunks_balance_the_tail_better_than_a_large_fixed_chunk(self):
@@ -47,8 +63,10 @@ class ScaleModelTest(unittest.TestCase):
             cal = free_costs(root_us_per_record=cost_us, root_us_per_message=cost_us)
             load = m.root_load_steady(cal, 100, 0.01, 0)
             self.assertAlmostEqual(load, 10000 * cost_us * 1e-6)
-            r = m.simulate(m.Scenario(ranks=101, task_s=0.01, sigma=0, elements=100 * 200, chunk=1,
-                                      sample_ranks=100), cal)
+            r = m.simulate(
+                m.Scenario(ranks=101, task_s=0.01, sigma=0, elements=100 * 200, chunk=1, sample_ranks=100),
+                cal,
+            )
             self.assertEqual(r.root_drain_s > 0.5, saturated, (cost_us, r))
             self.assertAlmostEqual(r.root_load, min(1.0, load), delta=0.05)
 
@@ -62,14 +80,18 @@ class ScaleModelTest(unittest.TestCase):
 
     def test_a_serialized_counter_makes_a_simultaneous_start_wait(self):
         # 100 ranks claim at once from a counter that holds each fetch-and-op 1 ms: the k-th waits k ms.
-        r = m.simulate(m.Scenario(ranks=101, task_s=1.0, sigma=0, elements=100, chunk=1, sample_ranks=100),
-                       free_costs(atomic_us=1000))
+        r = m.simulate(
+            m.Scenario(ranks=101, task_s=1.0, sigma=0, elements=100, chunk=1, sample_ranks=100),
+            free_costs(atomic_us=1000),
+        )
         self.assertAlmostEqual(r.claim_wait_us, 1000 * 99 / 2, delta=1)
 
     def test_a_sampled_rank_stands_for_many_at_the_counter_and_rank_0(self):
         cal = m.Calibration()
         full = m.simulate(m.Scenario(ranks=1001, task_s=0.1, elements_per_worker=20, sample_ranks=1000), cal)
-        sampled = m.simulate(m.Scenario(ranks=1001, task_s=0.1, elements_per_worker=20, sample_ranks=100), cal)
+        sampled = m.simulate(
+            m.Scenario(ranks=1001, task_s=0.1, elements_per_worker=20, sample_ranks=100), cal
+        )
         self.assertAlmostEqual(sampled.claims / full.claims, 1, delta=0.25)
         self.assertAlmostEqual(sampled.root_load / full.root_load, 1, delta=0.15)
         self.assertAlmostEqual(sampled.imbalance, full.imbalance, delta=0.15)
@@ -77,7 +99,9 @@ class ScaleModelTest(unittest.TestCase):
     def test_a_sampled_rank_s_tail_is_the_latest_of_the_ranks_it_stands_for(self):
         # One element per rank: the run ends with the longest of 1,000 draws, sampled or not.
         def makespan(sample, seed):
-            sc = m.Scenario(ranks=1001, task_s=1.0, sigma=0.5, elements=1000, chunk=1, sample_ranks=sample, seed=seed)
+            sc = m.Scenario(
+                ranks=1001, task_s=1.0, sigma=0.5, elements=1000, chunk=1, sample_ranks=sample, seed=seed
+            )
             return m.simulate(sc, free_costs()).makespan_s
 
         full = sum(makespan(1000, s) for s in range(5)) / 5
@@ -92,8 +116,11 @@ class ScaleModelTest(unittest.TestCase):
         self.assertAlmostEqual(m.fraction_sent_at_once(0.005, 0.5), 0.5 * math.erfc(0.25 / math.sqrt(2)))
 
     def test_calibration_reads_the_drivers_names_and_keeps_defaults_for_the_rest(self):
-        cal, origin = m.Calibration.from_lines(io.StringIO(
-            "claimer_remote_us=12.5\nfile_claims_per_s_fsync=500\njournal_syncs_per_s=nan\nnoise\n"))
+        cal, origin = m.Calibration.from_lines(
+            io.StringIO(
+                "claimer_remote_us=12.5\nfile_claims_per_s_fsync=500\njournal_syncs_per_s=nan\nnoise\n"
+            )
+        )
         self.assertEqual(cal.claim_remote_us, 12.5)
         self.assertAlmostEqual(cal.store_claim_ms, 2.0)
         self.assertEqual(cal.journal_sync_ms, m.Calibration().journal_sync_ms)
