@@ -27,6 +27,7 @@ COMMIT_MIN_S, COMMIT_MAX_S = 0.010, 0.2  # group commit: a quarter of the median
 STORE_TOUCHES_PER_S = 2.0  # a store batch lasts half a second at the job's rate
 MAX_BATCH = 65536
 STORE_AHEAD = 2  # batches the participant's store thread claims ahead
+UNTIMED_GROWTH, TIMED_GROWTH = 4, 16  # a batch before any was timed, and after, against the last
 GUIDED_MAX = 1024  # --chunk-max's default
 
 
@@ -243,7 +244,7 @@ class _Job:
     last_size: float = 0.0
     done: float = 0.0
     rate: float = 0.0  # elements/s, from the batches timed so far (SharedStoreClaimer::commit)
-    open: deque = field(default_factory=deque)  # (elements done when it is, count, claimed at)
+    open: deque = field(default_factory=deque)  # (elements done when it is, count, handed out at)
     published: float = 0.0
     waiters: list = field(default_factory=list)
     segments: list = field(default_factory=list)
@@ -291,12 +292,12 @@ def simulate(sc, cal):
         heapq.heappush(events, (t, seq, kind, j, payload))
 
     def batch_size(job):
-        if job.rate <= 0:
-            size = 1 if job.last_size == 0 else 2 * job.last_size  # slow start
+        if job.rate <= 0:  # the first gives each worker an element, the next grow 4x
+            size = job.workers if job.last_size == 0 else UNTIMED_GROWTH * job.last_size
         else:
             size = round(job.rate / STORE_TOUCHES_PER_S)
             if job.last_size:
-                size = min(size, 2 * job.last_size)
+                size = min(size, TIMED_GROWTH * job.last_size)
         size = min(max(size, 1), MAX_BATCH)
         size = min(size, max(math.ceil(store_left / (2 * n_jobs) - 1e-9), 1))
         job.last_size = size
@@ -310,8 +311,7 @@ def simulate(sc, cal):
             store_left -= size * job_weight
             wait = store.enter(t, job_weight)
             job.inflight += 1
-            # A batch is timed from when its claim returned (SessionParticipant::claim_one).
-            push(t + wait + store.service_s, "batch", j, (size, t + wait + store.service_s))
+            push(t + wait + store.service_s, "batch", j, size)
 
     def closed(job):
         return store_left <= 1e-9 and not job.ready and job.inflight == 0 and job.left <= 1e-9
@@ -319,18 +319,19 @@ def simulate(sc, cal):
     def refill(job, t):
         want = max(2 * job.workers * chunk_min, job.last_batch)
         while job.left < want and job.ready:
-            job.last_batch, claimed_at = job.ready.popleft()
+            # A batch is timed from its hand-out to its last outcome (SessionParticipant::claim).
+            job.last_batch = job.ready.popleft()
             job.left += job.last_batch
             job.published += job.last_batch
-            job.open.append((job.published, job.last_batch, claimed_at))
+            job.open.append((job.published, job.last_batch, t))
 
     def note_done(job, taken, t):
         # A batch is timed when its elements are done (they end about in the order handed out).
         job.done += taken
         while job.open and job.done >= job.open[0][0] - 1e-6:
-            _, count, claimed_at = job.open.popleft()
-            if t > claimed_at:
-                sample = count / (t - claimed_at)
+            _, count, handed_out = job.open.popleft()
+            if t > handed_out:
+                sample = count / (t - handed_out)
                 job.rate = sample if job.rate <= 0 else 0.5 * job.rate + 0.5 * sample
 
     def wake(j, t):
