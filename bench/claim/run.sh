@@ -11,7 +11,10 @@
 #   3. wall time per element of `mpmux run --exec true` with 2 workers (mpirun -n 3: rank 0
 #      coordinates) against GNU parallel's per job with `parallel -j 2 true`.
 # Ends with claim_vs_bare_ratio=, claim_published_vs_all_at_once_ratio= (the open hand-out's
-# claim against today's, node-shared), elements_per_s_vs_mpi4py_ratio=, exec_vs_gnu_parallel_ratio=.
+# claim against today's, node-shared), elements_per_s_vs_mpi4py_ratio=, exec_vs_gnu_parallel_ratio=,
+# and, under Open MPI's defaults, the claim's median cost in microseconds node-shared (claim_us=)
+# and remote (claim_remote_us=) and a bare fetch-and-op's (atomic_us=), which the scale model
+# (bench/scale) reads.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
@@ -85,3 +88,7 @@ for transport in defaults osc-pt2pt btl-tcp; do
 done
 awk -v a="$(median 'Multiplexer')" -v b="$(median 'mpi4py')" 'BEGIN { printf "elements_per_s_vs_mpi4py_ratio=%.1f\n", a / b }'
 awk -v a="$(median 'mpmux run')" -v b="$(median 'GNU parallel')" 'BEGIN { printf "exec_vs_gnu_parallel_ratio=%.3f\n", a / b }'
+for figure in "claim_us:defaults: claimer (" "claim_remote_us:defaults: claimer_remote " "atomic_us:defaults: bare"$'\t'; do
+  v=$(median "${figure#*:}")
+  if [ -n "$v" ]; then printf '%s=%s\n' "${figure%%:*}" "$v"; fi
+done

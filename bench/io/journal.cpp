@@ -1,21 +1,48 @@
 // bench_io_journal MUX_ID: records a done outcome for every element of the session, as a run of
 // two workers would (two journals, guided chunks taking turns, a short result and a host each),
 // without fsync, so the results export has a journal of realistic shape to fold.
+// bench_io_journal --syncs DIR SECONDS: how many fdatasyncs a second a journal in DIR makes, one
+// record appended and flushed at a time (the cost of a group commit on that file system).
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
 #include "mpmux/journal.hpp"
 #include "mpmux/session.hpp"
 
+namespace {
+
+int sync_rate(const char* dir, double seconds) {
+  mpmux::JournalWriter w(dir, "bench-syncs", "node1", 1001);
+  mpmux::Outcome o;
+  o.host = "node1";
+  const std::uint64_t before = w.syncs();
+  const auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds) {
+    ++o.index;
+    w.append(o);
+    w.flush();
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  std::printf("journal_syncs_per_s=%.1f\n", static_cast<double>(w.syncs() - before) / elapsed);
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: bench_io_journal MUX_ID\n");
+  const bool syncs = argc == 4 && std::string(argv[1]) == "--syncs";
+  if (argc != 2 && !syncs) {
+    std::fprintf(stderr, "usage: bench_io_journal MUX_ID | bench_io_journal --syncs DIR SECONDS\n");
     return 2;
   }
   try {
+    if (syncs) return sync_rate(argv[2], std::strtod(argv[3], nullptr));
     const mpmux::Session session = mpmux::Session::open(mpmux::MuxId::parse(argv[1]));
     const std::uint64_t total = session.total();
     mpmux::JournalWriter a(session, "node1", 1001), b(session, "node1", 1002);

@@ -11,8 +11,10 @@
 # turns for REPS rounds (default 3). Environment: REPS, N_ROWS (1000000), N_RESULTS (1000000),
 # N_RESULTS_BIG (10000000), MPMUX_BENCH_DIR (where files go; default a fresh directory in /tmp).
 # Builds nothing: make -C BUILD mpmux_cli bench_io_journal. Needs python3-pandas and python3-h5py.
-# Ends with new_vs_pandas_ratio=<mpmux time / pandas time>, results_peak_rss_mb_1e7=<MB> and
-# stat_peak_rss_mb_1e7=<MB>.
+#  - journal_syncs: fdatasyncs per second of a journal in the bench directory, one record each
+#    (what a group commit costs rank 0 there; the scale model, bench/scale, reads it).
+# Ends with new_vs_pandas_ratio=<mpmux time / pandas time>, results_peak_rss_mb_1e7=<MB>,
+# stat_peak_rss_mb_1e7=<MB> and journal_syncs_per_s=<median>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
@@ -97,3 +99,6 @@ print(f"results_peak_rss_mb_1e7={r:.1f}" if r else "results_peak_rss_mb_1e7=nan"
 r = rss.get(("stat_1e7", "mpmux_stat"))
 print(f"stat_peak_rss_mb_1e7={r:.1f}" if r else "stat_peak_rss_mb_1e7=nan")
 PY
+mkdir -p "$work/syncs"
+for _ in $(seq "$reps"); do "$driver" --syncs "$work/syncs" 1; done | sed -n 's/^journal_syncs_per_s=//p' | sort -g |
+  awk '{ v[NR] = $1 } END { printf "journal_syncs_per_s=%.1f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'

@@ -6,7 +6,10 @@
 # default) and with fsync off, taking turns, plus the fdatasyncs per second of the former.
 # Environment: REPS (5), N_ELEMENTS (100000), MPMUX_BENCH_DIR (where the sessions are written;
 # default a fresh directory under /tmp: point it at the file system whose cost you want).
-# Ends with overhead_us_per_element=<median with fsync>.
+# Ends with overhead_us_per_element=<median with fsync>, and rank 0's CPU time per element (the
+# coordinator's cost per outcome: receive, check, journal, group commit) with outcomes batched
+# (root_us_per_record=) and with one outcome per message, chunks of 1 (root_us_per_message=), which
+# the scale model (bench/scale) reads.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
@@ -30,12 +33,17 @@ import sys
 path, target = sys.argv[1], float(sys.argv[2])
 samples = {}
 for line in open(path):
-    m = re.match(r"fsync=(\d) us_per_element=([\d.]+) syncs=\d+ syncs_per_s=([\d.]+)", line)
+    m = re.match(r"fsync=(\d) us_per_element=([\d.]+) syncs=\d+ syncs_per_s=([\d.]+).* root_cpu_us=([\d.]+)", line)
     if m:
         mode = "fdatasync (group commit)" if m.group(1) == "1" else "fsync off"
         samples.setdefault((f"Multiplexer<T>, journal {mode}", "us/element"), []).append(float(m.group(2)))
         if m.group(1) == "1":
             samples.setdefault(("journal fdatasyncs, fsync on", "syncs/s"), []).append(float(m.group(3)))
+            samples.setdefault(("rank 0 CPU, outcomes batched", "us/record"), []).append(float(m.group(4)))
+    m = re.match(r"chunk1 us_per_element=([\d.]+) root_cpu_us=([\d.]+)", line)
+    if m:
+        samples.setdefault(("Multiplexer<T>, chunks of 1", "us/element"), []).append(float(m.group(1)))
+        samples.setdefault(("rank 0 CPU, one outcome per message", "us/message"), []).append(float(m.group(2)))
 if not samples:
     sys.exit(f"no samples in {path}")
 
@@ -48,4 +56,6 @@ for (name, unit), values in samples.items():
     print(f"{name:<50} {unit:<11} {med:>9.3f} {min(values):>9.3f} {max(values):>9.3f} {len(values):>5} {ratio:>15}")
 on = statistics.median(samples[("Multiplexer<T>, journal fdatasync (group commit)", "us/element")])
 print(f"overhead_us_per_element={on:.3f}")
+print(f"root_us_per_record={statistics.median(samples[('rank 0 CPU, outcomes batched', 'us/record')]):.4f}")
+print(f"root_us_per_message={statistics.median(samples[('rank 0 CPU, one outcome per message', 'us/message')]):.4f}")
 EOF
