@@ -91,7 +91,7 @@ std::string mpi_library() {
 struct Contender {
   std::string name;
   std::vector<double> us;  // per claim, one value per repetition
-  std::string path;        // the claimer's paths (claimer contenders)
+  std::string path;        // the components serving its windows (one-sided contenders)
   double median() const {
     if (std::any_of(us.begin(), us.end(), [](double x) { return std::isnan(x); })) return std::nan("");
     auto v = us;
@@ -125,8 +125,8 @@ int main(int argc, char** argv) {
   contenders.push_back({"bare_two_sided", {}, ""});
   contenders.push_back({"claimer_two_sided", {}, ""});
   auto run = [&](Contender& c) {
-    if (c.name == "bare") return claim_bench::bare_us(comm, o.claims, o.bytes);
-    if (c.name == "bare_remote") return claim_bench::bare_remote_us(comm, o.claims, o.bytes);
+    if (c.name == "bare") return claim_bench::bare_us(comm, o.claims, o.bytes, &c.path);
+    if (c.name == "bare_remote") return claim_bench::bare_remote_us(comm, o.claims, o.bytes, &c.path);
     if (c.name == "bare_two_sided") return claim_bench::bare_two_sided_us(comm, o.claims, o.bytes);
     const auto path = c.name == "claimer"             ? ClaimerPath::node_shared
                       : c.name == "claimer_published" ? ClaimerPath::published
