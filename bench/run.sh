@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench/run.sh [--quick] BUILD_DIR: every benchmark, one driver. Configures and builds BUILD_DIR as
-# Release, runs each bench/<question>/run.sh BUILD_DIR in turn (a failing one is reported as
-# failed and the driver goes on), writes docs/benchmarks.md (the machine, one section per
-# question: its tables, its figures against their targets in bench/targets.tsv, its markdown
-# fragment) and ends by printing every figure, one name=value a line.
+# bench/run.sh [--quick] BUILD_DIR: every benchmark, one driver. Configures and builds BUILD_DIR (a
+# folder of its own) as Release without the tests, runs each bench/<question>/run.sh BUILD_DIR in
+# turn (a failing one is reported as failed and the driver goes on), writes docs/benchmarks.md
+# (the machine, one section per question: its tables, its figures against their targets in
+# bench/targets.tsv, its markdown fragment) and ends by printing every figure, one name=value a
+# line.
 #
 # Each run.sh gets REPS, MPMUX_BUILD_DIR and MPMUX_BENCH_OUT (a folder, shared by all): it may
 # write there <question>.samples.tsv (group<TAB>contender<TAB>unit<TAB>value, one line per
@@ -41,7 +42,8 @@ build=$(cd "$1" && pwd)
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 echo "bench: building $build (Release)" >&2
-cmake -S "$source_dir" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMPMUX_BENCHMARKS=ON "${launcher[@]}" >/dev/null
+# Only what the benches run: the tests are left out (a folder of its own, not the test build).
+cmake -S "$source_dir" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMPMUX_BENCHMARKS=ON -DMPMUX_TESTS=OFF "${launcher[@]}" >/dev/null
 nice cmake --build "$build" -j "$(nproc)" >"$build/bench-build.log" 2>&1 ||
   { tail -30 "$build/bench-build.log" >&2; echo "bench: the build failed ($build/bench-build.log)" >&2; exit 1; }
 

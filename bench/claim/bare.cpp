@@ -92,6 +92,36 @@ double bare_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, s
   return from_rank1(comm, us);
 }
 
+double bare_shared_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, std::string* paths) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const bool root = rank == 0;
+  MPI_Comm own = MPI_COMM_NULL;
+  MPI_Comm_dup(comm, &own);
+  MPI_Comm_set_errhandler(own, MPI_ERRORS_RETURN);
+  MPI_Win counter_win = MPI_WIN_NULL;
+  MPI_Win data_win = MPI_WIN_NULL;
+  std::uint64_t* counter = nullptr;
+  char* data = nullptr;
+  // Fails when the ranks are on several nodes: then there is no node-shared path to compare with.
+  int made = MPI_Win_allocate_shared(root ? sizeof(std::uint64_t) : 0, sizeof(std::uint64_t), MPI_INFO_NULL,
+                                     own, &counter, &counter_win) == MPI_SUCCESS &&
+             MPI_Win_allocate_shared(root ? static_cast<MPI_Aint>(claims * element_bytes) : 0, 1,
+                                     MPI_INFO_NULL, own, &data, &data_win) == MPI_SUCCESS;
+  MPI_Allreduce(MPI_IN_PLACE, &made, 1, MPI_INT, MPI_MIN, own);
+  double us = std::nan("");
+  if (made) {
+    if (paths != nullptr)
+      *paths = window_paths(counter_win, Window::Creation::allocate_shared, data_win,
+                            Window::Creation::allocate_shared);
+    us = one_sided_loop(own, counter_win, data_win, counter, data, claims, element_bytes);
+  }
+  if (data_win != MPI_WIN_NULL) MPI_Win_free(&data_win);
+  if (counter_win != MPI_WIN_NULL) MPI_Win_free(&counter_win);
+  MPI_Comm_free(&own);
+  return from_rank1(comm, us);
+}
+
 double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, std::string* paths) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);

@@ -2,22 +2,25 @@
 # bench/claim/run.sh [BUILD_DIR]: the numbers of the claim layer, each against its contender,
 # measured in this one run on this machine:
 #   1. claim + read of one element, chunk 1, 2 ranks, on each path against its bare loop through
-#      the same MPI component (node-shared memory and MPI_Get against MPI_Fetch_and_op + MPI_Get,
-#      the remote path with MPMUX_RMA_NO_SHARED=1 against the same calls on the same kinds of
-#      windows, the two-sided service against an ADLB-style request/reply loop), under three
-#      transports: Open MPI's defaults, --mca osc pt2pt,sm, and --mca btl self,tcp (where the
-#      remote path falls back to two-sided); each row names the components serving its windows;
+#      the same MPI component (node-shared memory against MPI_Fetch_and_op + MPI_Get on shared
+#      windows, the remote path with MPMUX_RMA_NO_SHARED=1 against the same calls on the same
+#      kinds of windows, the two-sided service against an ADLB-style request/reply loop), under
+#      three transports: Open MPI's defaults, --mca osc pt2pt,sm, and --mca btl self,tcp (where
+#      the remote path falls back to two-sided); each row names the components serving its windows;
 #   2. elements/s of a Multiplexer<T> loop with an empty body (outcomes journaled), 2 ranks,
 #      against mpi4py.futures MPIPoolExecutor.map(identity, chunksize=1), 2 ranks, and
 #      dask.distributed's LocalCluster (2 worker processes of one thread, Client.map, one task per
 #      element).
 # The cost of `mpmux run --exec` is bench/exec's question.
 # Environment: REPS (5), CLAIMS (100000), N_ELEMENTS (20000), N_DASK (N_ELEMENTS / 4: dask does
-# about 500 a second). Ends with claim_vs_bare_ratio= and remote_claim_vs_bare_ratio= (Open MPI's
-# defaults; target <= 1.2 each), claim_us= and remote_claim_us= (the claimer's medians),
-# per transport claim[_remote|_two_sided]_vs_bare_ratio_<transport>= and
-# claim_published_vs_all_at_once_ratio_<transport>= (the open hand-out's claim against today's,
-# node-shared), elements_per_s_vs_mpi4py_ratio= (target >= 500) and elements_per_s_vs_dask_ratio=.
+# about 500 a second). Ends with, under Open MPI's defaults, claim_vs_bare_ratio= (node-shared,
+# against bare_shared: the bare loop on MPI_Win_allocate_shared windows, osc/sm as the
+# claimer's) and remote_claim_vs_bare_ratio= (against bare_remote), target <= 1.2 each, and
+# claim_us= and remote_claim_us= (the claimer's medians); per transport,
+# claim[_remote|_two_sided]_vs_bare_ratio_<transport>= (node-shared against bare, on
+# MPI_Win_allocate windows) and claim_published_vs_all_at_once_ratio_<transport>= (the open
+# hand-out's claim against today's, node-shared); elements_per_s_vs_mpi4py_ratio= (target >= 500)
+# and elements_per_s_vs_dask_ratio=.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
@@ -51,8 +54,9 @@ for transport in defaults osc-pt2pt btl-tcp; do
       *_two_sided) kind=two-sided ;;
       *) kind=node-shared ;;
     esac
+    # The floor of each path: the bare loop through the components serving the claimer's windows.
     floor=""
-    [ "${contender#bare}" != "$contender" ] && floor=" (floor)"
+    case $contender in bare_shared | bare_remote | bare_two_sided) floor=" (floor)" ;; esac
     printf 'claim + read, %s, %s\t%s%s%s\tus/claim\t%s\n' "$transport" "$kind" "$contender" "${path:+ ($path)}" \
       "$floor" "$value"
   done >>"$samples"
@@ -95,7 +99,7 @@ for transport in defaults osc-pt2pt btl-tcp; do
 done
 shared="claim + read, defaults, node-shared"
 remote="claim + read, defaults, remote"
-ratio claim_vs_bare_ratio "$(median "$shared" "claimer ")" "$(median "$shared" "bare ")" %.2f
+ratio claim_vs_bare_ratio "$(median "$shared" "claimer ")" "$(median "$shared" "bare_shared ")" %.2f
 ratio remote_claim_vs_bare_ratio "$(median "$remote" "claimer_remote ")" "$(median "$remote" "bare_remote ")" %.2f
 figure() { awk -v k="$1" -v v="$2" -v f="$3" 'BEGIN { if (v == "") print k "=nan"; else printf "%s=" f "\n", k, v }'; }
 figure claim_us "$(median "$shared" "claimer ")" %.4f
