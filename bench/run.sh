@@ -37,6 +37,16 @@ case $reps in
 esac
 md=${BENCH_MD:-$source_dir/docs/benchmarks.md}
 
+questions=()
+if [ -n "${BENCHES:-}" ]; then
+  for q in $BENCHES; do
+    [ -f "$here/$q/run.sh" ] || { echo "bench/run.sh: BENCHES: no bench/$q/run.sh" >&2; exit 2; }
+    questions+=("$q")
+  done
+else
+  for script in "$here"/*/run.sh; do questions+=("$(basename "$(dirname "$script")")"); done
+fi
+
 mkdir -p "$1"
 build=$(cd "$1" && pwd)
 launcher=()
@@ -62,13 +72,6 @@ quick_env() {
   esac
 }
 
-questions=()
-for script in "$here"/*/run.sh; do
-  q=$(basename "$(dirname "$script")")
-  if [ -n "${BENCHES:-}" ] && [[ " $BENCHES " != *" $q "* ]]; then continue; fi
-  questions+=("$q")
-done
-[ ${#questions[@]} -gt 0 ] || { echo "bench/run.sh: BENCHES=${BENCHES:-}: no such bench/<question>/run.sh" >&2; exit 2; }
 
 logs=$build/bench-logs
 out=$build/bench-out
