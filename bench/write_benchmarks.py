@@ -90,7 +90,7 @@ def machine(build, load_start):
     probe = run(["mpirun", "--oversubscribe", "-n", "2", os.path.join(build, "bench/claim/bench_claim"),
                  "--claims", "200", "--reps", "1"], env=env)
     paths = dict(re.findall(r"^([a-z_]+)_path=(.*)$", probe, re.M))
-    for key, what in (("claimer", "node-shared claim path"), ("bare", "its floor (bare loop)"),
+    for key, what in (("claimer", "node-shared claim path"), ("bare_shared", "its floor (bare loop)"),
                       ("claimer_remote", "remote claim path (MPMUX_RMA_NO_SHARED=1)"),
                       ("bare_remote", "its floor (bare loop)")):
         rows.append((f"osc in use: {what}", paths.get(key, "not measured (bench_claim did not run)")))
