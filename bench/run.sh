@@ -12,6 +12,8 @@
 # reference), <question>.md (placed under the question's heading) and other files, such as an
 # SVG, which are copied next to docs/benchmarks.md (refer to them by their bare name).
 #
+# Each also gets SCALE_CALIBRATION, the figures of the benches run before it (name=value lines;
+# bench/scale, run last, reads it).
 # --quick: REPS=1, small sizes and MPMUX_BENCH_QUICK=1, to try the driver (the page says so).
 # Environment: REPS (5), BENCHES (the questions to run, e.g. "claim exec"; default every folder
 # with a run.sh), BENCH_MD (docs/benchmarks.md). Logs stay in BUILD_DIR/bench-logs.
@@ -44,7 +46,12 @@ if [ -n "${BENCHES:-}" ]; then
     questions+=("$q")
   done
 else
-  for script in "$here"/*/run.sh; do questions+=("$(basename "$(dirname "$script")")"); done
+  for script in "$here"/*/run.sh; do
+    q=$(basename "$(dirname "$script")")
+    [ "$q" = scale ] || questions+=("$q")
+  done
+  # The scale model is calibrated with the others' figures (SCALE_CALIBRATION): it runs last.
+  [ -f "$here/scale/run.sh" ] && questions+=(scale)
 fi
 
 mkdir -p "$1"
@@ -78,6 +85,9 @@ out=$build/bench-out
 rm -rf "$logs" "$out"
 mkdir -p "$logs" "$out"
 cut -d' ' -f1-3 /proc/loadavg >"$logs/loadavg.start"
+: >"$logs/figures.txt"
+# Every figure printed so far; a SCALE_CALIBRATION of the caller's own takes its place.
+calibration=${SCALE_CALIBRATION:-$logs/figures.txt}
 for q in "${questions[@]}"; do
   echo "bench: $q (REPS=$reps) ..." >&2
   extra=()
@@ -85,8 +95,9 @@ for q in "${questions[@]}"; do
   [ "$quick" = 1 ] && extra=(MPMUX_BENCH_QUICK=1 $(quick_env "$q"))
   start=$SECONDS
   rc=0
-  env REPS="$reps" MPMUX_BUILD_DIR="$build" MPMUX_BENCH_OUT="$out" "${extra[@]}" \
-    bash "$here/$q/run.sh" "$build" >"$logs/$q.log" 2>"$logs/$q.err" </dev/null || rc=$?
+  env REPS="$reps" MPMUX_BUILD_DIR="$build" MPMUX_BENCH_OUT="$out" SCALE_CALIBRATION="$calibration" \
+    "${extra[@]}" bash "$here/$q/run.sh" "$build" >"$logs/$q.log" 2>"$logs/$q.err" </dev/null || rc=$?
+  grep -E '^[a-z][a-z0-9_]*=[^ ]+$' "$logs/$q.log" >>"$logs/figures.txt" || true
   echo "$rc" >"$logs/$q.rc"
   echo $((SECONDS - start)) >"$logs/$q.seconds"
   if [ "$rc" = 0 ]; then

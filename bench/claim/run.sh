@@ -16,7 +16,8 @@
 # about 500 a second). Ends with, under Open MPI's defaults, claim_vs_bare_ratio= (node-shared,
 # against bare_shared: the bare loop on MPI_Win_allocate_shared windows, osc/sm as the
 # claimer's) and remote_claim_vs_bare_ratio= (against bare_remote), target <= 1.2 each, and
-# claim_us= and remote_claim_us= (the claimer's medians); per transport,
+# claim_us=, claim_remote_us= (the claimer's medians) and bare_us= (the bare loop on
+# MPI_Win_allocate windows), which calibrate bench/scale; per transport,
 # claim[_remote|_two_sided]_vs_bare_ratio_<transport>= (node-shared against bare, on
 # MPI_Win_allocate windows) and claim_published_vs_all_at_once_ratio_<transport>= (the open
 # hand-out's claim against today's, node-shared); elements_per_s_vs_mpi4py_ratio= (target >= 500)
@@ -103,7 +104,8 @@ ratio claim_vs_bare_ratio "$(median "$shared" "claimer ")" "$(median "$shared" "
 ratio remote_claim_vs_bare_ratio "$(median "$remote" "claimer_remote ")" "$(median "$remote" "bare_remote ")" %.2f
 figure() { awk -v k="$1" -v v="$2" -v f="$3" 'BEGIN { if (v == "") print k "=nan"; else printf "%s=" f "\n", k, v }'; }
 figure claim_us "$(median "$shared" "claimer ")" %.4f
-figure remote_claim_us "$(median "$remote" "claimer_remote ")" %.4f
+figure claim_remote_us "$(median "$remote" "claimer_remote ")" %.4f
+figure bare_us "$(median "$shared" "bare ")" %.4f
 rate="elements/s, empty task, 2 ranks"
 ratio elements_per_s_vs_mpi4py_ratio "$(median "$rate" Multiplexer)" "$(median "$rate" mpi4py)" %.1f
 ratio elements_per_s_vs_dask_ratio "$(median "$rate" Multiplexer)" "$(median "$rate" dask)" %.1f
