@@ -4,13 +4,17 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "claim/window.hpp"
 #include "contenders.hpp"
 
 namespace claim_bench {
 
 namespace {
+
+using mpmux::claim::Window;
 
 // Rank 1 takes every element with one atomic and one Get; the root waits in MPI_Barrier: both
 // windows are memory the MPI reaches without the root's help.
@@ -55,9 +59,20 @@ double one_sided_loop(MPI_Comm comm, MPI_Win counter_win, MPI_Win data_win, std:
   return us;
 }
 
+// "counter sm, elements rdma": the components serving the two windows, named as the claimer
+// names its own (mpmux::claim::Window::component_of), so both sides of a ratio show theirs.
+std::string window_paths(MPI_Win counter_win, Window::Creation counter_how, MPI_Win data_win,
+                         Window::Creation data_how) {
+  auto name = [](MPI_Win win, Window::Creation how) {
+    const std::string component = Window::component_of(win, how);
+    return component.empty() ? std::string(Window::call_name(how)) : component;
+  };
+  return "counter " + name(counter_win, counter_how) + ", elements " + name(data_win, data_how);
+}
+
 }  // namespace
 
-double bare_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes) {
+double bare_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, std::string* paths) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   const bool root = rank == 0;
@@ -69,13 +84,45 @@ double bare_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes) {
                    &counter_win);
   MPI_Win_allocate(root ? static_cast<MPI_Aint>(claims * element_bytes) : 0, 1, MPI_INFO_NULL, comm, &data,
                    &data_win);
+  if (paths != nullptr)
+    *paths = window_paths(counter_win, Window::Creation::allocate, data_win, Window::Creation::allocate);
   const double us = one_sided_loop(comm, counter_win, data_win, counter, data, claims, element_bytes);
   MPI_Win_free(&data_win);
   MPI_Win_free(&counter_win);
   return from_rank1(comm, us);
 }
 
-double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes) {
+double bare_shared_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, std::string* paths) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const bool root = rank == 0;
+  MPI_Comm own = MPI_COMM_NULL;
+  MPI_Comm_dup(comm, &own);
+  MPI_Comm_set_errhandler(own, MPI_ERRORS_RETURN);
+  MPI_Win counter_win = MPI_WIN_NULL;
+  MPI_Win data_win = MPI_WIN_NULL;
+  std::uint64_t* counter = nullptr;
+  char* data = nullptr;
+  // Fails when the ranks are on several nodes: then there is no node-shared path to compare with.
+  int made = MPI_Win_allocate_shared(root ? sizeof(std::uint64_t) : 0, sizeof(std::uint64_t), MPI_INFO_NULL,
+                                     own, &counter, &counter_win) == MPI_SUCCESS &&
+             MPI_Win_allocate_shared(root ? static_cast<MPI_Aint>(claims * element_bytes) : 0, 1,
+                                     MPI_INFO_NULL, own, &data, &data_win) == MPI_SUCCESS;
+  MPI_Allreduce(MPI_IN_PLACE, &made, 1, MPI_INT, MPI_MIN, own);
+  double us = std::nan("");
+  if (made) {
+    if (paths != nullptr)
+      *paths = window_paths(counter_win, Window::Creation::allocate_shared, data_win,
+                            Window::Creation::allocate_shared);
+    us = one_sided_loop(own, counter_win, data_win, counter, data, claims, element_bytes);
+  }
+  if (data_win != MPI_WIN_NULL) MPI_Win_free(&data_win);
+  if (counter_win != MPI_WIN_NULL) MPI_Win_free(&counter_win);
+  MPI_Comm_free(&own);
+  return from_rank1(comm, us);
+}
+
+double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, std::string* paths) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   const bool root = rank == 0;
@@ -93,6 +140,9 @@ double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_b
   MPI_Allreduce(MPI_IN_PLACE, &made, 1, MPI_INT, MPI_MIN, own);
   double us = std::nan("");
   if (made) {
+    if (paths != nullptr)
+      *paths =
+          window_paths(counter_win, Window::Creation::allocate_shared, data_win, Window::Creation::create);
     us = one_sided_loop(own, counter_win, data_win, counter, data.data(), claims, element_bytes);
     MPI_Win_free(&data_win);
   }

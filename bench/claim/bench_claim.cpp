@@ -1,6 +1,7 @@
 // Claim + read of one element, chunk 1, on each path, each against its bare loop through the same
 // MPI component, measured in one run, taking turns:
 //   claimer (node-shared memory)      vs bare        (MPI_Fetch_and_op + MPI_Get, MPI_Win_allocate)
+//                                     and bare_shared (the same on MPI_Win_allocate_shared: osc/sm)
 //   claimer_published (open hand-out) vs bare        (and claimer_published_ratio= against claimer)
 //   claimer_remote (MPI_Get)          vs bare_remote (the same windows as the claimer's remote path)
 //   claimer_two_sided (MPMUX_CLAIM)   vs bare_two_sided (ADLB-style request/reply to rank 0)
@@ -91,7 +92,7 @@ std::string mpi_library() {
 struct Contender {
   std::string name;
   std::vector<double> us;  // per claim, one value per repetition
-  std::string path;        // the claimer's paths (claimer contenders)
+  std::string path;        // the components serving its windows (one-sided contenders)
   double median() const {
     if (std::any_of(us.begin(), us.end(), [](double x) { return std::isnan(x); })) return std::nan("");
     auto v = us;
@@ -117,7 +118,8 @@ int main(int argc, char** argv) {
   }
 
   using claim_bench::ClaimerPath;
-  std::vector<Contender> contenders = {{"bare", {}, ""}, {"claimer", {}, ""}, {"claimer_published", {}, ""}};
+  std::vector<Contender> contenders = {
+      {"bare", {}, ""}, {"bare_shared", {}, ""}, {"claimer", {}, ""}, {"claimer_published", {}, ""}};
   if (o.remote) {
     contenders.push_back({"bare_remote", {}, ""});
     contenders.push_back({"claimer_remote", {}, ""});
@@ -125,8 +127,9 @@ int main(int argc, char** argv) {
   contenders.push_back({"bare_two_sided", {}, ""});
   contenders.push_back({"claimer_two_sided", {}, ""});
   auto run = [&](Contender& c) {
-    if (c.name == "bare") return claim_bench::bare_us(comm, o.claims, o.bytes);
-    if (c.name == "bare_remote") return claim_bench::bare_remote_us(comm, o.claims, o.bytes);
+    if (c.name == "bare") return claim_bench::bare_us(comm, o.claims, o.bytes, &c.path);
+    if (c.name == "bare_shared") return claim_bench::bare_shared_us(comm, o.claims, o.bytes, &c.path);
+    if (c.name == "bare_remote") return claim_bench::bare_remote_us(comm, o.claims, o.bytes, &c.path);
     if (c.name == "bare_two_sided") return claim_bench::bare_two_sided_us(comm, o.claims, o.bytes);
     const auto path = c.name == "claimer"             ? ClaimerPath::node_shared
                       : c.name == "claimer_published" ? ClaimerPath::published

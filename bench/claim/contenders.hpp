@@ -13,11 +13,18 @@
 namespace claim_bench {
 
 /// MPI_Fetch_and_op + MPI_Win_flush, then MPI_Get + MPI_Win_flush, on MPI_Win_allocate windows.
-double bare_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes);
+/// `paths` gets the components serving the two windows ("counter sm, elements sm").
+double bare_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes, std::string* paths = nullptr);
+
+/// The same on MPI_Win_allocate_shared windows: the component serving the claimer's node-shared
+/// path (osc/sm), which reads the elements directly where this loop calls MPI_Get; NaN across nodes.
+double bare_shared_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes,
+                      std::string* paths = nullptr);
 
 /// The same through the components the claimer's remote path uses: the counter in an
 /// MPI_Win_allocate_shared window (one node), the elements in an MPI_Win_create window.
-double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes);
+double bare_remote_us(MPI_Comm comm, std::uint64_t claims, std::size_t element_bytes,
+                      std::string* paths = nullptr);
 
 /// ADLB-style put/get: rank 1 sends a 16-byte request, rank 0 answers with the next index and
 /// the element's bytes (blocking MPI_Recv from any source, MPI_Send).

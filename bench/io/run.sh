@@ -66,6 +66,7 @@ done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 /usr/bin/python3 - "$samples" "$(nproc)" "$cpu" <<'PY'
+import os
 import statistics
 import sys
 
@@ -89,6 +90,14 @@ for q, contenders in data.items():
         print(f"{q:<14}{c:<20}{med[q, c]:>10.2f}{min(times):>10.2f}{max(times):>10.2f}"
               f"{v[0][1] / med[q, c]:>12.0f}{rss[q, c]:>13.1f}{ratio:>8}")
 print(f"machine: nproc={nproc} cpu={cpu}")
+out = os.environ.get("MPMUX_BENCH_OUT")
+if out:  # the samples for bench/run.sh: wall time and peak resident memory per run
+    with open(os.path.join(out, "io.samples.tsv"), "w") as f:
+        for q, contenders in data.items():
+            for c, v in contenders.items():
+                name = c + (" (baseline)" if baselines.get(q) == c else "")
+                f.writelines(f"{q}, {v[0][1]} rows\t{name}\ts\t{t}\n" for t, _, _ in v)
+                f.writelines(f"{q}, peak resident memory\t{name}\tMB\t{r / 1024:.1f}\n" for _, _, r in v)
 small, big = med.get(("results_1e6", "mpmux_results_csv")), med.get(("results_1e7", "mpmux_results_csv"))
 if small and big:
     print(f"results_time_1e7_vs_1e6={big / small:.1f} (linear: 10)")

@@ -54,6 +54,11 @@ for (name, unit), values in samples.items():
     med = statistics.median(values)
     ratio = f"{med / target:.3f}" if unit == "us/element" else "-"
     print(f"{name:<50} {unit:<11} {med:>9.3f} {min(values):>9.3f} {max(values):>9.3f} {len(values):>5} {ratio:>15}")
+out = os.environ.get("MPMUX_BENCH_OUT")
+if out:  # the samples for bench/run.sh
+    with open(os.path.join(out, "overhead.samples.tsv"), "w") as f:
+        for (name, unit), values in samples.items():
+            f.writelines(f"per element, 2 ranks\t{name}\t{unit}\t{v}\n" for v in values)
 on = statistics.median(samples[("Multiplexer<T>, journal fdatasync (group commit)", "us/element")])
 print(f"overhead_us_per_element={on:.3f}")
 print(f"root_us_per_record={statistics.median(samples[('rank 0 CPU, outcomes batched', 'us/record')]):.4f}")

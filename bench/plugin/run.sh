@@ -39,14 +39,15 @@ for _ in $(seq "$reps"); do
   id=$("$mpmux" session "$grid_dir")
   "${mpirun[@]}" "$mpmux" run "$id" --plugin "$plugin" --progress-interval 1 2>"$work/plugin.err"
   "$mpmux" done "$id" >/dev/null || { echo "bench/plugin: --plugin left elements undone" >&2; exit 1; }
-  printf 'mpmux run --plugin librosenbrock.so\telements/s\t%s\n' "$(rate_of "$work/plugin.err")" >>"$samples"
+  printf 'elements/s, %s elements, 2 workers\tmpmux run --plugin librosenbrock.so\telements/s\t%s\n' "$n" "$(rate_of "$work/plugin.err")" >>"$samples"
   rm -rf "$grid_dir/sessions/${id#*#s=}"  # a journal and results.h5 of 10^6 elements each time
   id=$("$mpmux" session "$cxx_dir")
   "${mpirun[@]}" "$build/bench/plugin/bench_plugin_multiplexer" "$id" $((n * (n - 1) / 2)) 2>"$work/cxx.err"
-  printf 'Multiplexer<T> loop, empty body (baseline)\telements/s\t%s\n' "$(rate_of "$work/cxx.err")" >>"$samples"
+  printf 'elements/s, %s elements, 2 workers\tMultiplexer<T> loop, empty body (baseline)\telements/s\t%s\n' "$n" "$(rate_of "$work/cxx.err")" >>"$samples"
   rm -rf "$cxx_dir/sessions/${id#*#s=}"
 done
 
+[ -n "${MPMUX_BENCH_OUT:-}" ] && cp "$samples" "$MPMUX_BENCH_OUT/plugin.samples.tsv"
 /usr/bin/python3 "$here/../claim/table.py" <"$samples"
-median() { grep -F "$1" "$samples" | cut -f3 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { grep -F "$1" "$samples" | cut -f4 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 awk -v a="$(median 'Multiplexer')" -v b="$(median 'mpmux run')" 'BEGIN { printf "plugin_vs_multiplexer_ratio=%.2f\n", a / b }'

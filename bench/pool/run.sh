@@ -30,7 +30,7 @@ done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 /usr/bin/python3 - "$samples" "$(nproc)" "$cpu" <<'PY'
-import statistics, sys
+import os, statistics, sys
 path, nproc, cpu = sys.argv[1], sys.argv[2], sys.argv[3]
 data = {}
 for line in open(path):
@@ -54,6 +54,13 @@ for q in ["thread_map_1e7", "process_map_1e6", "round_trip_per_task"]:
         ratio = f"{meds[c] / b:.2f}" if b else "-"
         print(f"{q:<22}{c:<18}{meds[c]:>12.6f}{min(v):>12.6f}{max(v):>12.6f}{ratio:>9}")
 print(f"machine: nproc={nproc} cpu={cpu}")
+out = os.environ.get("MPMUX_BENCH_OUT")
+if out:  # the samples for bench/run.sh, the best baseline of each question marked
+    with open(os.path.join(out, "pool.samples.tsv"), "w") as f:
+        for q, rows in data.items():
+            best = min((c for c in baselines.get(q, []) if c in rows), key=lambda c: med[q][c], default=None)
+            for c, v in rows.items():
+                f.writelines(f"{q}\t{c}{' (baseline)' if c == best else ''}\ts\t{x}\n" for x in v)
 t = med.get("thread_map_1e7", {})
 best = min([t[c] for c in ("omp_dynamic", "tbb_parallel_for") if c in t], default=None)
 print(f"thread_vs_best_ratio={t['mpmux_thread'] / best:.2f}" if best and "mpmux_thread" in t

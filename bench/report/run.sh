@@ -53,6 +53,7 @@ bytes=$(stat -c %s "$work/report.html")
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 /usr/bin/python3 - "$samples" "$(nproc)" "$cpu" "$attempts" "$bytes" <<'PY'
+import os
 import statistics
 import sys
 
@@ -70,6 +71,13 @@ for q, cs in data.items():
         ratio = f"{med[q, c] / base:.2f}" if base else "-"
         print(f"{q:<10}{c:<16}{med[q, c]:>10.2f}{min(v):>10.2f}{max(v):>10.2f}{ratio:>8}")
 print(f"machine: nproc={nproc} cpu={cpu}")
+out = os.environ.get("MPMUX_BENCH_OUT")
+if out:  # the samples for bench/run.sh
+    with open(os.path.join(out, "report.samples.tsv"), "w") as f:
+        for q, cs in data.items():
+            for c, v in cs.items():
+                name = c + (" (baseline)" if baselines.get(q) == c else "")
+                f.writelines(f"{q}, {attempts} attempts\t{name}\ts\t{x}\n" for x in v)
 print(f"attempts={attempts}")
 print(f"report_bytes={size}")
 print(f"report_write_s={med['write', 'mpmux_report']:.2f}")

@@ -44,7 +44,7 @@ for rep in $(seq "$reps"); do
     store=$work/store-$rep-${args// /-}
     # shellcheck disable=SC2086  # the mode's words
     rate=$("$bench" "$store" 2 "$file_batches" 1 $args | sed -n 's/^claims_per_s=\([0-9.]*\).*/\1/p')
-    printf 'file:// %s, 2 claimants\tclaims/s\t%s\n' "$name" "$rate" >>"$samples"
+    printf 'file:// claims, batches of 1\tfile:// %s, 2 claimants\tclaims/s\t%s\n' "$name" "$rate" >>"$samples"
   done
 done
 
@@ -62,8 +62,8 @@ if [ "${SKIP_AZURITE:-0}" != 1 ]; then
       container=bench$n-$RANDOM
       rate=$("$bench" "az://devstoreaccount1/$container/s" 2 "$az_batches" "$size" create |
         sed -n 's/^claims_per_s=\([0-9.]*\).*/\1/p')
-      printf 'az:// Azurite, 2 claimants, batch %s\tclaims/s\t%s\n' "$size" "$rate" >>"$samples"
-      awk -v r="$rate" -v s="$size" 'BEGIN { printf "az:// Azurite, 2 claimants, batch %s\tus/element\t%.2f\n", s, 1e6 / (r * s) }' >>"$samples"
+      printf 'az:// claims\taz:// Azurite, 2 claimants, batch %s\tclaims/s\t%s\n' "$size" "$rate" >>"$samples"
+      awk -v r="$rate" -v s="$size" 'BEGIN { printf "az:// overhead per element\taz:// Azurite, 2 claimants, batch %s\tus/element\t%.2f\n", s, 1e6 / (r * s) }' >>"$samples"
     done
   done
 fi
@@ -109,15 +109,16 @@ for _ in $(seq "$reps"); do
   alone_id=$("$mpmux" session "$mux")
   timed_job "$alone_id" "$work/t.a"
   alone=$(per_worker "$elements" "$(cat "$work/t.a")" 2)
-  printf 'cross-job, two jobs on sessions of their own, per worker\telements/s\t%s\n' "$apart" >>"$samples"
-  printf 'cross-job, two jobs on one session, per worker\telements/s\t%s\n' "$together" >>"$samples"
-  printf 'cross-job, one job alone, per worker\telements/s\t%s\n' "$alone" >>"$samples"
-  awk -v a="$apart" -v t="$together" 'BEGIN { printf "cross-job overhead\tratio\t%.3f\n", a / t }' >>"$samples"
-  awk -v a="$alone" -v t="$together" 'BEGIN { printf "cross-job vs alone\tratio\t%.3f\n", a / t }' >>"$samples"
+  printf 'cross-job, 1 ms elements\ttwo jobs on sessions of their own, per worker (baseline)\telements/s\t%s\n' "$apart" >>"$samples"
+  printf 'cross-job, 1 ms elements\ttwo jobs on one session, per worker\telements/s\t%s\n' "$together" >>"$samples"
+  printf 'cross-job, 1 ms elements\tone job alone, per worker\telements/s\t%s\n' "$alone" >>"$samples"
+  awk -v a="$apart" -v t="$together" 'BEGIN { printf "cross-job ratios\tcross-job overhead\tratio\t%.3f\n", a / t }' >>"$samples"
+  awk -v a="$alone" -v t="$together" 'BEGIN { printf "cross-job ratios\tcross-job vs alone\tratio\t%.3f\n", a / t }' >>"$samples"
 done
 
+[ -n "${MPMUX_BENCH_OUT:-}" ] && cp "$samples" "$MPMUX_BENCH_OUT/store.samples.tsv"
 /usr/bin/python3 "$here/../claim/table.py" <"$samples"
-median() { grep -F "$1"$'\t'"$2" "$samples" | cut -f3 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { grep -F "$1"$'\t'"$2" "$samples" | cut -f4 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf 'file_claims_per_s=%.0f\n' "$(median 'file:// O_EXCL, no fsync, 2 claimants' claims/s)"
 printf 'file_claims_per_s_fsync=%.0f\n' "$(median 'file:// O_EXCL, 2 claimants' claims/s)"
 if [ "${SKIP_AZURITE:-0}" != 1 ]; then
