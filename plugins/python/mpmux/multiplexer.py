@@ -260,7 +260,14 @@ class Multiplexer:
                 if not element.valid:
                     break
                 self._serial += 1
-                value = loads(string_at(element.data, element.length))
+                try:
+                    value = loads(string_at(element.data, element.length))
+                except ValueError:
+                    message = (f"mpmux: element {element.index} of {self._mux} is not JSON text: the Python "
+                               f"loop reads sets of JSON values (Multiplexer.new, mpmux new, the C ABI)")
+                    ended = True
+                    self._end(run, message, quiet=True)
+                    raise UsageError(message) from None
                 if as_elements:
                     value = Element(self, self._serial, value, element.index, element.attempt,
                                     bool(element.last_try))
