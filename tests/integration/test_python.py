@@ -148,7 +148,10 @@ class PythonPackage(TempDirTest):
                             os.path.join(HERE, "python_loop.py"), mux_id, out, "--comm"],
                            capture_output=True, text=True, env=CHILD_ENV, timeout=300)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        reports = [json.load(open(f)) for f in glob.glob(os.path.join(out, "*.json"))]
+        reports = []
+        for name in glob.glob(os.path.join(out, "*.json")):
+            with open(name) as f:
+                reports.append(json.load(f))
         self.assertEqual(sorted(r["rank"] for r in reports), list(range(np)))
         self.assertEqual([r["indices"] for r in reports if r["rank"] == 0], [[]], "rank 0 coordinates")
         self.assertEachOnce(mux, mux_id, [r["indices"] for r in reports], n)

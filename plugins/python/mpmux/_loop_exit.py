@@ -29,10 +29,10 @@ _RELEASE_OPS = frozenset(dis.opmap[name] for name in (
 UNSEEN = "the loop body raised an exception (its text could not be read)"
 
 
-def describe(exc):
-    """The traceback of `exc` as Python prints it; its last line, the exception's text, is what a
-    stderr tail cut to its end keeps."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+def describe(exc, tb=None):
+    """The traceback of `exc` (`tb`, or its own) as Python prints it; its last line, the
+    exception's text, is what a stderr tail cut to its end keeps."""
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__)).rstrip()
 
 
 def watch(frame, closed_by_hand, outer, on_end):
@@ -76,7 +76,7 @@ class _ExceptionWatch:
             return None
         if event == "exception":
             if arg[1] is not self.outer:
-                self.end(describe(arg[1]))
+                self.end(describe(arg[1], arg[2]))  # not yet attached to the exception
                 return None
         elif frame is self.loop:
             if event == "line":  # in a handler of the loop's frame, the exception is sys.exc_info()'s
@@ -91,7 +91,7 @@ class _ExceptionWatch:
 
     def excepthook(self, exc_type, exc, tb):
         if not self.ended:
-            self.end(describe(exc))
+            self.end(describe(exc, tb))
         sys.excepthook(exc_type, exc, tb)
 
     def at_exit(self):

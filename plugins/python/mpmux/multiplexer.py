@@ -307,7 +307,11 @@ class Multiplexer:
             self._run = None
         self.summary = {name: getattr(summary, name) for name, _ in L.mpmux_summary._fields_[1:]}
         self.summary["stopped"] = bool(self.summary["stopped"])
-        # FAILED with elements failed for good, and STOPPED (timeout), end a loop normally.
-        if quiet or status in (L.OK, L.STOPPED) or (status == L.FAILED and summary.failed_for_good):
+        # STOPPED (the timeout) and FAILED for elements of the session failed for good (by this
+        # loop or before) end a loop normally, as the C++ range-for does; FAILED also means that
+        # storage failed, which the session's counts tell apart.
+        if quiet or status in (L.OK, L.STOPPED):
+            return
+        if status == L.FAILED and (summary.failed_for_good or self.stat()["failed"]):
             return
         raise (UsageError(error) if status == L.USAGE else L.MuxError(error, status))
