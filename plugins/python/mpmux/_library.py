@@ -41,8 +41,10 @@ class AbiMismatchError(MuxError, ImportError):
 
 
 class mpmux_element(ctypes.Structure):
+    # `data` is NUL-terminated: read as c_char_p it is the JSON text's bytes at once, without
+    # a string_at call per element (JSON text holds no NUL byte).
     _fields_ = [("size", ctypes.c_size_t), ("valid", ctypes.c_int), ("last_try", ctypes.c_int),
-                ("index", ctypes.c_uint64), ("attempt", ctypes.c_uint32), ("data", ctypes.c_void_p),
+                ("index", ctypes.c_uint64), ("attempt", ctypes.c_uint32), ("data", ctypes.c_char_p),
                 ("length", ctypes.c_size_t)]
 
 

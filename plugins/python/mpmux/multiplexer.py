@@ -250,7 +250,7 @@ class Multiplexer:
         outer = sys.exc_info()[1]
         element = L.mpmux_element()
         element.size = ctypes.sizeof(element)
-        next_element, ref, loads, string_at = lib.mpmux_next, ctypes.byref(element), json.loads, ctypes.string_at
+        next_element, ref, loads = lib.mpmux_next, ctypes.byref(element), json.loads
         ended = False
         try:
             while True:
@@ -261,7 +261,10 @@ class Multiplexer:
                     break
                 self._serial += 1
                 try:
-                    value = loads(string_at(element.data, element.length))
+                    data = element.data
+                    if len(data) != element.length:
+                        raise ValueError("a NUL byte")
+                    value = loads(data)
                 except ValueError:
                     message = (f"mpmux: element {element.index} of {self._mux} is not JSON text: the Python "
                                f"loop reads sets of JSON values (Multiplexer.new, mpmux new, the C ABI)")
