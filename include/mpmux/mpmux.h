@@ -82,7 +82,8 @@ MPMUX_C_EXPORT int mpmux_elements_new_abi(uint32_t abi_version, mpmux_elements**
  * {name} fields need objects; other elements fail such a task.) */
 MPMUX_C_EXPORT int mpmux_elements_add(mpmux_elements* elements, const char* json, size_t length);
 /* Appends `count` elements at once: element k is data[offsets[k], offsets[k+1]) (offsets holds
- * count + 1 ascending values, offsets[0] usually 0). All or nothing, as mpmux_elements_add. */
+ * count + 1 ascending values, offsets[0] usually 0). At a bad element, those before it stay
+ * appended and the message names its position in the collection. */
 MPMUX_C_EXPORT int mpmux_elements_add_many(mpmux_elements* elements, const char* data,
                                            const uint64_t* offsets, size_t count);
 /* Elements collected so far. */
@@ -91,9 +92,9 @@ MPMUX_C_EXPORT int mpmux_elements_count(const mpmux_elements* elements, uint64_t
  * missing, a file:// URL, or az://ACCOUNT/CONTAINER[/PREFIX]); `tag` may be NULL. When every
  * element is a flat object with the same keys, they are also kept as a table, as for JSON Lines
  * input. Durable on return; *mux_dir receives the mux directory (absolute) or the az:// URL of
- * the mux. An empty collection is MPMUX_USAGE. The collection is unchanged and still owned by
- * the caller. */
-MPMUX_C_EXPORT int mpmux_elements_create(const mpmux_elements* elements, const char* root, const char* tag,
+ * the mux. An empty collection is MPMUX_USAGE. The collection is unchanged (it is not copied:
+ * the handle is not const) and still the caller's to free. */
+MPMUX_C_EXPORT int mpmux_elements_create(mpmux_elements* elements, const char* root, const char* tag,
                                          char** mux_dir);
 /* Frees the collection; NULL is fine. */
 MPMUX_C_EXPORT void mpmux_elements_free(mpmux_elements* elements);
