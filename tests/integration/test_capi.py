@@ -4,6 +4,7 @@ element was done exactly once, with its result."""
 import csv
 import json
 import os
+import pathlib
 import subprocess
 import unittest
 
@@ -102,7 +103,7 @@ class CApi(TempDirTest):
                 self.assertEqual({w.split("/")[0] for w in workers}, {v["worker_id_0"]})
 
     def test_the_example_of_the_docs_runs(self):
-        text = open(os.path.join(SRC, "docs", "capi.md")).read()
+        text = pathlib.Path(SRC, "docs", "capi.md").read_text()
         example = next(b.split("```", 1)[0] for b in text.split("```c\n")[1:] if "int main" in b)
         src = os.path.join(self.tmp, "sweep.c")
         with open(src, "w") as f:
@@ -118,6 +119,19 @@ class CApi(TempDirTest):
             rows = f["results"][:]
         self.assertEqual([r.decode() for r in rows["result"][:3]], ["0", "1", "4"])
 
+    def test_a_c_only_cmake_project_finds_mpmux_capi(self):
+        project = os.path.join(self.tmp, "c-project")
+        os.makedirs(project)
+        with open(os.path.join(project, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.21)\nproject(c_consumer LANGUAGES C)\n"
+                    "find_package(mpmux REQUIRED)\n"
+                    f"add_executable(capi_example {PROGRAM})\n"
+                    "target_link_libraries(capi_example PRIVATE mpmux::capi)\n")
+        build = os.path.join(self.tmp, "c-build")
+        sh("cmake", "-S", project, "-B", build, f"-DCMAKE_PREFIX_PATH={self.prefix}")
+        sh("cmake", "--build", build)
+        self.check_run(sh(os.path.join(build, "capi_example"), self.root, "--no-mpi"))
+
     def test_header_compiles_as_cxx(self):
         unit = os.path.join(self.tmp, "unit.cpp")
         with open(unit, "w") as f:
@@ -132,7 +146,7 @@ class CApi(TempDirTest):
         lib = os.path.join(self.prefix, "lib", "libmpmux.so")
         symbols = sh("nm", "-D", "--defined-only", lib).split("\n")
         c_names = sorted(s.split()[-1] for s in symbols if s.split() and s.split()[-1].startswith("mpmux_"))
-        header = open(os.path.join(SRC, "include", "mpmux", "mpmux.h")).read()
+        header = pathlib.Path(SRC, "include", "mpmux", "mpmux.h").read_text()
         for name in c_names:
             self.assertIn(name + "(", header, f"{name} is exported but not declared in mpmux.h")
         for name in ("mpmux_open_abi", "mpmux_next", "mpmux_last_error", "mpmux_results_export"):
