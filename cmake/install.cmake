@@ -1,7 +1,7 @@
 include(CMakePackageConfigHelpers)
 set(MPMUX_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/mpmux)
 
-install(TARGETS mpmux EXPORT mpmuxTargets
+install(TARGETS mpmux mpmux_capi EXPORT mpmuxTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -20,10 +20,13 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/mpmuxConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/mpmuxConfig.cmake ${PROJECT_BINARY_DIR}/mpmuxConfigVersion.cmake
         DESTINATION ${MPMUX_CMAKE_DIR})
 
-# Relocatable: the prefix is found from where the .pc file lies.
+# Relocatable: the prefix is found from where the .pc file lies. mpmux.pc serves C programs (the C
+# ABI, mpmux.h), mpmux-cxx.pc C++ ones (the C++ headers need -std=c++20, which a C compiler refuses).
 file(RELATIVE_PATH MPMUX_PC_TO_PREFIX /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/mpmux.pc.in ${PROJECT_BINARY_DIR}/mpmux.pc @ONLY)
-install(FILES ${PROJECT_BINARY_DIR}/mpmux.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+configure_file(${PROJECT_SOURCE_DIR}/cmake/mpmux-cxx.pc.in ${PROJECT_BINARY_DIR}/mpmux-cxx.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/mpmux.pc ${PROJECT_BINARY_DIR}/mpmux-cxx.pc
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 # The example task plugin, built and as source (its header, mpmux/plugin.h, is installed above).
 install(TARGETS rosenbrock LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/mpmux/tasks)

@@ -147,6 +147,9 @@ class MPMUX_EXPORT Run {
 
   const MuxId& id() const;
   const std::string& host() const;
+  /// Root: this run's name among the session's participants (its journal's file stem, as
+  /// `mpmux stat` lists it). Empty on the other ranks.
+  std::string participant_id() const;
   /// How the current pass's claimer serves each window (RmaClaimer::paths): sm, rdma, ucx,
   /// pt2pt or two-sided; empty for a run of one rank. Also in the participant's heartbeat while
   /// the run lasts.
@@ -166,5 +169,7 @@ MPMUX_EXPORT std::int64_t unix_ns();
 /// the live participants hold (running, claimed), their rates and the stale batches come from
 /// their heartbeats (advisory). Reads only: works for anyone who may read the session.
 MPMUX_EXPORT Stat session_stat(const Session& session);
+/// The Stat as the one-line JSON object `mpmux stat --json` prints (docs/formats.md).
+MPMUX_EXPORT std::string stat_json(const Stat& stat);
 
 }  // namespace mpmux

@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <variant>
@@ -73,6 +74,11 @@ enum class RunEnd {
   some_failed,  // some element of the session is failed for good
   stopped,      // stopped (signal, deadline, journal write error) with elements left pending
 };
+
+/// How a run ended, from its summary and the session's counts after it: stopped when it stopped
+/// with elements neither done nor failed for good, else some_failed when any is failed for good.
+MPMUX_EXPORT RunEnd run_end(const RunSummary& summary, std::uint64_t total, std::uint64_t done,
+                            std::uint64_t failed);
 
 struct MPMUX_EXPORT RunReport {
   RunEnd end = RunEnd::all_done;

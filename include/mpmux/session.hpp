@@ -61,6 +61,33 @@ MPMUX_EXPORT std::string create_remote_mux(const std::string& root_url, const Pa
 /// mirror. Throws UsageError when there is no mux (no mux.json) at `mux_url`.
 MPMUX_EXPORT void destroy_remote_mux(const std::string& mux_url);
 
+/// A mux as a user names it: a mux directory, its file:// URL, an az:// mux URL, or the mux id
+/// of one of its sessions. Exactly one of `dir` (absolute) and `remote` is set; `session` when a
+/// mux id was given.
+struct MPMUX_EXPORT MuxLocation {
+  std::filesystem::path dir;
+  std::string remote;
+  std::string session;
+  /// Throws UsageError naming `what` and the text for an unknown scheme or a malformed URL.
+  static MuxLocation parse(std::string_view text, std::string_view what);
+  /// Elements of the set (of a remote mux only through a mux id: UsageError otherwise).
+  std::uint64_t size() const;
+  /// Session::create or Session::create_remote.
+  class Session create_session() const;
+  /// destroy_mux or destroy_remote_mux.
+  void destroy() const;
+};
+
+/// Where `mpmux new` makes a mux: a directory, a file:// URL or az://ACCOUNT/CONTAINER[/PREFIX].
+struct MPMUX_EXPORT MuxRoot {
+  std::filesystem::path dir;
+  std::string remote;
+  /// Throws UsageError naming `what` and the text for any other scheme.
+  static MuxRoot parse(std::string_view text, std::string_view what);
+  /// create_mux or create_remote_mux; returns the mux directory or the az:// URL of the mux.
+  std::string create(const ParsedElements& elements, const std::string& tag) const;
+};
+
 /// A live participant of a session (a run or Multiplexer loop whose heartbeat is within its
 /// lease), as its last heartbeat tells; fields it did not report are empty or 0.
 struct MPMUX_EXPORT ParticipantStat {

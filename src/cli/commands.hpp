@@ -42,11 +42,6 @@ void check_owner(const std::filesystem::path& dir, bool allowed);
 /// Adds --allow-foreign-owner to a command that writes into a mux directory.
 CLI::Option* add_allow_foreign_owner(CLI::App& cmd, bool& allowed);
 
-/// Refuses an -o FILE the user cannot write (a directory, a missing or read-only directory) before
-/// any work is done, with a UsageError naming `command` and the file; failures after this point
-/// (a full disk) are store errors.
-void check_output(const std::filesystem::path& file, std::string_view command);
-
 /// How an attempt ended, for people: "exit 3" or "signal 9 (SIGKILL)".
 std::string exit_status(const Outcome& outcome);
 

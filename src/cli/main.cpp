@@ -14,8 +14,7 @@
 #include "mpmux/error.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
-#include "store/h5_input.hpp"
-#include "store/object_store.hpp"
+#include "store/element_input.hpp"
 
 namespace {
 
@@ -39,58 +38,23 @@ void mpmux::cli::say_error(const std::string& message) {
 
 namespace {
 
-// A mux directory, a file:// URL of one or a mux id; any other scheme is refused, never taken as
-// a relative directory.
-std::filesystem::path mux_dir_of(const std::string& arg) {
-  if (arg.find('#') != std::string::npos && !store::url_scheme(arg).empty()) return MuxId::parse(arg).dir;
-  return std::filesystem::absolute(store::local_path_of(arg, "MUX_DIR"));
-}
-
-bool is_az(const std::string& arg) { return store::url_scheme(arg) == "az"; }
-
-// An az:// mux, given as its URL or as a mux id of one of its sessions.
-std::string remote_mux_of(const std::string& arg) {
-  if (arg.find('#') != std::string::npos) return MuxId::parse(arg).remote;
-  return remote_mux_url(arg, "MUX_DIR");
-}
-
 int cmd_new(const std::string& root_arg, const std::string& from, const std::string& format,
             const std::string& encoding_name, const std::vector<std::string>& grid, std::uint64_t range,
             bool range_given, const std::string& tag) {
-  const std::filesystem::path root = is_az(root_arg)
-                                         ? std::filesystem::path()
-                                         : std::filesystem::path(store::local_path_of(root_arg, "ROOT"));
+  const MuxRoot root = MuxRoot::parse(root_arg, "ROOT");
   const int sources = !from.empty() + !grid.empty() + range_given;
   if (sources != 1) throw UsageError("new: give exactly one of --from FILE, --grid SPEC..., --range N");
-  const TextEncoding encoding = text_encoding_from_string(encoding_name);
-  if (from.empty() && encoding != TextEncoding::utf8)
+  if (from.empty() && text_encoding_from_string(encoding_name) != TextEncoding::utf8)
     throw UsageError("--encoding '" + encoding_name + "': only a --from file has an encoding");
   ParsedElements parsed;
-  if (!from.empty() && format.empty() && h5_dataset_of(from)) {
-    if (encoding != TextEncoding::utf8)
-      throw UsageError("--encoding '" + encoding_name + "': an HDF5 dataset's strings are UTF-8 already");
-    parsed = read_h5(*h5_dataset_of(from));
-  } else if (!from.empty()) {
-    std::string kind = format;
-    if (kind.empty()) {
-      const auto ext = std::filesystem::path(from).extension().string();
-      if (ext == ".csv")
-        kind = "csv";
-      else if (ext == ".jsonl" || ext == ".ndjson")
-        kind = "jsonl";
-      else
-        throw UsageError("--from '" + from +
-                         "': cannot tell the format from the name; give --format csv|jsonl");
-    }
-    parsed = kind == "csv" ? read_csv(from, encoding) : read_jsonl(from, encoding);
+  if (!from.empty()) {
+    parsed = read_input_file(from, format, encoding_name);
   } else if (!grid.empty()) {
     parsed = make_grid(grid);
   } else {
     parsed = make_range(range);
   }
-  std::cout << (is_az(root_arg) ? create_remote_mux(root_arg, parsed, tag)
-                                : create_mux(root, parsed, tag).string())
-            << '\n';
+  std::cout << root.create(parsed, tag) << '\n';
   return 0;
 }
 
@@ -168,13 +132,10 @@ int main(int argc, char** argv) try {
 
   try {
     if (*new_cmd) return cmd_new(root, from, format, encoding, grid, range, range_opt->count() > 0, tag);
-    if (*session_cmd && is_az(dir)) {
-      std::cout << Session::create_remote(remote_mux_of(dir)).id().str() << '\n';
-      return 0;
-    }
     if (*session_cmd) {
-      check_owner(mux_dir_of(dir), allow_foreign_owner);
-      std::cout << Session::create(mux_dir_of(dir)).id().str() << '\n';
+      const MuxLocation mux = MuxLocation::parse(dir, "MUX_DIR");
+      if (mux.remote.empty()) check_owner(mux.dir, allow_foreign_owner);
+      std::cout << mux.create_session().id().str() << '\n';
       return 0;
     }
     if (*run_cmd.app) return run_cmd.run();
@@ -183,13 +144,10 @@ int main(int argc, char** argv) try {
     if (*report_cmd.app) return report_cmd.run();
     if (*check_cmd.app) return check_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
-    if (*destroy_cmd && is_az(dir)) {
-      destroy_remote_mux(remote_mux_of(dir));
-      return 0;
-    }
     if (*destroy_cmd) {
-      check_owner(mux_dir_of(dir), allow_foreign_owner);
-      destroy_mux(mux_dir_of(dir));
+      const MuxLocation mux = MuxLocation::parse(dir, "MUX_DIR");
+      if (mux.remote.empty()) check_owner(mux.dir, allow_foreign_owner);
+      mux.destroy();
       return 0;
     }
   } catch (const UsageError& e) {

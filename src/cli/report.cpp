@@ -104,7 +104,7 @@ report::Report gather(const Session& session) {
 
 int report_command(const std::string& mux_id, const std::string& output) {
   const Session session = Session::open(session_id(mux_id, "report"));
-  check_output(output, "report");
+  posix::check_output_file(output, "report: -o");
   const std::string page = report::render_html(gather(session));
   posix::write_file_atomic(output, page, posix::kFileMode, false);
   return kExitOk;

@@ -2,9 +2,7 @@
 // as CSV or JSON Lines on stdout or in a file, or as HDF5 (by default the session's results.h5).
 #include "mpmux/results.hpp"
 
-#include <unistd.h>
 
-#include <cerrno>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -19,16 +17,6 @@ namespace mpmux::cli {
 
 namespace stdfs = std::filesystem;
 
-void check_output(const stdfs::path& file, std::string_view command) {
-  const std::string name = std::string(command) + ": -o '" + file.string() + "'";
-  std::error_code ec;
-  if (stdfs::is_directory(file, ec)) throw UsageError(name + ": is a directory");
-  const stdfs::path dir = file.parent_path().empty() ? stdfs::path(".") : file.parent_path();
-  if (!stdfs::is_directory(dir, ec)) throw UsageError(name + ": no directory '" + dir.string() + "'");
-  if (::access(dir.c_str(), W_OK) != 0)
-    throw UsageError(name + ": cannot write in '" + dir.string() + "': " + posix::error_text(errno));
-}
-
 namespace {
 
 int results_command(const std::string& mux_id, const std::string& format_name, const std::string& output,
@@ -40,7 +28,7 @@ int results_command(const std::string& mux_id, const std::string& format_name, c
     check_owner(id.dir / "sessions" / id.session, allow_foreign_owner);
   }
   const Session session = Session::open(id);
-  if (!output.empty()) check_output(output, "results");
+  if (!output.empty()) posix::check_output_file(output, "results: -o");
   if (format == ResultsFormat::h5) {
     std::cout << stdfs::absolute(write_results_h5(session, output)).string() << '\n';
   } else if (!output.empty()) {

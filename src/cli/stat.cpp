@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -133,47 +132,6 @@ std::string rate_text(double rate) {
   return buf;
 }
 
-nlohmann::ordered_json stat_json(const Stat& st) {
-  nlohmann::ordered_json j{{"total", st.total},     {"done", st.done},       {"failed", st.failed},
-                           {"running", st.running}, {"claimed", st.claimed}, {"pending", st.pending},
-                           {"fenced", st.fenced},   {"rate", st.rate}};
-  j["eta_s"] = st.eta_s < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(st.eta_s);
-  nlohmann::ordered_json participants = nlohmann::ordered_json::array();
-  for (const ParticipantStat& p : st.participants) {
-    nlohmann::ordered_json slurm;  // null outside Slurm
-    if (!p.slurm_job_id.empty()) slurm["job_id"] = p.slurm_job_id;
-    if (!p.slurm_array_job_id.empty()) slurm["array_job_id"] = p.slurm_array_job_id;
-    if (!p.slurm_array_task_id.empty()) slurm["array_task_id"] = p.slurm_array_task_id;
-    participants.push_back({{"id", p.id},
-                            {"host", p.host},
-                            {"pid", p.pid},
-                            {"slurm", std::move(slurm)},
-                            {"ranks", p.ranks},
-                            {"heartbeat_age_s", p.heartbeat_age_s},
-                            {"done", p.done},
-                            {"failed", p.failed},
-                            {"running", p.running},
-                            {"claimed", p.claimed},
-                            {"rate", p.rate}});
-  }
-  j["participants"] = std::move(participants);
-  nlohmann::ordered_json stale = nlohmann::ordered_json::array();
-  for (const StaleBatch& b : st.stale_batches)
-    stale.push_back({{"round", b.round},
-                     {"first", b.first},
-                     {"count", b.count},
-                     {"epoch", b.epoch},
-                     {"participant", b.participant}});
-  j["stale_batches"] = std::move(stale);
-  // Only while a run is live: how its claimer serves each window.
-  if (!st.claim_paths.empty()) {
-    nlohmann::ordered_json paths = nlohmann::ordered_json::object();
-    for (const auto& [window, path] : st.claim_paths) paths[window] = path;
-    j["claim_paths"] = std::move(paths);
-  }
-  return j;
-}
-
 void print_participants(const std::vector<ParticipantStat>& participants) {
   std::vector<std::vector<std::string>> rows{{"participant", "host", "slurm", "ranks", "heartbeat", "done",
                                               "failed", "running", "claimed", "rate/s"}};
@@ -213,7 +171,7 @@ int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {
   const Session session = Session::open(session_id(mux_id, "stat"));
   const Stat st = session_stat(session);
   if (json) {
-    std::cout << stat_json(st).dump() << '\n';
+    std::cout << stat_json(st) << '\n';
     return 0;
   }
   const auto count = [](const char* name, std::uint64_t n) {

@@ -73,7 +73,10 @@ bool Run::State::cancel_now() {
 
 // The root's part of the start: the session, its pending elements as tags, the journal.
 std::vector<std::uint64_t> Run::State::open_session() {
-  session.emplace(Session::open(id));
+  {
+    auto lock = hdf5_lock();  // Session::open reads the set's attributes
+    session.emplace(Session::open(id));
+  }
   // A journal belongs to its one live writer: a torn tail of another's is ignored, never cut.
   SessionState state = read_session_state(*session, /*cut_torn_tails=*/false);
   {
@@ -370,6 +373,9 @@ std::vector<WindowPath> Run::claim_paths() const {
 bool Run::is_root() const { return state_->is_root(); }
 const MuxId& Run::id() const { return state_->id; }
 const std::string& Run::host() const { return state_->host; }
+std::string Run::participant_id() const {
+  return state_->journal ? state_->journal->path().stem().string() : std::string();
+}
 bool Run::stopping() { return state_->check_stop(); }
 void Run::stop(const std::string& reason) { state_->stop(reason); }
 bool Run::must_cancel() {

@@ -28,6 +28,7 @@
 #include "run/progress_printer.hpp"
 #include "run/signals.hpp"
 #include "store/fs.hpp"
+#include "store/h5.hpp"
 
 namespace mpmux {
 
@@ -70,16 +71,7 @@ using run::check_mpi;  // the run's communicator returns errors; a failed call b
 
 inline double unix_seconds() { return static_cast<double>(posix::unix_time_ns()) / 1e9; }
 
-// Several runs in threads of one process (Multiplexer loops) each read the element set; an HDF5
-// built without thread safety must see one call at a time.
-inline std::unique_lock<std::mutex> hdf5_lock() {
-  static std::mutex mutex;
-  static const bool threadsafe = [] {
-    hbool_t safe = 0;
-    return H5is_library_threadsafe(&safe) >= 0 && safe > 0;
-  }();
-  return threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
-}
+using h5::hdf5_lock;
 
 // What the heartbeat says of the Slurm job this process belongs to, if any.
 inline nlohmann::json slurm_ids() {

@@ -138,9 +138,12 @@ RunEnd Runner::State::decide_end(RunReport& report) const {
     }
   }
   report.stat = session_stat(session);
-  const Stat& st = report.stat;
-  if (report.summary.stopped && st.done + st.failed < st.total) return RunEnd::stopped;
-  return st.failed > 0 ? RunEnd::some_failed : RunEnd::all_done;
+  return run_end(report.summary, report.stat.total, report.stat.done, report.stat.failed);
+}
+
+RunEnd run_end(const RunSummary& summary, std::uint64_t total, std::uint64_t done, std::uint64_t failed) {
+  if (summary.stopped && done + failed < total) return RunEnd::stopped;
+  return failed > 0 ? RunEnd::some_failed : RunEnd::all_done;
 }
 
 Runner::Runner(const MuxId& id, MPI_Comm comm, RunnerOptions options) : state_(std::make_unique<State>()) {

@@ -99,4 +99,9 @@ std::int64_t monotonic_ns() noexcept;
 /// UTC calendar time of `unix_seconds` formatted with strftime(3).
 std::string format_utc(std::int64_t unix_seconds, const char* format);
 
+/// Refuses, with a UsageError "<name> '<file>': why", an output file the user cannot write (a
+/// directory, a missing or read-only directory) before any work is done; failures after this
+/// point (a full disk) are store errors.
+void check_output_file(const std::filesystem::path& file, std::string_view name);
+
 }  // namespace mpmux::posix

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -100,5 +101,16 @@ struct VlenReclaim {
 
 /// Current dimensions of a dataset.
 std::vector<hsize_t> dims(hid_t dataset, std::string_view where);
+
+/// Held around HDF5 calls made by code that may run in several threads of one process (runs,
+/// the C ABI): an HDF5 built without thread safety must see one call at a time.
+inline std::unique_lock<std::mutex> hdf5_lock() {
+  static std::mutex mutex;
+  static const bool threadsafe = [] {
+    hbool_t safe = 0;
+    return H5is_library_threadsafe(&safe) >= 0 && safe > 0;
+  }();
+  return threadsafe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(mutex);
+}
 
 }  // namespace mpmux::h5

@@ -26,7 +26,9 @@
 
 #include "mpmux/element_set.hpp"
 #include "mpmux/error.hpp"
+#include "store/element_input.hpp"
 #include "store/field_text.hpp"
+#include "store/h5_input.hpp"
 #include "store/utf8.hpp"
 
 namespace mpmux {
@@ -428,22 +430,81 @@ bool is_number(std::string_view raw) {
 
 }  // namespace
 
+JsonElements::JsonElements(bool objects_only) : objects_only_(objects_only) {}
+
+void JsonElements::add(std::string_view text, const std::string& at) {
+  if (!ordered_json::accept(text.begin(), text.end())) {
+    try {
+      [[maybe_unused]] const auto only_for_the_reason = ordered_json::parse(text.begin(), text.end());
+    } catch (const ordered_json::exception& e) {
+      throw UsageError(at + "invalid JSON: " + short_reason(e.what()));
+    }
+  }
+  const bool object = field_text::json_members(text, members_);
+  if (!object && objects_only_) throw UsageError(at + "not a JSON object");
+  seen_.clear();
+  for (const auto& m : members_)
+    if (!seen_.insert(m.key).second) throw UsageError(at + "duplicate key '" + m.key + "'");
+  // Stored as written, less the spaces: numbers keep their text (1.10 stays 1.10).
+  parsed_.elements.push(field_text::compact_json(text));
+
+  if (!tabular_) return;
+  if (!object) {
+    tabular_ = false;
+  } else if (parsed_.elements.size() == 1) {
+    for (const auto& m : members_) keys_.push_back(m.key);
+    tabular_ = !keys_.empty() && std::none_of(keys_.begin(), keys_.end(), [](const std::string& k) {
+      return k.empty() || k.find('\0') != std::string::npos;
+    });
+    texts_.resize(keys_.size());
+    all_numbers_.assign(keys_.size(), true);
+  }
+  if (tabular_ && members_.size() != keys_.size()) tabular_ = false;
+  for (std::size_t c = 0; tabular_ && c < members_.size(); ++c) {
+    std::string cell = field_text::value_text(members_[c].value);
+    if (members_[c].key != keys_[c] || !table_scalar(members_[c].value, cell)) {
+      tabular_ = false;
+    } else {
+      texts_[c].push_text(cell);
+      if (!is_number(members_[c].value)) all_numbers_[c] = false;
+    }
+  }
+  if (!tabular_) texts_ = {};
+}
+
+ParsedElements JsonElements::take() {
+  ParsedElements parsed = std::move(parsed_);
+  parsed.encoding = Encoding::json;
+  if (tabular_ && parsed.elements.size() > 0) {
+    // Typed as CSV, on each value's text; a string holding digits ("7") stays a string.
+    Table table;
+    table.names = std::move(keys_);
+    for (std::size_t c = 0; c < texts_.size(); ++c)
+      table.types.push_back(all_numbers_[c] ? type_column(texts_[c]) : ColumnType::string);
+    table.columns = std::move(texts_);
+    parsed.table = std::move(table);
+  }
+  parsed_ = ParsedElements();
+  keys_.clear();
+  texts_.clear();
+  return parsed;
+}
+
+void JsonElements::give_back(ParsedElements&& parsed) {
+  if (parsed.table) {
+    keys_ = std::move(parsed.table->names);
+    texts_ = std::move(parsed.table->columns);
+    parsed.table.reset();
+  }
+  parsed_ = std::move(parsed);
+}
+
 ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encoding) {
   const std::string where = file.string();
   const std::string content = read_input_text(file, encoding);
   const std::string_view text = std::string_view(content).substr(utf8::bom_length(content));
 
-  ParsedElements parsed;
-  parsed.encoding = Encoding::json;
-  // The table: kept while every object is flat with the keys of the first one, in its order.
-  // Cells hold each value's text: a string's characters, a number or boolean as written.
-  bool tabular = true;
-  std::vector<std::string> keys;
-  std::vector<TableColumn> texts;
-  std::vector<bool> all_numbers;
-  std::vector<field_text::JsonMember> members;
-  std::unordered_set<std::string_view> seen;
-
+  JsonElements elements(/*objects_only=*/true);
   std::size_t pos = 0, line = 0;
   while (pos < text.size()) {
     ++line;
@@ -452,54 +513,35 @@ ParsedElements read_jsonl(const std::filesystem::path& file, TextEncoding encodi
     const std::string_view row = text.substr(pos, end - pos);
     pos = end + 1;
     if (is_blank(row)) continue;
-
-    const std::string at = where + ":" + std::to_string(line) + ": ";
-    if (!ordered_json::accept(row.begin(), row.end())) {
-      try {
-        [[maybe_unused]] const auto only_for_the_reason = ordered_json::parse(row.begin(), row.end());
-      } catch (const ordered_json::exception& e) {
-        throw UsageError(at + "invalid JSON: " + short_reason(e.what()));
-      }
-    }
-    if (!field_text::json_members(row, members)) throw UsageError(at + "not a JSON object");
-    seen.clear();
-    for (const auto& m : members)
-      if (!seen.insert(m.key).second) throw UsageError(at + "duplicate key '" + m.key + "'");
-    // Stored as written, less the spaces: numbers keep their text (1.10 stays 1.10).
-    parsed.elements.push(field_text::compact_json(row));
-
-    if (!tabular) continue;
-    if (parsed.elements.size() == 1) {
-      for (const auto& m : members) keys.push_back(m.key);
-      tabular = !keys.empty() && std::none_of(keys.begin(), keys.end(), [](const std::string& k) {
-        return k.empty() || k.find('\0') != std::string::npos;
-      });
-      texts.resize(keys.size());
-      all_numbers.assign(keys.size(), true);
-    }
-    if (tabular && members.size() != keys.size()) tabular = false;
-    for (std::size_t c = 0; tabular && c < members.size(); ++c) {
-      std::string cell = field_text::value_text(members[c].value);
-      if (members[c].key != keys[c] || !table_scalar(members[c].value, cell)) {
-        tabular = false;
-      } else {
-        texts[c].push_text(cell);
-        if (!is_number(members[c].value)) all_numbers[c] = false;
-      }
-    }
-    if (!tabular) texts = {};
+    elements.add(row, where + ":" + std::to_string(line) + ": ");
   }
-  if (parsed.elements.size() == 0) throw UsageError(where + ": no rows");
-  if (!tabular) return parsed;
+  if (elements.size() == 0) throw UsageError(where + ": no rows");
+  return elements.take();
+}
 
-  // Typed as CSV, on each value's text; a string holding digits ("7") stays a string.
-  Table table;
-  table.names = std::move(keys);
-  for (std::size_t c = 0; c < texts.size(); ++c)
-    table.types.push_back(all_numbers[c] ? type_column(texts[c]) : ColumnType::string);
-  table.columns = std::move(texts);
-  parsed.table = std::move(table);
-  return parsed;
+ParsedElements read_input_file(const std::string& from, const std::string& format,
+                               const std::string& encoding_name) {
+  const TextEncoding encoding = text_encoding_from_string(encoding_name);
+  if (format.empty()) {
+    if (const auto dataset = h5_dataset_of(from)) {
+      if (encoding != TextEncoding::utf8)
+        throw UsageError("--encoding '" + encoding_name + "': an HDF5 dataset's strings are UTF-8 already");
+      return read_h5(*dataset);
+    }
+  }
+  std::string kind = format;
+  if (kind.empty()) {
+    const auto ext = std::filesystem::path(from).extension().string();
+    if (ext == ".csv")
+      kind = "csv";
+    else if (ext == ".jsonl" || ext == ".ndjson")
+      kind = "jsonl";
+    else
+      throw UsageError("--from '" + from + "': cannot tell the format from the name; give --format csv|jsonl");
+  }
+  if (kind == "csv") return read_csv(from, encoding);
+  if (kind == "jsonl") return read_jsonl(from, encoding);
+  throw UsageError("--format '" + kind + "': give csv or jsonl");
 }
 
 // --------------------------------------------------------------------------------- --grid, --range

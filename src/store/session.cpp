@@ -10,6 +10,7 @@
 
 #include "mpmux/error.hpp"
 #include "store/fs.hpp"
+#include "store/object_store.hpp"
 #include "store/remote_mux.hpp"
 #include "store/uri.hpp"
 
@@ -319,6 +320,59 @@ stdfs::path Session::elements_file() const { return id_.dir / kElementsFile; }
 std::string Session::store_url() const {
   if (id_.is_remote()) return id_.remote + "/sessions/" + id_.session;
   return dir().string();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Muxes named by users
+
+MuxLocation MuxLocation::parse(std::string_view text, std::string_view what) {
+  MuxLocation mux;
+  if (text.find('#') != std::string_view::npos && !store::url_scheme(text).empty()) {
+    MuxId id = MuxId::parse(text);
+    mux.session = id.session;
+    if (id.is_remote())
+      mux.remote = std::move(id.remote);
+    else
+      mux.dir = std::move(id.dir);
+  } else if (store::url_scheme(text) == "az") {
+    mux.remote = remote_mux_url(text, what);
+  } else {
+    mux.dir = stdfs::absolute(store::local_path_of(text, what));
+  }
+  return mux;
+}
+
+std::uint64_t MuxLocation::size() const {
+  if (!session.empty())
+    return Session::open(MuxId{remote.empty() ? dir : mux_cache_dir(remote), session, remote}).total();
+  if (!remote.empty())
+    throw UsageError("'" + remote + "': the size of a mux on az:// is read through a mux id of one of its sessions");
+  check_mux_dir(dir);
+  return ElementSet::open(dir / kElementsFile).size();
+}
+
+Session MuxLocation::create_session() const {
+  return remote.empty() ? Session::create(dir) : Session::create_remote(remote);
+}
+
+void MuxLocation::destroy() const {
+  if (remote.empty())
+    destroy_mux(dir);
+  else
+    destroy_remote_mux(remote);
+}
+
+MuxRoot MuxRoot::parse(std::string_view text, std::string_view what) {
+  MuxRoot root;
+  if (store::url_scheme(text) == "az")
+    root.remote = std::string(text);
+  else
+    root.dir = store::local_path_of(text, what);
+  return root;
+}
+
+std::string MuxRoot::create(const ParsedElements& elements, const std::string& tag) const {
+  return remote.empty() ? create_mux(dir, elements, tag).string() : create_remote_mux(remote, elements, tag);
 }
 
 }  // namespace mpmux

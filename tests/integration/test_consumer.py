@@ -35,13 +35,13 @@ class Consumer(TempDirTest):
         sh("cmake", "--install", BUILD, "--prefix", prefix)
         for f in ("include/mpmux/multiplexer.hpp", "include/mpmux/export.hpp", "bin/mpmux",
                   "lib/cmake/mpmux/mpmuxConfig.cmake", "lib/cmake/mpmux/mpmuxConfigVersion.cmake",
-                  "lib/pkgconfig/mpmux.pc"):
+                  "lib/pkgconfig/mpmux.pc", "lib/pkgconfig/mpmux-cxx.pc"):
             self.assertTrue(os.path.exists(os.path.join(prefix, f)), f)
         exe = self.configure_and_build(CMAKE_PREFIX_PATH=prefix)
         self.run_consumer(exe)
 
         env = dict(ENV, PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"))
-        flags = sh("pkg-config", "--cflags", "--libs", "mpmux", env=env).split()
+        flags = sh("pkg-config", "--cflags", "--libs", "mpmux-cxx", env=env).split()
         exe = os.path.join(self.tmp, "consumer-pc")
         sh("g++", "-o", exe, os.path.join(CONSUMER, "main.cpp"), *flags,
            f"-Wl,-rpath,{os.path.join(prefix, 'lib')}", env=env)

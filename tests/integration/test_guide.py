@@ -1,7 +1,9 @@
 """docs/guide.md, re-run: the commands of its ```console blocks run in order in one bash process,
 in a fresh directory standing for /tmp/mpmux-guide, with `mpmux` on PATH being the built CLI;
 each must exit 0 and print what the guide shows, up to what varies from run to run (times,
-session ids, rates, the directory). The C++ example is built against the build tree and run.
+session ids, rates, the directory). The C++ example is built against the build tree and run. The
+Python example (the ```python block that imports mpmux) is saved as the file its first comment
+names before the commands run, which find the package of the build tree on PYTHONPATH.
 MPMUX_GUIDE names another copy of the guide to run instead (to check this test on an edited one).
 """
 import os
@@ -36,7 +38,8 @@ def run_steps(steps, tmp, timeout=600):
     if os.path.isabs(MPIEXEC):
         path.append(os.path.dirname(MPIEXEC))  # where mpirun lives
     # The C locale, so that awk prints numbers as the guide shows them; no start-up files.
-    env = dict(ENV, PATH=os.pathsep.join(path + [os.environ.get("PATH", "/usr/bin:/bin")]), LC_ALL="C")
+    env = dict(ENV, PATH=os.pathsep.join(path + [os.environ.get("PATH", "/usr/bin:/bin")]), LC_ALL="C",
+               PYTHONPATH=os.path.abspath(os.path.join(BUILD, "python")))
     for name in ("BASH_ENV", "ENV", "MPMUX_RMA_NO_SHARED"):
         env.pop(name, None)
     p = subprocess.run(["bash", "--noprofile", "--norc", "-c", "\n".join(script)], capture_output=True,
@@ -51,6 +54,18 @@ def run_steps(steps, tmp, timeout=600):
     return results, p.returncode, parts[-1]
 
 
+def python_examples(text):
+    """{file name: lines} of the ```python blocks that import mpmux, named by their first line
+    (`# sweep.py: ...`)."""
+    files = {}
+    for _, lines, _ in fenced_blocks(text, "python"):
+        if any(l.startswith("from mpmux import") for l in lines):
+            match = re.match(r"# ([\w.-]+\.py):", lines[0])
+            assert match, f"a Python example starts with `# NAME.py: ...`, not {lines[0]!r}"
+            files[match.group(1)] = lines
+    return files
+
+
 class Guide(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -58,6 +73,10 @@ class Guide(unittest.TestCase):
             cls.text = f.read()
         cls.steps, cls.cpp_steps = guide_steps(cls.text)
         cls.tmp = tempfile.mkdtemp(prefix="guide-run-")
+        cls.python_files = python_examples(cls.text)
+        for name, lines in cls.python_files.items():
+            with open(os.path.join(cls.tmp, name), "w") as f:
+                f.write("\n".join(lines) + "\n")
         cls.results, cls.bash_code, cls.tail = run_steps(cls.steps, cls.tmp)
 
     @classmethod
@@ -101,6 +120,15 @@ class Guide(unittest.TestCase):
                 self.assertIsNotNone(compare(step_copy, actual), repr(step))
                 changed += 1
         self.assertGreater(changed, 0, "the guide shows no stat table")
+
+    def test_the_python_example_runs(self):
+        # The twin of the C++ example: one program, run by a command of the guide (whose output
+        # test_every_command_succeeds_and_prints_what_the_guide_shows checks).
+        self.assertEqual(list(self.python_files), ["sweep.py"])
+        runs = [s for s in self.steps if "python3 sweep.py" in s.command]
+        self.assertEqual(len(runs), 1, "one command of the guide runs sweep.py")
+        self.assertIn("mpirun -n 4", runs[0].command)
+        self.assertTrue(runs[0].expected, "the guide shows what it prints")
 
     def test_the_cpp_example_builds_and_runs(self):
         sources = [lines for _, lines, _ in fenced_blocks(self.text, "cpp") if any("int main" in l for l in lines)]

@@ -17,6 +17,7 @@ PUBLIC = {
     "mpi.hpp": "claim", "rma_claimer.hpp": "claim",
     "worker_program.hpp": "pool",
     "run.hpp": "run", "runner.hpp": "run", "command.hpp": "run", "multiplexer.hpp": "run", "plugin.h": "run",
+    "mpmux.h": "capi",
     # Implementation detail the pool templates need (include/mpmux/bits/).
     "bits/map_driver.hpp": "pool", "bits/pool_engine.hpp": "pool", "bits/thread_engine.hpp": "pool",
     "bits/process_engine.hpp": "pool",
