@@ -147,8 +147,9 @@ int mpmux_elements_create(mpmux_elements* elements, const char* root, const char
 
 void mpmux_elements_free(mpmux_elements* elements) { delete elements; }
 
-int mpmux_set_create_from_file_abi(uint32_t abi_version, const char* root, const char* file, const char* format,
-                                   const char* encoding, const char* tag, char** mux_dir) {
+int mpmux_set_create_from_file_abi(uint32_t abi_version, const char* root, const char* file,
+                                   const char* format, const char* encoding, const char* tag,
+                                   char** mux_dir) {
   return guarded([&] {
     constexpr const char* call = "mpmux_set_create_from_file";
     check_abi(abi_version, call);

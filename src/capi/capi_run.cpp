@@ -115,9 +115,10 @@ void set_option(RunOptions& o, std::string_view name, const std::string& value) 
   } else if (name == "fsync") {
     o.fsync = bool_of(name, value);
   } else {
-    throw UsageError("unknown option '" + std::string(name) +
-                     "' (options: retries, root-works, rerun-failed, lease, chunk-min, chunk-max, deadline, "
-                     "grace, estimate, stop-on-signals, progress, progress-interval, commit-interval, fsync)");
+    throw UsageError(
+        "unknown option '" + std::string(name) +
+        "' (options: retries, root-works, rerun-failed, lease, chunk-min, chunk-max, deadline, "
+        "grace, estimate, stop-on-signals, progress, progress-interval, commit-interval, fsync)");
   }
 }
 
@@ -243,8 +244,9 @@ int finish(mpmux_run& run, mpmux_summary* summary) {
     case RunEnd::some_failed:
       return fail(MPMUX_FAILED, "some elements of the session failed for good (mpmux stat lists them)");
     case RunEnd::stopped:
-      return fail(MPMUX_STOPPED, "stopped (" + (s.stop_reason.empty() ? std::string("on another rank") : s.stop_reason) +
-                                     "); the rest stays pending: open the session again to resume");
+      return fail(MPMUX_STOPPED,
+                  "stopped (" + (s.stop_reason.empty() ? std::string("on another rank") : s.stop_reason) +
+                      "); the rest stays pending: open the session again to resume");
   }
   return MPMUX_FAILED;
 }

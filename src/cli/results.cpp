@@ -2,7 +2,6 @@
 // as CSV or JSON Lines on stdout or in a file, or as HDF5 (by default the session's results.h5).
 #include "mpmux/results.hpp"
 
-
 #include <filesystem>
 #include <iostream>
 #include <memory>

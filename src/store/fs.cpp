@@ -223,8 +223,10 @@ void check_output_file(const std::filesystem::path& file, std::string_view name)
   const std::string what = std::string(name) + " '" + file.string() + "'";
   std::error_code ec;
   if (std::filesystem::is_directory(file, ec)) throw UsageError(what + ": is a directory");
-  const std::filesystem::path dir = file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
-  if (!std::filesystem::is_directory(dir, ec)) throw UsageError(what + ": no directory '" + dir.string() + "'");
+  const std::filesystem::path dir =
+      file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path();
+  if (!std::filesystem::is_directory(dir, ec))
+    throw UsageError(what + ": no directory '" + dir.string() + "'");
   if (::access(dir.c_str(), W_OK) != 0)
     throw UsageError(what + ": cannot write in '" + dir.string() + "': " + error_text(errno));
 }

@@ -537,7 +537,8 @@ ParsedElements read_input_file(const std::string& from, const std::string& forma
     else if (ext == ".jsonl" || ext == ".ndjson")
       kind = "jsonl";
     else
-      throw UsageError("--from '" + from + "': cannot tell the format from the name; give --format csv|jsonl");
+      throw UsageError("--from '" + from +
+                       "': cannot tell the format from the name; give --format csv|jsonl");
   }
   if (kind == "csv") return read_csv(from, encoding);
   if (kind == "jsonl") return read_jsonl(from, encoding);

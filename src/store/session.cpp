@@ -346,7 +346,8 @@ std::uint64_t MuxLocation::size() const {
   if (!session.empty())
     return Session::open(MuxId{remote.empty() ? dir : mux_cache_dir(remote), session, remote}).total();
   if (!remote.empty())
-    throw UsageError("'" + remote + "': the size of a mux on az:// is read through a mux id of one of its sessions");
+    throw UsageError("'" + remote +
+                     "': the size of a mux on az:// is read through a mux id of one of its sessions");
   check_mux_dir(dir);
   return ElementSet::open(dir / kElementsFile).size();
 }

@@ -94,7 +94,8 @@ TEST(CApi, AProgramBuiltForAnotherAbiIsRefusedNamingBothVersions) {
   EXPECT_EQ(mpmux_elements_new_abi(0, &set), MPMUX_ABI_MISMATCH);
   mpmux_options* options = nullptr;
   EXPECT_EQ(mpmux_options_new_abi(MPMUX_ABI_VERSION + 1, &options), MPMUX_ABI_MISMATCH);
-  EXPECT_EQ(mpmux_open_fint_abi(MPMUX_ABI_VERSION + 1, "file:///x#s=y", 0, nullptr, &run), MPMUX_ABI_MISMATCH);
+  EXPECT_EQ(mpmux_open_fint_abi(MPMUX_ABI_VERSION + 1, "file:///x#s=y", 0, nullptr, &run),
+            MPMUX_ABI_MISMATCH);
 }
 
 TEST(CApi, NullArgumentsAreUsageErrorsNamingTheArgument) {
@@ -156,8 +157,9 @@ TEST(CApi, AFileIsReadAsMpmuxNewReadsIt) {
   TempDir dir;
   const auto csv = dir.write("grid.csv", "x,y\n1,a\n2,b\n3,c\n");
   char* raw = nullptr;
-  ASSERT_EQ(mpmux_set_create_from_file((dir.path() / "mux").c_str(), csv.c_str(), nullptr, nullptr, "t", &raw),
-            MPMUX_OK)
+  ASSERT_EQ(
+      mpmux_set_create_from_file((dir.path() / "mux").c_str(), csv.c_str(), nullptr, nullptr, "t", &raw),
+      MPMUX_OK)
       << last_error();
   const CString mux(raw);
   uint64_t size = 0;
@@ -174,8 +176,8 @@ TEST(CApi, ElementsMayBeAnyJsonValueStoredWithoutSpaces) {
   mpmux_elements* raw = nullptr;
   ASSERT_EQ(mpmux_elements_new(&raw), MPMUX_OK);
   Elements set(raw);
-  const std::vector<std::string> texts = {"{ \"a\" : 1.10 }", " 7 ", "\"s t\"", "[1, [2, {\"b\": null}]]",
-                                          "true", "null"};
+  const std::vector<std::string> texts = {"{ \"a\" : 1.10 }",        " 7 ",  "\"s t\"",
+                                          "[1, [2, {\"b\": null}]]", "true", "null"};
   for (const auto& t : texts) ASSERT_EQ(mpmux_elements_add(set.get(), t.data(), t.size()), MPMUX_OK);
   EXPECT_EQ(mpmux_elements_add(set.get(), "{\"a\":1,\"a\":2}", 13), MPMUX_USAGE);
   EXPECT_EQ(last_error(), "element 6: duplicate key 'a'");
@@ -243,7 +245,8 @@ TEST(CApi, OptionsAreSetByNameAndABadValueKeepsTheOldOne) {
                          "progress-interval=1", "commit-interval=0.05", "fsync=false"}) {
     const std::string pair = ok;
     const auto eq = pair.find('=');
-    EXPECT_EQ(mpmux_options_set(options.get(), pair.substr(0, eq).c_str(), pair.substr(eq + 1).c_str()), MPMUX_OK)
+    EXPECT_EQ(mpmux_options_set(options.get(), pair.substr(0, eq).c_str(), pair.substr(eq + 1).c_str()),
+              MPMUX_OK)
         << pair << ": " << last_error();
   }
 }
@@ -297,7 +300,8 @@ TEST(CApi, AFinishedRunTakesNoMoreCalls) {
   ASSERT_EQ(mpmux_next(run.get(), &e), MPMUX_OK);
   // Finished with an element left pending: resumable, as `mpmux run` stopped.
   EXPECT_EQ(mpmux_finish(run.get(), nullptr), MPMUX_STOPPED);
-  EXPECT_EQ(last_error(), "stopped (the loop ended early); the rest stays pending: open the session again to resume");
+  EXPECT_EQ(last_error(),
+            "stopped (the loop ended early); the rest stays pending: open the session again to resume");
   EXPECT_EQ(mpmux_next(run.get(), &e), MPMUX_USAGE);
   EXPECT_EQ(last_error(), "mpmux_next: the run is finished");
   EXPECT_EQ(mpmux_record_done(run.get(), nullptr, 0), MPMUX_USAGE);
