@@ -25,22 +25,24 @@ mpirun=(mpirun --oversubscribe -n 2)
 work=$(mktemp -d /tmp/mpmux-bench-python-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 samples=$work/samples.tsv
+group="elements/s, empty body, 2 ranks"
 
 echo "elements/s, 2 ranks, $reps repetitions: Python and C++ loops over $n elements, mpi4py over $n_mpi4py" >&2
 for _ in $(seq "$reps"); do
   "${mpirun[@]}" "$python" "$here/loop.py" "$n" 1 "$work/mux" |
     sed -n 's/^python_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
-    awk '{ printf "Python for x in Multiplexer(id)\telements/s\t%f\n", $2 / $1 }' >>"$samples"
+    awk -v g="$group" '{ printf "%s\tPython for x in Multiplexer(id)\telements/s\t%f\n", g, $2 / $1 }' >>"$samples"
   "${mpirun[@]}" "$cpp" "$n" 1 "$work/mux" |
     sed -n 's/^multiplexer_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
-    awk '{ printf "C++ Multiplexer<T> loop\telements/s\t%f\n", $2 / $1 }' >>"$samples"
+    awk -v g="$group" '{ printf "%s\tC++ Multiplexer<T> loop\telements/s\t%f\n", g, $2 / $1 }' >>"$samples"
   "${mpirun[@]}" "$python" -m mpi4py.futures "$here/../claim/mpi4py_futures.py" "$n_mpi4py" 1 |
     sed -n 's/^mpi4py_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
-    awk '{ printf "mpi4py.futures map, chunksize 1\telements/s\t%f\n", $2 / $1 }' >>"$samples"
+    awk -v g="$group" '{ printf "%s\tmpi4py.futures map, chunksize 1 (baseline)\telements/s\t%f\n", g, $2 / $1 }' >>"$samples"
 done
 
+[ -n "${MPMUX_BENCH_OUT:-}" ] && cp "$samples" "$MPMUX_BENCH_OUT/python.samples.tsv"
 "$python" "$here/../claim/table.py" <"$samples"
-median() { grep -F "$1" "$samples" | cut -f3 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { awk -F'\t' -v c="$1" 'index($2, c) == 1 { print $4 }' "$samples" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 py=$(median 'Python')
 cxx=$(median 'C++')
 mpi4py=$(median 'mpi4py')
