@@ -51,5 +51,6 @@ Command add_run_command(CLI::App& app);      // run.cpp
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp
 Command add_report_command(CLI::App& app);   // report.cpp
+Command add_top_command(CLI::App& app);      // top.cpp
 
 }  // namespace mpmux::cli

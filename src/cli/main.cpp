@@ -137,6 +137,7 @@ int main(int argc, char** argv) try {
   const Command stat_cmd = add_stat_command(app);
   const Command results_cmd = add_results_command(app);
   const Command report_cmd = add_report_command(app);
+  const Command top_cmd = add_top_command(app);
 
   std::string mux_id;
 
@@ -180,6 +181,7 @@ int main(int argc, char** argv) try {
     if (*stat_cmd.app) return stat_cmd.run();
     if (*results_cmd.app) return results_cmd.run();
     if (*report_cmd.app) return report_cmd.run();
+    if (*top_cmd.app) return top_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
     if (*destroy_cmd && is_az(dir)) {
       destroy_remote_mux(remote_mux_of(dir));
