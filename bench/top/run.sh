@@ -19,7 +19,7 @@ echo "preparing: a session of $n elements in $work" >&2
 import sys
 print('x,y')
 for k in range($n):
-    print(f'{k % 317 / 100:.2f},{k % 211 / 100:.2f}')
+    print(f'{k % 400 / 100 - 2:.2f},{k % 397 / 100 - 1:.2f}')
 " >"$work/in.csv"
 dir=$("$mpmux" new "$work/mux" --from "$work/in.csv")
 id=$("$mpmux" session "$dir")

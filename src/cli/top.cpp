@@ -22,6 +22,7 @@
 #include "mpmux/error.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
+#include "run/stat_text.hpp"
 #include "run/top_frame.hpp"
 #include "store/fs.hpp"
 
@@ -134,15 +135,20 @@ void read_into(run::TopView& view, const Session& session) {
 void draw(const run::TopView& view, double interval_s, const std::string& read_at) {
   const ScreenSize size = screen_size();
   const std::vector<std::string> lines = run::top_frame(view, size.columns, size.rows > 1 ? size.rows - 1 : 1);
+  // Without autowrap the cursor stays on the last column once a line fills it: erasing to the
+  // end of such a line would erase its last character.
+  const auto erase_rest = [&](const std::string& line) {
+    return run::columns_of(line) < size.columns ? "\x1b[K" : "";
+  };
   std::string out = "\x1b[H";
-  for (const std::string& line : lines) out += line + "\x1b[K\r\n";
+  for (const std::string& line : lines) out += line + erase_rest(line) + "\r\n";
   out += "\x1b[J";
   if (size.rows > 1) {
     char every[32];
     std::snprintf(every, sizeof every, "%g", interval_s);
-    out += "\x1b[" + std::to_string(size.rows) + ";1H" +
-           run::clip("q quits, space reads again; read " + read_at + ", every " + every + " s", size.columns) +
-           "\x1b[K";
+    const std::string keys =
+        run::clip("q quits, space reads again; read " + read_at + ", every " + every + " s", size.columns);
+    out += "\x1b[" + std::to_string(size.rows) + ";1H" + keys + erase_rest(keys);
   }
   write_all(STDOUT_FILENO, out);
 }

@@ -160,9 +160,13 @@ class TopInTerminalTest(TopTest):
         def bar_of(s):
             return next((line for line in s.splitlines() if line.startswith("[")), "")
 
-        self.assertEqual(len(bar_of(self.wait_for(lambda s: bar_of(s), self.screen, timeout=30))), 100)
+        # The bar fills the width to its last column (no rate: nobody runs the session).
+        bar = bar_of(self.wait_for(lambda s: bar_of(s), self.screen, timeout=30))
+        self.assertEqual(len(bar.rstrip()), 100, bar)
+        self.assertTrue(bar.endswith("0.0%  no rate yet"), bar)
         self.tmux("resize-window", "-t", "t", "-x", "50", "-y", "12")
-        screen = self.wait_for(lambda s: len(bar_of(s)) == 50, self.screen, timeout=30)
+        screen = self.wait_for(lambda s: len(bar_of(s).rstrip()) == 50, self.screen, timeout=30)
+        self.assertTrue(bar_of(screen).endswith("0.0%  no rate yet"), screen)
         lines = screen.splitlines()
         self.assertLessEqual(len(lines), 12)
         for line in lines:
