@@ -64,9 +64,9 @@ MPMUX_EXPORT void destroy_remote_mux(const std::string& mux_url);
 /// An element a participant is running, from its heartbeat: the longest-running few of it.
 struct MPMUX_EXPORT RunningElement {
   std::uint64_t index = 0;
-  std::uint32_t attempt = 0;          // 0 when the heartbeat did not say
-  std::int64_t started_unix_ns = 0;   // when it was handed to a worker, by the participant's clock
-  std::int64_t rank = -1;             // the rank of the participant's job running it; -1 unknown
+  std::uint32_t attempt = 0;         // 0 when the heartbeat did not say
+  std::int64_t started_unix_ns = 0;  // when it was handed to a worker, by the participant's clock
+  std::int64_t rank = -1;            // the rank of the participant's job running it; -1 unknown
 };
 
 /// A live participant of a session (a run or Multiplexer loop whose heartbeat is within its

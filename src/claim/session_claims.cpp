@@ -108,7 +108,8 @@ void read_about(const nlohmann::json& about, Heartbeat& hb) {
       if (!e.is_object() || !e.contains("index") || !e["index"].is_number_unsigned()) continue;
       if (p.running_elements.size() == kRunningElementsRead) break;
       p.running_elements.push_back({e["index"].get<std::uint64_t>(), field(e, "attempt", std::uint32_t{0}),
-                                    field(e, "started_unix_ns", std::int64_t{0}), field(e, "rank", std::int64_t{-1})});
+                                    field(e, "started_unix_ns", std::int64_t{0}),
+                                    field(e, "rank", std::int64_t{-1})});
     }
   }
   if (const auto paths = about.find("claim_paths"); paths != about.end() && paths->is_array()) {

@@ -111,7 +111,8 @@ struct ScreenSize {
 
 ScreenSize screen_size() {
   winsize ws{};
-  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) return {ws.ws_col, ws.ws_row};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0)
+    return {ws.ws_col, ws.ws_row};
   return {};
 }
 
@@ -134,7 +135,8 @@ void read_into(run::TopView& view, const Session& session) {
 // the frame), the keys at the bottom: written at once, so the screen never shows half a frame.
 void draw(const run::TopView& view, double interval_s, const std::string& read_at) {
   const ScreenSize size = screen_size();
-  const std::vector<std::string> lines = run::top_frame(view, size.columns, size.rows > 1 ? size.rows - 1 : 1);
+  const std::vector<std::string> lines =
+      run::top_frame(view, size.columns, size.rows > 1 ? size.rows - 1 : 1);
   // Without autowrap the cursor stays on the last column once a line fills it: erasing to the
   // end of such a line would erase its last character.
   const auto erase_rest = [&](const std::string& line) {
@@ -157,7 +159,8 @@ int top_live(const Session& session, run::TopView& view, double interval_s) {
   LoopSignals signals;
   FullScreen screen(::isatty(STDIN_FILENO) != 0);
   using Clock = std::chrono::steady_clock;
-  const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s));
+  const auto interval =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s));
   std::string read_at = clock_text();
   for (;;) {
     draw(view, interval_s, read_at);
@@ -199,15 +202,16 @@ int top_live(const Session& session, run::TopView& view, double interval_s) {
 
 int top_command(const std::string& mux_id, double interval_s) {
   if (!(interval_s >= 0.1 && interval_s <= 3600))
-    throw UsageError("top: --interval " + std::to_string(interval_s) + ": must be between 0.1 and 3600 seconds");
+    throw UsageError("top: --interval " + std::to_string(interval_s) +
+                     ": must be between 0.1 and 3600 seconds");
   const Session session = Session::open(MuxId::parse(mux_id));
   run::TopView view;
   view.mux_id = session.id().str();
   read_into(view, session);
   if (::isatty(STDOUT_FILENO) == 0) {
     // Output to a file or a pipe (`top -b -n 1`): one frame, nothing cut.
-    for (const std::string& line :
-         run::top_frame(view, std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max()))
+    for (const std::string& line : run::top_frame(view, std::numeric_limits<std::size_t>::max(),
+                                                  std::numeric_limits<std::size_t>::max()))
       std::printf("%s\n", line.c_str());
     return kExitOk;
   }

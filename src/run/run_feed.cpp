@@ -62,10 +62,10 @@ nlohmann::json Run::State::running_elements() {
   std::vector<std::pair<std::int64_t, nlohmann::json>> all;
   all.reserve(running_here.size() + running_reported.size());
   const auto add = [&](std::uint64_t index, std::int64_t started, std::uint32_t attempt, int on_rank) {
-    all.emplace_back(started, nlohmann::json{{"index", index},
-                                             {"attempt", attempt},
-                                             {"started_unix_ns", started},
-                                             {"rank", on_rank}});
+    all.emplace_back(
+        started,
+        nlohmann::json{
+            {"index", index}, {"attempt", attempt}, {"started_unix_ns", started}, {"rank", on_rank}});
   };
   for (const auto& [index, since] : running_here)
     add(index, unix_now - std::chrono::duration_cast<std::chrono::nanoseconds>(now - since.first).count(),

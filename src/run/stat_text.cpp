@@ -46,11 +46,12 @@ std::string rate_text(double rate) {
 }
 
 std::size_t columns_of(std::string_view text) {
-  return static_cast<std::size_t>(
-      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+  return static_cast<std::size_t>(std::count_if(
+      text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
-std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows, std::string_view align) {
+std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows,
+                                     std::string_view align) {
   std::vector<std::size_t> width;
   for (const auto& row : rows) {
     width.resize(std::max(width.size(), row.size()), 0);

@@ -23,6 +23,7 @@ std::string rate_text(double rate);
 std::size_t columns_of(std::string_view text);
 /// The rows (the first one the heading) as aligned lines, indented by two spaces: column c to
 /// the left when align[c] is 'l' (names), else to the right (numbers).
-std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows, std::string_view align);
+std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows,
+                                     std::string_view align);
 
 }  // namespace mpmux::run

@@ -55,7 +55,7 @@ std::vector<std::string> running_lines(const Stat& st, std::int64_t now_unix_ns)
   if (all.empty()) return {st.running > 0 ? "  none reported yet" : "  none"};
   std::sort(all.begin(), all.end(), [](const Row& a, const Row& b) {
     return a.e->started_unix_ns != b.e->started_unix_ns ? a.e->started_unix_ns < b.e->started_unix_ns
-                                                         : a.e->index < b.e->index;
+                                                        : a.e->index < b.e->index;
   });
   std::vector<std::vector<std::string>> rows{{"element", "attempt", "running", "host", "rank", "slurm"}};
   for (const Row& r : all) {
@@ -91,7 +91,8 @@ std::string clip(std::string_view line, std::size_t width) {
   for (std::size_t i = 0; i < line.size();) {
     std::size_t len = 1;
     const auto lead = static_cast<unsigned char>(line[i]);
-    while (i + len < line.size() && (static_cast<unsigned char>(line[i + len]) & 0xC0) == 0x80 && lead >= 0xC0)
+    while (i + len < line.size() && (static_cast<unsigned char>(line[i + len]) & 0xC0) == 0x80 &&
+           lead >= 0xC0)
       ++len;
     if (columns + 1 > width || (columns + 1 == width && i + len < line.size())) {
       if (width > 0) out += '>';
@@ -114,7 +115,8 @@ std::vector<std::string> top_frame(const TopView& view, std::size_t width, std::
   if (st.fenced > 0) counts += "  fenced " + count_text(st.fenced);
   lines.push_back(counts);
   lines.push_back(bar_line(st, width));
-  if (!view.trouble.empty()) lines.push_back("read failed, showing the last read: " + printable(view.trouble));
+  if (!view.trouble.empty())
+    lines.push_back("read failed, showing the last read: " + printable(view.trouble));
 
   std::vector<std::string> participants = participant_lines(st);
   std::vector<std::string> running = running_lines(st, view.now_unix_ns);
@@ -134,8 +136,8 @@ std::vector<std::string> top_frame(const TopView& view, std::size_t width, std::
   }
   if (for_participants >= 1) {
     lines.emplace_back();
-    add_section(lines, "participants (" + std::to_string(st.participants.size()) + ")", std::move(participants),
-                for_participants - 1, !st.participants.empty());
+    add_section(lines, "participants (" + std::to_string(st.participants.size()) + ")",
+                std::move(participants), for_participants - 1, !st.participants.empty());
   }
   if (for_running >= 1) {
     lines.emplace_back();

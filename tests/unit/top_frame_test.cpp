@@ -67,14 +67,16 @@ std::size_t line_of(const std::vector<std::string>& lines, const std::string& pa
 TEST(TopFrame, ShowsTheCountsTheBarTheParticipantsAndTheLongestRunningElementsOldestFirst) {
   const auto lines = top_frame(busy_view(), 100, 40);
   const std::string all = joined(lines);
-  EXPECT_NE(all.find("total 100  done 40  failed 2  running 3  claimed 10  pending 45"), std::string::npos) << all;
+  EXPECT_NE(all.find("total 100  done 40  failed 2  running 3  claimed 10  pending 45"), std::string::npos)
+      << all;
   EXPECT_EQ(all.find("fenced"), std::string::npos) << "fenced shows only when there are any\n" << all;
   EXPECT_NE(all.find(" 42.0%  5.0/s  ETA 12 s"), std::string::npos) << all;
   EXPECT_NE(all.find("participants (2)"), std::string::npos) << all;
   EXPECT_LT(line_of(lines, "node0"), line_of(lines, "node1")) << all;
   EXPECT_NE(all.find("1 s ago"), std::string::npos) << all;
   // Element 61 has run longest (5 min), then 17 (1 min 15 s), then 23.
-  const std::size_t e61 = line_of(lines, "   61 "), e17 = line_of(lines, "   17 "), e23 = line_of(lines, "   23 ");
+  const std::size_t e61 = line_of(lines, "   61 "), e17 = line_of(lines, "   17 "),
+                    e23 = line_of(lines, "   23 ");
   ASSERT_LT(e23, lines.size()) << all;
   EXPECT_LT(e61, e17) << all;
   EXPECT_LT(e17, e23) << all;
