@@ -29,3 +29,12 @@ install(FILES ${PROJECT_BINARY_DIR}/mpmux.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}
 install(TARGETS rosenbrock LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/mpmux/tasks)
 install(FILES ${PROJECT_SOURCE_DIR}/plugins/tasks/rosenbrock.c ${PROJECT_SOURCE_DIR}/plugins/tasks/README.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/tasks)
+
+# The example workflows (docs/workflows.md) with their task, loss.sh, which keeps its execute bit.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/plugins/workflows/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/workflows
+        USE_SOURCE_PERMISSIONS)
+
+# The Slurm SPANK plugin, where it was built; plugstack.conf names it (docs/guide.md).
+if(TARGET mpmux_spank)
+  install(TARGETS mpmux_spank LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/slurm)
+endif()

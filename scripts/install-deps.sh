@@ -17,7 +17,9 @@ packages=(
   clang libfuzzer-14-dev clang-tidy
   clang-16 libclang-rt-16-dev
   slurmctld slurmd slurm-client munge libpmix-dev
+  libslurm-dev  # slurm/spank.h, for plugins/slurm (the SPANK plugin)
   tmux
+  snakemake cwltool  # run the example workflows of plugins/workflows in tests/integration/test_workflows.py
 )
 
 # Node.js and npm run Azurite (scripts/start-azurite.sh) for the az:// tests; a machine with a

@@ -5,6 +5,9 @@
 # already runs is left running. Installs nothing (scripts/install-deps.sh does); run as root.
 # The config goes to $SLURM_CONF (default /etc/slurm/slurm.conf); a config this script did not
 # write is never overwritten: the cluster it describes is only checked.
+# MPMUX_SPANK_PLUGIN=BUILD/plugins/slurm/mpmux_spank.so installs mpmux's SPANK plugin (--mux for
+# sbatch, salloc and srun) through a drop-in CONFDIR/plugstack.conf.d/mpmux.conf, with MPMUX (the
+# mpmux program, default: mpmux on PATH) as the program that checks a --mux id.
 set -euo pipefail
 
 conf=${SLURM_CONF:-/etc/slurm/slurm.conf}
@@ -109,6 +112,54 @@ EOF
   fi
 fi
 
+# ----- the SPANK plugin: plugstack.conf includes plugstack.conf.d/*.conf, which holds ours -----
+# sbatch, salloc, srun and slurmstepd read the plugin stack each time they start: nothing to restart.
+plugin=${MPMUX_SPANK_PLUGIN:-}
+if [ -n "$plugin" ] && [ "$ours" -eq 0 ]; then
+  echo "start-slurm: $conf was not written by this script: the SPANK plugin is not installed" \
+    "(add 'optional $plugin' to its plugstack.conf)" >&2
+elif [ -n "$plugin" ]; then
+  plugin=$(readlink -f "$plugin") || die "MPMUX_SPANK_PLUGIN='$MPMUX_SPANK_PLUGIN' does not exist"
+  [ -r "$plugin" ] || die "MPMUX_SPANK_PLUGIN='$plugin' is not a readable file"
+  program=${MPMUX:-$(command -v mpmux || true)}
+  args=()
+  if [ -n "$program" ]; then
+    program=$(command -v "$program") && program=$(readlink -f "$program") ||
+      die "MPMUX='$MPMUX' is not a program"
+    args=("mpmux=$program")
+  fi
+  # plugstack.conf splits a line at blanks: a path with one cannot be written there.
+  for path in "$plugin" "$program"; do
+    case $path in *[[:space:]]*) die "'$path' holds a blank, which a plugstack.conf line cannot hold" ;; esac
+  done
+  confdir=$(dirname "$conf")
+  dropdir=$confdir/plugstack.conf.d
+  plugstack=$confdir/plugstack.conf
+  install -d -m 0755 "$dropdir"
+  if ! grep -qsF "include $dropdir/*" "$plugstack"; then
+    echo "include $dropdir/*.conf" >>"$plugstack"
+    chmod 0644 "$plugstack"
+  fi
+  dropin_marker="# Written by mpmux scripts/start-slurm.sh: the mpmux SPANK plugin (--mux); it rewrites this file."
+  new=$(mktemp)
+  # optional: with the plugin file gone (a removed build tree), srun and sbatch still work, without --mux.
+  printf '%s\noptional %s\n' "$dropin_marker" "$plugin${args[*]:+ ${args[*]}}" >"$new"
+  if cmp -s "$new" "$dropdir/mpmux.conf"; then
+    rm -f "$new"
+  else
+    chmod 0644 "$new"
+    mv "$new" "$dropdir/mpmux.conf"
+  fi
+fi
+
+# A drop-in of ours whose plugin file is gone (a removed build tree) only makes every srun and
+# sbatch print two error lines: without a plugin to install, it goes.
+dropin=$(dirname "$conf")/plugstack.conf.d/mpmux.conf
+if [ -z "$plugin" ] && [ -f "$dropin" ] && grep -q '^# Written by mpmux scripts/start-slurm.sh' "$dropin"; then
+  stale=$(awk '$1 == "optional" { print $2 }' "$dropin")
+  [ -e "$stale" ] || rm -f "$dropin"
+fi
+
 # alive PIDFILE NAME: the daemon of that pid file runs (a pid reused by another program is not it).
 alive() { [ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ]; }
 ctld_pid=/run/mpmux-slurmctld.pid
@@ -161,4 +212,6 @@ done
 
 version=$(sinfo --version | awk '{print $2}')
 info=$(sinfo -h -n "$node" -o '%c CPUs, %m MB' | head -n1)
-echo "start-slurm: Slurm $version up, node $node ($info) $node_state in partition debug, conf $conf"
+spank=""
+[ -z "$plugin" ] || [ "$ours" -eq 0 ] || spank=", SPANK plugin $plugin"
+echo "start-slurm: Slurm $version up, node $node ($info) $node_state in partition debug, conf $conf$spank"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops the one-node Slurm cluster that scripts/start-slurm.sh started: slurmd, slurmctld and
 # munged, each by the pid file it wrote, so daemons started any other way are left alone. Jobs
-# still running are ended with the cluster. `--purge` also removes the config, saved state and logs.
+# still running are ended with the cluster. `--purge` also removes the config, saved state and logs,
+# and the drop-in that installs mpmux's SPANK plugin.
 set -euo pipefail
 
 purge=0
@@ -42,6 +43,10 @@ stop /run/munge/munged.pid munged
 if [ "$purge" -eq 1 ]; then
   if [ -e "$conf" ] && grep -qxF "$marker" "$conf"; then
     rm -f "$conf"
+  fi
+  dropin=$(dirname "$conf")/plugstack.conf.d/mpmux.conf
+  if [ -e "$dropin" ] && grep -q "^# Written by mpmux scripts/start-slurm.sh" "$dropin"; then
+    rm -f "$dropin"
   fi
   rm -rf /var/spool/mpmux-slurm /var/log/mpmux-slurm
 fi

@@ -120,6 +120,11 @@ class MPMUX_EXPORT JournalWriter {
   void abandon();
   const std::filesystem::path& path() const { return path_; }
   std::uint64_t records() const { return records_; }
+  /// How many of the records() are durable: written and fdatasynced (only written with
+  /// set_fsync(false)); of a remote session's journal, also in its blob (as of the last flush()).
+  std::uint64_t durable_records() const { return durable_records_; }
+  /// True for the journal of a session on Azure Blob storage, copied to its blob.
+  bool uploads() const { return upload_ != nullptr; }
   /// fdatasyncs done so far (the header's included).
   std::uint64_t syncs() const { return syncs_; }
   /// Bytes appended but not yet written to the file.
@@ -135,6 +140,7 @@ class MPMUX_EXPORT JournalWriter {
   int fd_ = -1;
   std::string buffer_;
   std::uint64_t records_ = 0;
+  std::uint64_t durable_records_ = 0;
   std::uint64_t syncs_ = 0;
   std::int64_t last_sync_ns_ = 0;             // of the last fdatasync (or flush)
   std::int64_t last_write_ns_ = 0;            // of the last write

@@ -183,12 +183,15 @@ void SharedStoreClaimer::learn_cursors() {
 
 std::uint64_t SharedStoreClaimer::next_size() const {
   std::uint64_t size;
+  // The growth of the batches: elements of a fast job must not wait on the store while the
+  // batches are still small (each claim costs a round trip), and the rate of the first tiny batch
+  // says little about the next ones.
+  constexpr std::uint64_t kUntimedGrowth = 4, kTimedGrowth = 16;
   if (rate_ <= 0) {
-    // Slow start until a batch has been timed: double from the smallest.
-    size = last_size_ == 0 ? options_.min_batch : last_size_ * 2;
+    size = last_size_ == 0 ? std::max(options_.first_batch, options_.min_batch) : last_size_ * kUntimedGrowth;
   } else {
     size = static_cast<std::uint64_t>(std::llround(rate_ / options_.store_touches_per_s));
-    if (last_size_ > 0) size = std::min(size, last_size_ * 2);
+    if (last_size_ > 0) size = std::min(size, last_size_ * kTimedGrowth);
   }
   size = std::clamp(size, options_.min_batch, options_.max_batch);
   // Near the end, leave work for every participant so that the tail balances.

@@ -34,9 +34,12 @@ struct SharedClaimOptions {
   std::chrono::milliseconds heartbeat_interval{5000};
   /// Batch sizes: a batch lasts about 1 / store_touches_per_s seconds at the measured element
   /// rate, within [min_batch, max_batch], and no more than remaining / (2 * participants) near
-  /// the end.
+  /// the end. Before a batch has been timed, the first is first_batch (0: min_batch; a job gives
+  /// one element per worker) and each next one is 4 times the one before; once timed, a batch is
+  /// at most 16 times the one before, so that one quick sample cannot take much.
   std::uint64_t min_batch = 1;
   std::uint64_t max_batch = 65536;
+  std::uint64_t first_batch = 0;
   double store_touches_per_s = 2.0;
   /// The index range is cut into at most this many regions of at least 256 elements, each
   /// claimed from its start; a participant starts in a region of its own choosing (by its id)

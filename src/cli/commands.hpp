@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mpmux/journal.hpp"
+#include "mpmux/session.hpp"
 
 namespace mpmux::cli {
 
@@ -22,6 +23,15 @@ struct Command {
   CLI::App* app = nullptr;
   std::function<int()> run;
 };
+
+/// The environment variable that names the session when a command is given no MUX_ID.
+constexpr const char* kMuxIdEnv = "MPMUX_ID";
+
+/// Adds the optional MUX_ID argument of a command that works on one session.
+CLI::Option* add_mux_id(CLI::App& cmd, std::string& mux_id);
+/// The session a command works on: MUX_ID when given, else $MPMUX_ID; a UsageError naming
+/// `command` when neither is there, or naming MPMUX_ID when its value is malformed.
+MuxId session_id(const std::string& mux_id, std::string_view command);
 
 /// Prints "mpmux: <message>" on stderr, once per job (rank 0 only under a launcher).
 void say_error(const std::string& message);
@@ -52,5 +62,6 @@ Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp
 Command add_report_command(CLI::App& app);   // report.cpp
 Command add_top_command(CLI::App& app);      // top.cpp
+Command add_check_command(CLI::App& app);    // check.cpp
 
 }  // namespace mpmux::cli

@@ -1,4 +1,4 @@
-// The mpmux command: new, session, run, stat, results, report, done, destroy.
+// The mpmux command: new, session, run, stat, results, report, top, check, done, destroy.
 // Exit codes: 0 all done; 1 some elements failed for good (or not done, for `done`);
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
@@ -96,7 +96,7 @@ int cmd_new(const std::string& root_arg, const std::string& from, const std::str
 
 int cmd_done(const std::string& mux_id) {
   // The counts alone: the participants' heartbeats do not change what is done.
-  const SessionCounts counts = read_session_counts(Session::open(MuxId::parse(mux_id)));
+  const SessionCounts counts = read_session_counts(Session::open(session_id(mux_id, "done")));
   std::printf("%llu of %llu elements done\n", static_cast<unsigned long long>(counts.done),
               static_cast<unsigned long long>(counts.total));
   return counts.done == counts.total ? 0 : kExitFailed;
@@ -138,11 +138,12 @@ int main(int argc, char** argv) try {
   const Command results_cmd = add_results_command(app);
   const Command report_cmd = add_report_command(app);
   const Command top_cmd = add_top_command(app);
+  const Command check_cmd = add_check_command(app);
 
   std::string mux_id;
 
   auto* done_cmd = app.add_subcommand("done", "Exit 0 when every element is done, else 1");
-  done_cmd->add_option("MUX_ID", mux_id)->required();
+  add_mux_id(*done_cmd, mux_id);
 
   auto* destroy_cmd = app.add_subcommand("destroy", "Remove a mux directory with all its sessions");
   destroy_cmd->add_option("MUX_DIR", dir, "A mux (directory or az:// URL) or a mux id")->required();
@@ -182,6 +183,7 @@ int main(int argc, char** argv) try {
     if (*results_cmd.app) return results_cmd.run();
     if (*report_cmd.app) return report_cmd.run();
     if (*top_cmd.app) return top_cmd.run();
+    if (*check_cmd.app) return check_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
     if (*destroy_cmd && is_az(dir)) {
       destroy_remote_mux(remote_mux_of(dir));

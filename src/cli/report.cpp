@@ -103,7 +103,7 @@ report::Report gather(const Session& session) {
 }
 
 int report_command(const std::string& mux_id, const std::string& output) {
-  const Session session = Session::open(MuxId::parse(mux_id));
+  const Session session = Session::open(session_id(mux_id, "report"));
   check_output(output, "report");
   const std::string page = report::render_html(gather(session));
   posix::write_file_atomic(output, page, posix::kFileMode, false);
@@ -121,7 +121,7 @@ Command add_report_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "report",
       "One self-contained HTML page of a session: timeline, throughput, durations, failures, stragglers");
-  cmd->add_option("MUX_ID", args->mux_id, "The session")->required();
+  add_mux_id(*cmd, args->mux_id);
   cmd->add_option("-o,--output", args->output, "The HTML file to write (replaced atomically)")->required();
   return {cmd, [args] { return report_command(args->mux_id, args->output); }};
 }

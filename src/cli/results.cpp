@@ -34,7 +34,7 @@ namespace {
 int results_command(const std::string& mux_id, const std::string& format_name, const std::string& output,
                     bool allow_foreign_owner) {
   const ResultsFormat format = results_format_from_string(format_name);
-  const MuxId id = MuxId::parse(mux_id);
+  const MuxId id = session_id(mux_id, "results");
   if (format == ResultsFormat::h5 && output.empty()) {  // into the session's results.h5
     check_owner(id.dir, allow_foreign_owner);
     check_owner(id.dir / "sessions" / id.session, allow_foreign_owner);
@@ -66,7 +66,7 @@ Command add_results_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "results",
       "One row per element (fields, status, worker, times, exit status, result): csv, jsonl or h5");
-  cmd->add_option("MUX_ID", args->mux_id, "The session")->required();
+  add_mux_id(*cmd, args->mux_id);
   cmd->add_option("--format", args->format,
                   "csv or jsonl (to stdout unless -o), h5 (to the session's results.h5 "
                   "unless -o; prints the path)")

@@ -11,6 +11,7 @@
 #include "mpmux/runner.hpp"
 #include "run/deadline.hpp"
 #include "run/signals.hpp"
+#include "run/srun_tasks.hpp"
 
 namespace mpmux::cli {
 
@@ -110,12 +111,14 @@ RunnerOptions runner_options(const RunArgs& args) {
 int cmd_run(const RunArgs& args) {
   run::install_stop_handlers();  // before MPI starts: a drain signal must never kill a rank
   check_task_options(args);
-  const MuxId id = MuxId::parse(args.mux_id);
+  const bool mpi = under_mpi_launcher();
+  run::check_srun_tasks(mpi);
+  const MuxId id = session_id(args.mux_id, "run");
   check_owner(id.dir, args.allow_foreign_owner);
   check_owner(id.dir / "sessions" / id.session, args.allow_foreign_owner);
   RunnerOptions options = runner_options(args);
   const bool progress = options.run.progress;
-  Runner runner(id, under_mpi_launcher() ? MPI_COMM_WORLD : MPI_COMM_NULL, std::move(options));
+  Runner runner(id, mpi ? MPI_COMM_WORLD : MPI_COMM_NULL, std::move(options));
   if (runner.is_root() && progress && !runner.claim_paths().empty()) {
     // Once, at the start: which way each window of the claimer went, and why when it fell back.
     std::vector<std::pair<std::string, std::string>> paths;
@@ -170,7 +173,7 @@ int cmd_run(const RunArgs& args) {
 Command add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand("run", "Process the session's pending elements (under mpirun or srun)");
-  cmd->add_option("MUX_ID", args->mux_id, "The session, as printed by `mpmux session`")->required();
+  add_mux_id(*cmd, args->mux_id);
   cmd->add_option("--exec", args->exec, "Command template: {field}, {#} (index), {{ and }}");
   cmd->add_option("--plugin", args->plugin,
                   "Task plugin LIB.so (C ABI of mpmux/plugin.h), run in-process by --threads threads");

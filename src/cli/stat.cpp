@@ -161,7 +161,7 @@ void print_stale_batches(const std::vector<StaleBatch>& stale) {
 }
 
 int stat_command(const std::string& mux_id, bool json, bool all, bool verbose) {
-  const Session session = Session::open(MuxId::parse(mux_id));
+  const Session session = Session::open(session_id(mux_id, "stat"));
   const Stat st = session_stat(session);
   if (json) {
     std::cout << stat_json(st).dump() << '\n';
@@ -204,7 +204,7 @@ Command add_stat_command(CLI::App& app) {
       "stat",
       "Counts of a session (total, done, failed, running, claimed, pending, fenced), its live participants, "
       "stale batches, rate and ETA, and the elements that failed");
-  cmd->add_option("MUX_ID", args->mux_id, "The session")->required();
+  add_mux_id(*cmd, args->mux_id);
   cmd->add_flag("--json", args->json, "The counts, participants and stale batches as one JSON object");
   cmd->add_flag("--all", args->all, "List every failed element (default: the first 20)");
   cmd->add_flag("-v,--verbose", args->verbose, "Show the whole stderr tail of each failed element");

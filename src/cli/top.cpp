@@ -204,7 +204,7 @@ int top_command(const std::string& mux_id, double interval_s) {
   if (!(interval_s >= 0.1 && interval_s <= 3600))
     throw UsageError("top: --interval " + std::to_string(interval_s) +
                      ": must be between 0.1 and 3600 seconds");
-  const Session session = Session::open(MuxId::parse(mux_id));
+  const Session session = Session::open(session_id(mux_id, "top"));
   run::TopView view;
   view.mux_id = session.id().str();
   read_into(view, session);
@@ -230,7 +230,7 @@ Command add_top_command(CLI::App& app) {
       "top",
       "A live view of a session in the terminal (counts, progress, rate and ETA, participants, the longest "
       "running elements); q quits. Not on a terminal: one frame as plain text");
-  cmd->add_option("MUX_ID", args->mux_id, "The session")->required();
+  add_mux_id(*cmd, args->mux_id);
   cmd->add_option("--interval", args->interval_s, "Seconds between reads (0.1 to 3600; default 1)");
   return {cmd, [args] { return top_command(args->mux_id, args->interval_s); }};
 }

@@ -24,7 +24,8 @@ std::chrono::milliseconds lease_ms(double lease_s) {
 }  // namespace
 
 SessionParticipant::SessionParticipant(const Session& session, SessionState state, bool rerun_failed,
-                                       std::string id, double lease_s, std::string about)
+                                       std::string id, double lease_s, std::string about,
+                                       std::uint64_t first_batch)
     : session_(session),
       state_(std::move(state)),
       start_attempts_(state_.attempts),
@@ -34,6 +35,7 @@ SessionParticipant::SessionParticipant(const Session& session, SessionState stat
   options_.about = std::move(about);
   options_.ttl = lease_ms(lease_s);
   options_.heartbeat_interval = options_.ttl / 4;
+  options_.first_batch = first_batch;
   join_round(false);
   if (!pending_.empty()) {
     first_ = claimer_->try_claim();
@@ -144,7 +146,7 @@ bool SessionParticipant::claim_one() {
   // its journal and is not done again. The journals are read once per such owner.
   if (batch->epoch > 0 && reread_for_.insert(batch->previous_owner).second)
     state_ = read_session_state(session_, /*cut_torn_tails=*/false);
-  OpenBatch open{*batch, 0, Clock::now()};
+  OpenBatch open{*batch, 0, 0, {}, {}};
   std::vector<PendingElement> elements;
   auto it = std::lower_bound(pending_.begin(), pending_.end(), batch->first);
   for (; it != pending_.end() && *it < batch->first + batch->count; ++it) {
@@ -159,20 +161,24 @@ bool SessionParticipant::claim_one() {
   }
   std::lock_guard<std::mutex> lock(mutex_);
   open_.emplace(batch->first, open);
-  ready_.push_back(std::move(elements));
+  ready_.emplace_back(batch->first, std::move(elements));
   ready_wake_.notify_all();
   return true;
 }
 
 void SessionParticipant::commit(const std::vector<OpenBatch>& batches) {
-  for (const OpenBatch& done : batches) claimer_->commit(done.batch, Clock::now() - done.since);
+  // Timed from its hand-out to its last outcome: neither the batches waiting ahead nor the
+  // journal's group commit count as time spent on its elements.
+  for (const OpenBatch& done : batches) claimer_->commit(done.batch, done.until - done.since);
 }
 
 SessionParticipant::ClaimStatus SessionParticipant::claim(std::vector<PendingElement>& out) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!error_.empty()) throw StoreError(session_.store_url() + ": " + error_);
   if (!ready_.empty()) {
-    out.insert(out.end(), ready_.front().begin(), ready_.front().end());
+    const auto& [first, elements] = ready_.front();
+    out.insert(out.end(), elements.begin(), elements.end());
+    if (auto it = open_.find(first); it != open_.end()) it->second.since = Clock::now();
     ready_.pop_front();
     store_wake_.notify_all();  // claim the next one ahead
     return ClaimStatus::claimed;
@@ -185,14 +191,16 @@ void SessionParticipant::wait_ready(std::chrono::milliseconds timeout) {
   ready_wake_.wait_for(lock, timeout, [this] { return !ready_.empty() || ended_ || stopping_; });
 }
 
-void SessionParticipant::finished(std::uint64_t index) {
+void SessionParticipant::finished(std::uint64_t index, std::uint64_t journal_record) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = open_.upper_bound(index);
   if (it == open_.begin()) return;
   --it;
   OpenBatch& open = it->second;
   if (index >= open.batch.first + open.batch.count || open.left == 0) return;
+  open.last_record = std::max(open.last_record, journal_record);
   if (--open.left == 0) {
+    open.until = Clock::now();
     complete_.push_back(open);
     open_.erase(it);
   }
@@ -203,11 +211,15 @@ bool SessionParticipant::has_complete() {
   return !complete_.empty();
 }
 
-void SessionParticipant::commit_complete() {
+void SessionParticipant::commit_complete(std::uint64_t durable_records) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    to_commit_.insert(to_commit_.end(), complete_.begin(), complete_.end());
-    complete_.clear();
+    auto durable = std::stable_partition(complete_.begin(), complete_.end(), [&](const OpenBatch& b) {
+      return b.last_record <= durable_records;
+    });
+    if (durable == complete_.begin()) return;
+    to_commit_.insert(to_commit_.end(), complete_.begin(), durable);
+    complete_.erase(complete_.begin(), durable);
   }
   store_wake_.notify_all();
 }
@@ -216,8 +228,11 @@ void SessionParticipant::release_open() {
   stop_store_thread();
   commit(to_commit_);
   to_commit_.clear();
+  // Batches not durable in the journal (it failed) are given back like the unfinished ones.
   for (const auto& [first, open] : open_) claimer_->release(open.batch);
+  for (const OpenBatch& open : complete_) claimer_->release(open.batch);
   open_.clear();
+  complete_.clear();
   ready_.clear();
   if (!error_.empty()) throw StoreError(session_.store_url() + ": " + error_);
 }

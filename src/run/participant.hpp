@@ -36,11 +36,11 @@ class SessionParticipant {
  public:
   /// Joins the latest round of `session` (creating round 1, or the next round when the latest
   /// is finished and `state` still has elements to hand out) as participant `id` (the run's
-  /// journal stem), with a heartbeat every lease_s / 4 carrying `about`, and starts claiming.
-  /// `state` is the fold of the journals at the start of the run. Throws StoreError when the
-  /// store fails.
+  /// journal stem), with a heartbeat every lease_s / 4 carrying `about`, and starts claiming,
+  /// `first_batch` elements first (one per worker of the run). `state` is the fold of the
+  /// journals at the start of the run. Throws StoreError when the store fails.
   SessionParticipant(const Session& session, SessionState state, bool rerun_failed, std::string id,
-                     double lease_s, std::string about);
+                     double lease_s, std::string about, std::uint64_t first_batch = 1);
   /// Stops claiming and removes the heartbeat. Call release_open() first to give back what is
   /// left unfinished at once.
   ~SessionParticipant();
@@ -62,13 +62,14 @@ class SessionParticipant {
   /// Blocks until a batch is ready, the claiming ended, or `timeout` passed.
   void wait_ready(std::chrono::milliseconds timeout);
   /// Element `index` of an open batch has its final outcome in this run (done, or failed with
-  /// no retry left).
-  void finished(std::uint64_t index);
+  /// no retry left), recorded as the journal's record number `journal_record` (its count of
+  /// records once that outcome was appended).
+  void finished(std::uint64_t index, std::uint64_t journal_record);
   /// True when some batch has every element finished and waits for its commit.
   bool has_complete();
-  /// Commits the complete batches (in the store thread). Call once the journal holds their
-  /// records durably.
-  void commit_complete();
+  /// Commits (in the store thread) the complete batches whose records are among the first
+  /// `durable_records` of the journal, those it holds durably.
+  void commit_complete(std::uint64_t durable_records);
   /// Stops claiming, makes the pending commits, and gives every batch not committed back to the
   /// store (after the journal was flushed), so that others take them at once instead of after
   /// the lease. Throws StoreError when the store failed.
@@ -90,8 +91,9 @@ class SessionParticipant {
  private:
   struct OpenBatch {
     claim::Batch batch;
-    std::uint64_t left = 0;  // elements of this run without a final outcome yet
-    std::chrono::steady_clock::time_point since;
+    std::uint64_t left = 0;                              // elements of this run without a final outcome yet
+    std::uint64_t last_record = 0;                       // the journal's count after its last outcome
+    std::chrono::steady_clock::time_point since, until;  // handed to the run; finished
   };
   void join_round(bool create_next);
   void store_loop();
@@ -114,10 +116,10 @@ class SessionParticipant {
   // Shared between the run's thread and the store thread.
   std::mutex mutex_;
   std::condition_variable store_wake_, ready_wake_;
-  std::map<std::uint64_t, OpenBatch> open_;        // by first index
-  std::deque<std::vector<PendingElement>> ready_;  // claimed, not taken by claim() yet
-  std::vector<OpenBatch> complete_;                // every element finished: journal flush, then commit
-  std::vector<OpenBatch> to_commit_;               // flushed: the store thread commits them
+  std::map<std::uint64_t, OpenBatch> open_;                                  // by first index
+  std::deque<std::pair<std::uint64_t, std::vector<PendingElement>>> ready_;  // claimed, by first index
+  std::vector<OpenBatch> complete_;   // every element finished: journal flush, then commit
+  std::vector<OpenBatch> to_commit_;  // flushed: the store thread commits them
   bool ended_ = false;
   bool stopping_ = false;
   std::string error_;  // the store's failure, rethrown to the run

@@ -91,9 +91,9 @@ std::vector<std::uint64_t> Run::State::open_session() {
   summary.handed_out = tags.size();
   // With nothing to do, the run leaves the session's claims alone.
   if (!tags.empty()) {
-    participant =
-        std::make_unique<run::SessionParticipant>(*session, std::move(state), options.rerun_failed,
-                                                  journal->path().stem().string(), options.lease_s, about());
+    participant = std::make_unique<run::SessionParticipant>(
+        *session, std::move(state), options.rerun_failed, journal->path().stem().string(), options.lease_s,
+        about(), static_cast<std::uint64_t>(std::max(1, claimers)));
   }
   return tags;
 }
@@ -207,7 +207,8 @@ void Run::State::reap_sends(bool all) {
 
 void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_t attempt,
                               std::uint8_t flags) {
-  if (participant && (type == RecordType::done || (flags & Outcome::kFinal))) participant->finished(index);
+  if (participant && (type == RecordType::done || (flags & Outcome::kFinal)))
+    participant->finished(index, journal->records());
   if (!running_reported.empty()) running_reported.erase(index);
   if (type == RecordType::done) ++summary.done;
   if (type != RecordType::failed) return;
@@ -454,7 +455,6 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
   ++s.finished_here;
   s.running_here.erase(item.index);
   if (s.is_root()) {
-    s.note_outcome(outcome.type, outcome.index, outcome.attempt, outcome.flags);
     if (!s.journal_broken) {
       try {
         s.journal->append(outcome);
@@ -462,6 +462,7 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
         s.lose_journal(e);
       }
     }
+    s.note_outcome(outcome.type, outcome.index, outcome.attempt, outcome.flags);
     if (s.size > 1) {
       s.poll();
     } else {

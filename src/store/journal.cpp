@@ -741,7 +741,10 @@ void JournalWriter::sync() {
 
 void JournalWriter::flush() {
   commit();
-  if (upload_) upload_->wait();
+  if (upload_) {
+    upload_->wait();
+    durable_records_ = records_;
+  }
 }
 
 void JournalWriter::commit() {
@@ -754,6 +757,7 @@ void JournalWriter::commit() {
     unsynced_ = false;
     ++syncs_;
   }
+  if (!upload_) durable_records_ = records_;  // write_buffer() wrote every record or threw
   last_sync_ns_ = now();
 }
 

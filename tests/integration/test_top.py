@@ -193,10 +193,18 @@ class TopElsewhereTest(TopTest):
         self.assertIn("no live participant", p.stdout)
         self.assertEqual(tree(self.session_dir), before)
 
+    def test_the_session_may_come_from_mpmux_id(self):
+        p = subprocess.run([MPMUX, "top"], capture_output=True, text=True, env=dict(ENV, MPMUX_ID=self.mux_id),
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(f"mpmux top  {self.mux_id}\n", p.stdout)
+
     def test_a_bad_mux_id_or_interval_is_a_usage_error(self):
         self.assertUsageError(mpmux("top", "file:///nowhere/mux#s=20260101T000000Z-0000"), "nowhere")
         self.assertUsageError(mpmux("top", self.mux_id, "--interval", "0"), "--interval", "0")
-        self.assertUsageError(mpmux("top"), "MUX_ID")
+        p = subprocess.run([MPMUX, "top"], capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in ENV.items() if k != "MPMUX_ID"})
+        self.assertUsageError(p, "MPMUX_ID")
 
 
 if __name__ == "__main__":

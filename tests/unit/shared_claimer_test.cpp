@@ -10,10 +10,10 @@
 
 #include <atomic>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 #include <vector>
-#include <nlohmann/json.hpp>
 
 #include "fault_proxy.hpp"
 #include "mpmux/error.hpp"
@@ -269,13 +269,25 @@ TEST_P(SharedClaimerTest, BatchesGrowWithTheElementRateAndShrinkNearTheEnd) {
   EXPECT_EQ(sum, total);
   ASSERT_GE(sizes.size(), 10u);
   EXPECT_EQ(sizes[0], 1u);
-  EXPECT_EQ(sizes[1], 2u);
+  EXPECT_EQ(sizes[1], 16u) << "once timed, a batch grows at most 16 times";
+  EXPECT_EQ(sizes[2], 256u);
   const std::uint64_t largest = *std::max_element(sizes.begin(), sizes.end());
   EXPECT_LE(largest, 5000u) << "a batch lasts about half a second";
   EXPECT_GE(largest, 2500u) << "the batch size follows the element rate";
   // The tail: each batch at most half of what was left, down to one element.
   EXPECT_EQ(sizes.back(), 1u);
   EXPECT_LT(sizes[sizes.size() - 2], 5000u);
+}
+
+// A job's first batch gives each of its workers an element, and until a batch has been timed
+// (the commits come later, after the journal's group commit) the batches grow four times each.
+TEST_P(SharedClaimerTest, BatchesClaimedAheadOfAnyCommitStartAtTheFirstBatchAndGrowFourTimes) {
+  SharedClaimOptions o;
+  o.first_batch = 6;
+  auto c = claimer(100000, o);
+  std::vector<std::uint64_t> sizes;
+  for (int k = 0; k < 3; ++k) sizes.push_back(c->claim()->count);
+  EXPECT_EQ(sizes, (std::vector<std::uint64_t>{6, 24, 96}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SharedClaimerTest,
