@@ -88,6 +88,14 @@ struct MPMUX_EXPORT MuxRoot {
   std::string create(const ParsedElements& elements, const std::string& tag) const;
 };
 
+/// An element a participant is running, from its heartbeat: the longest-running few of it.
+struct MPMUX_EXPORT RunningElement {
+  std::uint64_t index = 0;
+  std::uint32_t attempt = 0;         // 0 when the heartbeat did not say
+  std::int64_t started_unix_ns = 0;  // when it was handed to a worker, by the participant's clock
+  std::int64_t rank = -1;            // the rank of the participant's job running it; -1 unknown
+};
+
 /// A live participant of a session (a run or Multiplexer loop whose heartbeat is within its
 /// lease), as its last heartbeat tells; fields it did not report are empty or 0.
 struct MPMUX_EXPORT ParticipantStat {
@@ -100,6 +108,9 @@ struct MPMUX_EXPORT ParticipantStat {
   double heartbeat_age_s = 0;  // since its last heartbeat, by this machine's wall clock
   std::uint64_t done = 0, failed = 0, running = 0, claimed = 0;
   double rate = 0;  // elements per second over its last ~30 s
+  /// Its longest-running elements, oldest first (at most 8; in an MPI job only those running for
+  /// a second or more on ranks other than the root); empty when its heartbeat does not say.
+  std::vector<RunningElement> running_elements;
 };
 
 /// A batch of the latest round that nobody works on, waiting for a participant to reclaim it:

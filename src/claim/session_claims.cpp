@@ -14,6 +14,8 @@ namespace mpmux::claim {
 namespace {
 
 constexpr int kIndexDigits = 13;  // of <first> in claims/ and done/ (shared_claimer.hpp)
+// A heartbeat lists at most 8 running elements; a longer list from a later writer is cut here.
+constexpr std::size_t kRunningElementsRead = 32;
 
 std::string six_digits(std::uint32_t round) {
   char buf[16];
@@ -101,6 +103,15 @@ void read_about(const nlohmann::json& about, Heartbeat& hb) {
   p.running = field(about, "running", std::uint64_t{0});
   p.claimed = field(about, "claimed", std::uint64_t{0});
   p.rate = std::max(0.0, field(about, "rate", 0.0));
+  if (const auto running = about.find("running_elements"); running != about.end() && running->is_array()) {
+    for (const auto& e : *running) {
+      if (!e.is_object() || !e.contains("index") || !e["index"].is_number_unsigned()) continue;
+      if (p.running_elements.size() == kRunningElementsRead) break;
+      p.running_elements.push_back({e["index"].get<std::uint64_t>(), field(e, "attempt", std::uint32_t{0}),
+                                    field(e, "started_unix_ns", std::int64_t{0}),
+                                    field(e, "rank", std::int64_t{-1})});
+    }
+  }
   if (const auto paths = about.find("claim_paths"); paths != about.end() && paths->is_array()) {
     for (const auto& path : *paths) {
       std::string window = field(path, "window", std::string()), how = field(path, "path", std::string());

@@ -56,6 +56,7 @@ Command add_run_command(CLI::App& app);      // run.cpp
 Command add_stat_command(CLI::App& app);     // stat.cpp
 Command add_results_command(CLI::App& app);  // results.cpp
 Command add_report_command(CLI::App& app);   // report.cpp
+Command add_top_command(CLI::App& app);      // top.cpp
 Command add_check_command(CLI::App& app);    // check.cpp
 
 }  // namespace mpmux::cli

@@ -1,4 +1,4 @@
-// The mpmux command: new, session, run, stat, results, report, check, done, destroy.
+// The mpmux command: new, session, run, stat, results, report, top, check, done, destroy.
 // Exit codes: 0 all done; 1 some elements failed for good (or not done, for `done`);
 // 2 bad usage or input; 75 stopped, resumable.
 #include <CLI/CLI.hpp>
@@ -101,6 +101,7 @@ int main(int argc, char** argv) try {
   const Command stat_cmd = add_stat_command(app);
   const Command results_cmd = add_results_command(app);
   const Command report_cmd = add_report_command(app);
+  const Command top_cmd = add_top_command(app);
   const Command check_cmd = add_check_command(app);
 
   std::string mux_id;
@@ -142,6 +143,7 @@ int main(int argc, char** argv) try {
     if (*stat_cmd.app) return stat_cmd.run();
     if (*results_cmd.app) return results_cmd.run();
     if (*report_cmd.app) return report_cmd.run();
+    if (*top_cmd.app) return top_cmd.run();
     if (*check_cmd.app) return check_cmd.run();
     if (*done_cmd) return cmd_done(mux_id);
     if (*destroy_cmd) {

@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <string.h>
 
-#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -16,7 +15,7 @@
 #include "mpmux/results.hpp"
 #include "mpmux/run.hpp"
 #include "mpmux/session.hpp"
-#include "store/utf8.hpp"
+#include "run/stat_text.hpp"
 
 namespace mpmux::cli {
 
@@ -31,24 +30,13 @@ std::string exit_status(const Outcome& o) {
 
 namespace {
 
+using run::duration_text;
+using run::printable;
+using run::rate_text;
+using run::slurm_text;
+
 constexpr std::size_t kListedFailures = 20;  // without --all
 constexpr std::size_t kLineChars = 200;      // of the stderr line shown per element
-
-// Text from a task, made safe for a terminal: invalid UTF-8 and control characters (escape
-// sequences included) become '?'.
-std::string printable(std::string_view s) {
-  std::string out;
-  while (!s.empty()) {
-    const std::size_t bad = utf8::first_invalid(s);
-    const std::string_view good = s.substr(0, bad);
-    for (char c : good)
-      out.push_back((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7F ? '?' : c);
-    if (bad == std::string_view::npos) break;
-    out.push_back('?');
-    s.remove_prefix(bad + 1);
-  }
-  return out;
-}
 
 std::vector<std::string_view> lines_of(std::string_view text) {
   std::vector<std::string_view> lines;
@@ -107,31 +95,6 @@ void print_failures(const Session& session, bool all, bool verbose) {
     std::printf("  ... and %zu more (mpmux stat --all lists them)\n", failed - kListedFailures);
 }
 
-// "45 s", "12 min 5 s", "3 h 20 min", "2 d 4 h".
-std::string duration_text(double seconds) {
-  const auto s = static_cast<unsigned long long>(std::llround(std::max(0.0, seconds)));
-  const auto two = [](unsigned long long a, const char* ua, unsigned long long b, const char* ub) {
-    return std::to_string(a) + " " + ua + (b ? " " + std::to_string(b) + " " + ub : std::string());
-  };
-  if (s < 60) return std::to_string(s) + " s";
-  if (s < 3600) return two(s / 60, "min", s % 60, "s");
-  if (s < 86400) return two(s / 3600, "h", s % 3600 / 60, "min");
-  return two(s / 86400, "d", s % 86400 / 3600, "h");
-}
-
-// "123", "120_3" for task 3 of array job 120, or "-" outside Slurm.
-std::string slurm_text(const ParticipantStat& p) {
-  if (!p.slurm_array_job_id.empty() && !p.slurm_array_task_id.empty())
-    return p.slurm_array_job_id + "_" + p.slurm_array_task_id;
-  return p.slurm_job_id.empty() ? "-" : p.slurm_job_id;
-}
-
-std::string rate_text(double rate) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, rate >= 100 ? "%.0f" : "%.1f", rate);
-  return buf;
-}
-
 void print_participants(const std::vector<ParticipantStat>& participants) {
   std::vector<std::vector<std::string>> rows{{"participant", "host", "slurm", "ranks", "heartbeat", "done",
                                               "failed", "running", "claimed", "rate/s"}};
@@ -140,20 +103,8 @@ void print_participants(const std::vector<ParticipantStat>& participants) {
                     std::to_string(p.ranks), duration_text(p.heartbeat_age_s) + " ago",
                     std::to_string(p.done), std::to_string(p.failed), std::to_string(p.running),
                     std::to_string(p.claimed), rate_text(p.rate)});
-  std::vector<std::size_t> width(rows[0].size(), 0);
-  for (const auto& row : rows)
-    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
   std::printf("\nparticipants:\n");
-  for (const auto& row : rows) {
-    std::string line = " ";
-    // Names to the left, numbers to the right.
-    for (std::size_t c = 0; c < row.size(); ++c) {
-      const std::string pad(width[c] - row[c].size(), ' ');
-      line += " " + (c < 3 ? row[c] + pad : pad + row[c]);
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    std::printf("%s\n", line.c_str());
-  }
+  for (const std::string& line : run::table_lines(rows, "lll")) std::printf("%s\n", line.c_str());
 }
 
 void print_stale_batches(const std::vector<StaleBatch>& stale) {

@@ -104,6 +104,10 @@ std::vector<std::uint64_t> Run::State::open_session() {
 // ----- passes -----
 
 void Run::State::start_pass(std::vector<std::uint64_t> tags) {
+  // What was handed in the last pass and not recorded was cut short by its end.
+  running_here.clear();
+  running_noted.clear();
+  running_reported.clear();
   if (local) {
     local_tags = std::move(tags);
     chunk = Claim();
@@ -208,6 +212,7 @@ void Run::State::note_outcome(RecordType type, std::uint64_t index, std::uint32_
                               std::uint8_t flags) {
   if (participant && (type == RecordType::done || (flags & Outcome::kFinal)))
     participant->finished(index, journal->records());
+  if (!running_reported.empty()) running_reported.erase(index);
   if (type == RecordType::done) ++summary.done;
   if (type != RecordType::failed) return;
   ++summary.failed;
@@ -242,6 +247,8 @@ bool Run::State::poll() {
     bcomm->recv(status->source(), status->tag(), inbox.data(), n);
     if (status->tag() == kTagOutcomes) {
       journal_records(inbox);
+    } else if (status->tag() == kTagRunning) {
+      take_running_note(status->source(), inbox);
     } else if (status->tag() == kTagPassDone) {
       ++passes_done;
       if (n > 0 && inbox[0] && !worker_stopped) {
@@ -382,6 +389,9 @@ bool Run::must_cancel() {
   auto& s = *state_;
   // Called while a task runs: what finished before it must not wait for it to end.
   if (!s.is_root() && !s.outbox.empty() && Clock::now() - s.last_send >= kOutboxAge) s.send_outbox();
+  if (!s.is_root() && Clock::now() - s.last_running_note >= kRunningNoteAfter) s.note_running();
+  // A run of one rank refreshes its heartbeat's content while long elements run, too.
+  if (s.is_root() && s.size == 1 && Clock::now() - s.last_status >= kStatusEvery) s.write_status();
   // A root that works while others claim through it answers them between its own elements.
   if (s.is_root() && s.claimer) s.claimer->serve();
   return s.cancel_now();
@@ -416,6 +426,7 @@ bool Run::try_next(WorkItem& item) {
   ++s.handed_here;
   s.current = item;
   s.last_element_start = Clock::now();
+  s.running_here[item.index] = {s.last_element_start, item.attempt};
   return true;
 }
 
@@ -449,6 +460,7 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
   else
     s.durations[s.finished_here % State::kDurationWindow] = seconds;
   ++s.finished_here;
+  s.running_here.erase(item.index);
   if (s.is_root()) {
     if (!s.journal_broken) {
       try {

@@ -1,6 +1,8 @@
 // What joins a run to its session's store (docs/design.md "Every run is a participant"): the
 // heartbeat, the batches fed to the local queue or the open hand-out, their commits, and their
 // release when the run ends.
+#include <cstring>
+
 #include "run/run_state.hpp"
 
 namespace mpmux {
@@ -40,6 +42,7 @@ std::string Run::State::about() {
                       {"running", running},
                       {"claimed", open > running ? open - running : 0},
                       {"rate", rate}};
+  if (auto longest = running_elements(); !longest.empty()) j["running_elements"] = std::move(longest);
   if (journal) j["journal"] = journal->path().filename().string();
   if (participant) j["round"] = participant->round();
   if (auto ids = slurm_ids(); !ids.empty()) j["slurm"] = std::move(ids);
@@ -49,6 +52,72 @@ std::string Run::State::about() {
     j["claim_paths"] = std::move(paths);
   }
   return j.dump();
+}
+
+// Root: the kRunningListed longest-running elements, its own ranks' and those the workers told of,
+// oldest first: [{"index", "attempt", "started_unix_ns", "rank"}].
+nlohmann::json Run::State::running_elements() {
+  const auto now = Clock::now();
+  const std::int64_t unix_now = posix::unix_time_ns();
+  std::vector<std::pair<std::int64_t, nlohmann::json>> all;
+  all.reserve(running_here.size() + running_reported.size());
+  const auto add = [&](std::uint64_t index, std::int64_t started, std::uint32_t attempt, int on_rank) {
+    all.emplace_back(
+        started,
+        nlohmann::json{
+            {"index", index}, {"attempt", attempt}, {"started_unix_ns", started}, {"rank", on_rank}});
+  };
+  for (const auto& [index, since] : running_here)
+    add(index, unix_now - std::chrono::duration_cast<std::chrono::nanoseconds>(now - since.first).count(),
+        since.second, rank);
+  for (const auto& [index, r] : running_reported) add(index, r.started_unix_ns, r.attempt, r.rank);
+  const std::size_t n = std::min(all.size(), kRunningListed);
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  nlohmann::json list = nlohmann::json::array();
+  for (std::size_t k = 0; k < n; ++k) list.push_back(std::move(all[k].second));
+  return list;
+}
+
+// Worker, while its elements run (Run::must_cancel): tells the root of its longest-running
+// elements once they have run kRunningNoteAfter, when that list has one the root does not know.
+void Run::State::note_running() {
+  const auto now = Clock::now();
+  last_running_note = now;
+  std::vector<std::pair<Clock::time_point, std::uint64_t>> long_ones;
+  for (const auto& [index, since] : running_here)
+    if (now - since.first >= kRunningNoteAfter) long_ones.emplace_back(since.first, index);
+  const std::size_t n = std::min(long_ones.size(), kRunningListed);
+  std::partial_sort(long_ones.begin(), long_ones.begin() + static_cast<std::ptrdiff_t>(n), long_ones.end());
+  long_ones.resize(n);
+  const bool news = std::any_of(long_ones.begin(), long_ones.end(), [&](const auto& e) {
+    return std::find(running_noted.begin(), running_noted.end(), e.second) == running_noted.end();
+  });
+  if (!news) return;
+  const std::int64_t unix_now = posix::unix_time_ns();
+  std::string note(n * sizeof(RunningNoteEntry), '\0');
+  running_noted.clear();
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto& [since, index] = long_ones[k];
+    const RunningNoteEntry entry{
+        index, unix_now - std::chrono::duration_cast<std::chrono::nanoseconds>(now - since).count(),
+        running_here[index].second};
+    std::memcpy(note.data() + k * sizeof entry, &entry, sizeof entry);
+    running_noted.push_back(index);
+  }
+  reap_sends(false);
+  sends.emplace_back(bmpi::request(), std::move(note));
+  sends.back().first = bcomm->isend(options.root, kTagRunning, sends.back().second.data(),
+                                    static_cast<int>(sends.back().second.size()));
+}
+
+// Root: a worker's running note; its elements leave the list with their outcome (note_outcome).
+void Run::State::take_running_note(int source, std::string_view note) {
+  for (std::size_t at = 0; at + sizeof(RunningNoteEntry) <= note.size(); at += sizeof(RunningNoteEntry)) {
+    RunningNoteEntry entry{};
+    std::memcpy(&entry, note.data() + at, sizeof entry);
+    running_reported[entry.index] = {entry.started_unix_ns, entry.attempt, source};
+  }
 }
 
 void Run::State::write_status() {

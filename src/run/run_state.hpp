@@ -38,6 +38,7 @@ namespace bmpi = boost::mpi;
 
 inline constexpr int kTagOutcomes = 1;  // framed journal records
 inline constexpr int kTagPassDone = 2;  // a worker has nothing left in this pass; 1 byte: it stopped
+inline constexpr int kTagRunning = 3;   // a worker's long-running elements: RunningNoteEntry each
 
 // Workers send what they recorded when this much is buffered or this long has passed, so
 // tiny tasks are batched and long ones are reported at once.
@@ -46,6 +47,19 @@ inline constexpr auto kOutboxAge = std::chrono::milliseconds(50);
 inline constexpr std::int64_t kReportAtOnceNs = 5'000'000;
 inline constexpr std::size_t kMaxSendsInFlight = 16;
 inline constexpr auto kStatusEvery = std::chrono::seconds(2);
+// The heartbeat lists the longest-running elements of the participant, at most this many. A
+// worker rank tells the root of those it has run this long, at most once per this interval and
+// only when the list has an element the root was not told of: a message per long element, none
+// per short one.
+inline constexpr std::size_t kRunningListed = 8;
+inline constexpr auto kRunningNoteAfter = std::chrono::seconds(1);
+
+// What a running note carries per element (native layout: the ranks of one job share it).
+struct RunningNoteEntry {
+  std::uint64_t index;
+  std::int64_t started_unix_ns;
+  std::uint32_t attempt;
+};
 
 // The claimer hands out opaque 64-bit tags; a tag carries the element index with the attempt
 // number and the tries left after it, so workers need no other message to record them.
@@ -123,6 +137,11 @@ struct Run::State {
   std::optional<run_internal::Clock::time_point> stop_since;
   run_internal::Clock::time_point last_remote_check = run_internal::Clock::now();
   run_internal::Clock::time_point last_element_start = run_internal::Clock::now();
+  // Elements this rank was handed in this pass and has not recorded: when, which attempt.
+  std::unordered_map<std::uint64_t, std::pair<run_internal::Clock::time_point, std::uint32_t>> running_here;
+  // Worker: the elements of the last running note sent to the root, and when it was looked for.
+  std::vector<std::uint64_t> running_noted;
+  run_internal::Clock::time_point last_running_note = run_internal::Clock::now();
   // Seconds of the last kDurationWindow elements this rank finished: the deadline's estimate.
   static constexpr std::size_t kDurationWindow = 1024;
   std::vector<double> durations;
@@ -152,6 +171,13 @@ struct Run::State {
   std::unique_ptr<run::SessionParticipant> participant;
   std::int64_t started_unix_ns = posix::unix_time_ns();
   std::deque<std::pair<run_internal::Clock::time_point, std::uint64_t>> rate_samples;  // (when, outcomes)
+  // Elements worker ranks said they have been running for a while, until their outcome comes.
+  struct ReportedRunning {
+    std::int64_t started_unix_ns = 0;
+    std::uint32_t attempt = 0;
+    int rank = 0;
+  };
+  std::unordered_map<std::uint64_t, ReportedRunning> running_reported;
 
   bool is_root() const { return rank == options.root; }
   int remote_workers() const { return size - 1; }
@@ -171,6 +197,9 @@ struct Run::State {
   void coordinate_until_pass_done();
   void write_status();
   std::string about();
+  nlohmann::json running_elements();
+  void note_running();
+  void take_running_note(int source, std::string_view note);
   bool refill_local();
   void refill_published();
   bool claim_published();

@@ -2,14 +2,17 @@
 `mpmux run` processes without a launcher, and 2 concurrent `mpirun -n 3` jobs, on one session of
 20,000 elements do each element once; and 2 runs whose every store request goes through a
 fault-injecting proxy (dropped connections, delays past the client's timeout, 503, and 500 or a
-reset after the request took effect) lose nothing and count nothing twice.
+reset after the request took effect) lose nothing and count nothing twice. `mpmux top` shows a run
+on az:// with its longest-running element.
 
 The task is the test plugin of test_plugin.py in its "sleep LOG SECONDS" mode: each execution
 that ends appends "end <index> ..." to the participant's own log."""
 import os
+import re
 import secrets
 import signal
 import subprocess
+import time
 import unittest
 
 import mpmuxtest
@@ -92,6 +95,26 @@ class AzureParticipantsTest(WithTestPlugin, mpmuxtest.TempDirTest):
             log = os.path.join(self.tmp, name + ".log")
             self.assertTrue(os.path.exists(log) and os.path.getsize(log) > 0, f"{name} got no element")
         return executions, rows
+
+    def test_top_shows_a_run_on_az_and_its_longest_running_element(self):
+        grid = os.path.join(self.tmp, "sleeps.csv")
+        with open(grid, "w") as f:  # element 3 runs until the test ends
+            f.write("s\n" + "".join("120\n" if i == 3 else "0.1\n" for i in range(40)))
+        mux_id = self.az("session", self.az("new", f"az://{ACCOUNT}/{self.container}/top", "--from", grid).strip())
+        mux_id = mux_id.strip()
+        with open(os.path.join(self.tmp, "run.out"), "wb") as out:
+            self.procs.append(subprocess.Popen(
+                [MPMUX, "run", mux_id, "--exec", "sleep {s}", "--lease", "2", "--no-progress"], stdout=out,
+                stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+        give_up = time.monotonic() + 120
+        while True:  # one frame each time: not on a terminal
+            frame = self.az("top", mux_id)
+            if "participants (1)" in frame and re.search(r"(?m)^ +3 +1 +\d+ s ", frame):
+                break
+            self.assertLess(time.monotonic(), give_up, frame + self.output("run"))
+            time.sleep(0.2)  # the pace of looking, not a wait for something
+        self.assertIn("total 40  done ", frame)
+        self.assertIn(mux_id, frame)
 
     def test_four_runs_without_a_launcher_do_each_element_once(self):
         mux_id = self.session(N)
