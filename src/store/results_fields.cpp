@@ -82,11 +82,18 @@ void read_table(const stdfs::path& file, std::uint64_t first, std::uint64_t rows
   }
 }
 
+std::string_view trimmed(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
 // JSON elements without a table: the union of their keys in first-seen order, typed on each
 // value's text by the rule of the typed table (store/input.cpp): int64 when every element has
 // the key and every value prints back as written as an int64, float64 when the values present
 // all print back as written as float64, else text (a string's characters, any other value as
-// written). So every export shows each value's text as the input had it.
+// written). So every export shows each value's text as the input had it. An element that is not
+// an object counts as {"value": element}.
 // With a `schema` (a block of a larger set), its columns and types are taken instead.
 void read_json_fields(const ElementBuffer& all, Fields& f, const Fields* schema = nullptr) {
   const std::size_t rows = all.size();
@@ -96,8 +103,9 @@ void read_json_fields(const ElementBuffer& all, Fields& f, const Fields* schema 
   std::vector<bool> all_int, all_float;
   std::vector<field_text::JsonMember> members;
   for (std::size_t r = 0; r < rows; ++r) {
-    // An element that is not an object (not from the CLI) contributes no fields.
-    if (!field_text::json_members(all.at(r), members)) continue;
+    // An element that is not an object (a number, string or list of the C ABI or Python) is
+    // shown whole, as written, in a column `value`.
+    if (!field_text::json_members(all.at(r), members)) members.assign(1, {"value", trimmed(all.at(r))});
     for (const auto& m : members) {
       auto [it, fresh] = column_of.emplace(m.key, keys.size());
       if (fresh) {

@@ -78,9 +78,10 @@ class CApi(TempDirTest):
                                  ("failed", "9", "five always fails"))
             else:
                 self.assertEqual((row["status"], row["result"], row["attempts"]), ("done", f"cb{k}", "1"))
-        # The objects of the set are the table's fields; other values have none.
-        self.assertEqual(table[0]["name"], "e0")
-        self.assertEqual(table[1]["name"], "")
+        # The objects of the set are the table's fields; any other value is its column `value`.
+        self.assertEqual((table[0]["name"], table[0]["value"]), ("e0", ""))
+        self.assertEqual((table[1]["name"], table[1]["value"]), ("", "1"))
+        self.assertEqual(table[2]["value"], "s2")
         return v
 
     def test_alone_without_mpi(self):

@@ -1,6 +1,7 @@
 """The Python package (plugins/python/mpmux) from the build tree (BUILD/python) and installed:
 element sets of JSON values, sessions, the loop in threads, in multiprocessing processes and
 under mpirun with mpi4py, failures out of the loop body, bad input, the ABI check."""
+import csv
 import glob
 import json
 import multiprocessing
@@ -98,6 +99,19 @@ class PythonPackage(TempDirTest):
         with self.assertRaises(UsageError) as caught:
             work.stat()
         self.assertIn("does not exist", str(caught.exception))
+
+    def test_an_element_that_is_not_an_object_is_exported_as_its_value(self):
+        values = [7, "x y", [1, [2]], {"a": 1}, 2.5]
+        mux = Multiplexer.new(values, self.root, tag="values")
+        mux_id = mux.create_read_session()
+        for _ in Multiplexer(mux_id):
+            pass
+        path = os.path.join(self.root, "results.csv")
+        with open(Multiplexer(mux_id).export_results("csv", path), newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([r["value"] for r in rows[:2]] + [r["value"] for r in rows[3:]], ["7", "x y", "", "2.5"])
+        self.assertEqual(json.loads(rows[2]["value"]), [1, [2]])
+        self.assertEqual([r["a"] for r in rows], ["", "", "", "1", ""])
 
     def test_elements_carry_index_attempt_and_their_result(self):
         mux, mux_id = self.x_set(20)
