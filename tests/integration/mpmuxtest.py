@@ -1,6 +1,7 @@
 """Shared helpers for the integration tests: run the mpmux CLI and mpirun, make temp dirs."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -46,6 +47,30 @@ def most_at_once(intervals):
         now += step
         most = max(most, now)
     return most
+
+
+class TmuxPane:
+    """For a TempDirTest: a tmux server of its own (its own socket) with one pane of 100x30 running
+    bash, ended with the test however it ends; what the terminal receives, byte for byte, goes to
+    self.received. start_tmux(name, drop) drops the environment variables in `drop`."""
+
+    def start_tmux(self, name, drop=()):
+        self.socket = os.path.join(tempfile.gettempdir(), f"mpmux-{name}-{os.getpid()}-{id(self)}.sock")
+        env = {k: v for k, v in ENV.items() if k not in ("TMUX", "TMUX_PANE", *drop)}
+        env["PS1"] = "$ "
+        self.tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "bash --norc --noprofile", env=env)
+        self.addCleanup(self.end_tmux)
+        self.received = os.path.join(self.tmp, "received")
+        self.tmux("pipe-pane", "-O", "-t", "t", f"cat > {shlex.quote(self.received)}")
+
+    def end_tmux(self):
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+    def tmux(self, *args, env=None):
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True,
+                              env=env or ENV).stdout
 
 
 class TempDirTest(unittest.TestCase):

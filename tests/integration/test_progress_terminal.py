@@ -7,11 +7,10 @@ import os
 import re
 import shlex
 import subprocess
-import tempfile
 import time
 import unittest
 
-from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest
+from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, TmuxPane
 
 ELEMENTS = 200
 # A bar while the run goes on: [####    ] 12/200   6.0% 18.5/s ETA 00:10
@@ -33,30 +32,13 @@ def slurm_problem():
     return None
 
 
-class TerminalTest(TempDirTest):
+class TerminalTest(TmuxPane, TempDirTest):
     """A tmux server of its own (its own socket), with one pane of 100x30 running bash."""
 
     def setUp(self):
         super().setUp()
-        self.socket = os.path.join(tempfile.gettempdir(), f"mpmux-progress-{os.getpid()}-{id(self)}.sock")
-        env = {k: v for k, v in ENV.items() if k not in ("MPMUX_PROGRESS", "TMUX", "TMUX_PANE")}
-        env["PS1"] = "$ "
-        self.tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "bash --norc --noprofile", env=env)
-        # The server, its shell and whatever runs there end with the test, however it ends.
-        self.addCleanup(self.end_tmux)
-        # What the terminal receives, byte for byte.
-        self.received = os.path.join(self.tmp, "received")
-        self.tmux("pipe-pane", "-O", "-t", "t", f"cat > {shlex.quote(self.received)}")
+        self.start_tmux("progress", drop=("MPMUX_PROGRESS",))
         _, self.mux_id = self.new_session("--range", str(ELEMENTS))
-
-    def end_tmux(self):
-        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-
-    def tmux(self, *args, env=None):
-        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True,
-                              env=env or ENV).stdout
 
     def screen(self):
         return self.tmux("capture-pane", "-p", "-t", "t")

@@ -9,11 +9,10 @@ import shlex
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import unittest
 
-from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, mpmux, tree
+from mpmuxtest import ENV, MPIEXEC, MPMUX, TempDirTest, TmuxPane, mpmux, tree
 
 ELEMENTS = 60
 LONG = 5  # the element that sleeps long: the longest running one while the run goes on
@@ -74,27 +73,12 @@ class TopTest(TempDirTest):
             return ""
 
 
-class TopInTerminalTest(TopTest):
+class TopInTerminalTest(TmuxPane, TopTest):
     """A tmux server of its own (its own socket), one pane of 100x30 running bash."""
 
     def setUp(self):
         super().setUp()
-        self.socket = os.path.join(tempfile.gettempdir(), f"mpmux-top-{os.getpid()}-{id(self)}.sock")
-        env = {k: v for k, v in ENV.items() if k not in ("TMUX", "TMUX_PANE")}
-        env["PS1"] = "$ "
-        self.tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "bash --norc --noprofile", env=env)
-        self.addCleanup(self.end_tmux)
-        self.received = os.path.join(self.tmp, "received")
-        self.tmux("pipe-pane", "-O", "-t", "t", f"cat > {shlex.quote(self.received)}")
-
-    def end_tmux(self):
-        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True)
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-
-    def tmux(self, *args, env=None):
-        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True,
-                              env=env or ENV).stdout
+        self.start_tmux("top")
 
     def screen(self):
         return self.tmux("capture-pane", "-p", "-J", "-t", "t")
