@@ -12,7 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev
   libcurl4-openssl-dev libssl-dev
   python3-h5py python3-numpy python3-mpi4py python3-pandas
-  parallel libtbb-dev
+  parallel libtbb-dev python3-distributed  # contenders in bench/ (GNU parallel, oneTBB, dask.distributed)
   chromium  # headless, loads `mpmux report` pages in tests/integration/test_report.py
   clang libfuzzer-14-dev clang-tidy
   clang-16 libclang-rt-16-dev
