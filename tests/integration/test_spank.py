@@ -27,6 +27,16 @@ BAD_ID = "file:///nowhere#s=x"
 
 
 class SpankTest(SlurmClusterTest):
+    def submit(self, *args, env=None):
+        """sbatch --parsable --output=JOB.out ARGS; the job is cancelled at the end. Returns (job id,
+        its output file)."""
+        out = os.path.join(self.tmp, "job-%j.out")
+        p = run("sbatch", "--parsable", f"--output={out}", *args, env=env or self.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        job = p.stdout.strip().split(";")[0]
+        self.jobs.append(job)
+        return job, out.replace("%j", job)
+
     def setUp(self):
         super().setUp()
         self.env = dict(ENV, MPMUX=MPMUX)
@@ -50,15 +60,10 @@ class SpankTest(SlurmClusterTest):
         n = 24
         _, mux_id = self.new_session("--range", n)
         log = os.path.join(self.tmp, "tasks.log")
-        out = os.path.join(self.tmp, "job-%j.out")
-        cmd = ["sbatch", "--parsable", f"--mux={mux_id}", "--ntasks=2", "--time=5", f"--output={out}",
-               f"--chdir={self.tmp}", os.path.join(SOURCE, "slurm", "farm.sbatch"), "--exec",
-               f"sh -c 'echo {{#}} $MPMUX_ID >> {log}'", "--root-works", "--progress-interval", 10]
-        p = run(*cmd, env=dict(self.env, MPMUX_LAUNCHER="srun"))
-        self.assertEqual(p.returncode, 0, p.stderr)
-        job = p.stdout.strip().split(";")[0]
-        self.jobs.append(job)
-        out = out.replace("%j", job)
+        job, out = self.submit(f"--mux={mux_id}", "--ntasks=2", "--time=5", f"--chdir={self.tmp}",
+                               os.path.join(SOURCE, "slurm", "farm.sbatch"), "--exec",
+                               f"sh -c 'echo {{#}} $MPMUX_ID >> {log}'", "--root-works", "--progress-interval", 10,
+                               env=dict(self.env, MPMUX_LAUNCHER="srun"))
         info = self.wait_job(job, out, timeout=120)
         text = self.output(out)
         print(f"\njob {job} (sbatch --mux, srun --mpi=pmix mpmux run --exec ...): {info['JobState']} exit "
@@ -99,13 +104,7 @@ class SpankTest(SlurmClusterTest):
 
     def test_a_batch_script_of_a_job_with_export_none_gets_mpmux_id(self):
         _, mux_id = self.new_session("--range", 3)
-        out = os.path.join(self.tmp, "job-%j.out")
-        p = run("sbatch", "--parsable", "--export=NONE", f"--mux={mux_id}", "--ntasks=1", f"--output={out}",
-                "--wrap", "/usr/bin/printenv MPMUX_ID", env=self.env)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        job = p.stdout.strip().split(";")[0]
-        self.jobs.append(job)
-        out = out.replace("%j", job)
+        job, out = self.submit("--export=NONE", f"--mux={mux_id}", "--ntasks=1", "--wrap", "/usr/bin/printenv MPMUX_ID")
         info = self.wait_job(job, out, timeout=60)
         self.assertEqual((info["JobState"], info["ExitCode"]), ("COMPLETED", "0:0"), self.output(out))
         self.assertEqual(self.output(out).split(), [mux_id])
@@ -116,12 +115,7 @@ class SpankTest(SlurmClusterTest):
         self.assertRefused(run("sbatch", f"--chdir={self.tmp}", "--output=/dev/null", script, env=self.env), "sbatch")
         _, mux_id = self.new_session("--range", 3)
         script = self.write("good.sbatch", f'#!/bin/bash\n#SBATCH --mux="{mux_id}"\n/usr/bin/printenv MPMUX_ID\n')
-        out = os.path.join(self.tmp, "job-%j.out")
-        p = run("sbatch", "--parsable", f"--output={out}", script, env=self.env)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        job = p.stdout.strip().split(";")[0]
-        self.jobs.append(job)
-        out = out.replace("%j", job)
+        job, out = self.submit(script)
         info = self.wait_job(job, out, timeout=60)
         self.assertEqual((info["JobState"], info["ExitCode"]), ("COMPLETED", "0:0"), self.output(out))
         self.assertEqual(self.output(out).split(), [mux_id])
@@ -195,12 +189,7 @@ class SpankTest(SlurmClusterTest):
         go = os.path.join(self.tmp, "go")
         script = self.write("steps.sbatch", f"#!/bin/bash\nwhile [ ! -e {go} ]; do sleep 0.1; done\n"
                                             "srun -n 1 printenv MPMUX_ID\n")
-        out = os.path.join(self.tmp, "job-%j.out")
-        p = run("sbatch", "--parsable", f"--mux={mux_id}", "-n", "1", f"--output={out}", script, env=self.env)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        job = p.stdout.strip().split(";")[0]
-        self.jobs.append(job)
-        out = out.replace("%j", job)
+        job, out = self.submit(f"--mux={mux_id}", "-n", "1", script)
         # From here on a check fails: the step's srun must not run one.
         self.with_plugin_arguments(f"mpmux={os.path.join(self.tmp, 'no-mpmux')}")
         self.write("go", "")
