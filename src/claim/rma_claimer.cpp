@@ -576,20 +576,31 @@ void RmaClaimer::State::read_local(std::uint64_t first, std::uint64_t last, Clai
   out.elements.data.assign(data + begin, bytes);
 }
 
-// Two round trips: the chunk's table entries, then its bytes.
+// One round trip for the bytes, and one more for the chunk's entries when the last block read
+// does not hold them.
 void RmaClaimer::State::read_remote(std::uint64_t first, std::uint64_t last, Claim& out) {
   const std::size_t n = last - first;
-  scratch.resize(n + 1);
-  remote.get_bytes(scratch.data(), (n + 1) * sizeof(Entry), root,
-                   remote_base + static_cast<MPI_Aint>(first * sizeof(Entry)));
-  remote.flush(root);
-  const auto [begin, bytes] = chunk_index(scratch.data(), n, out);
+  const auto [begin, bytes] = chunk_index(remote_entries(first, n + 1), n, out);
   out.elements.data.resize(bytes);
   if (bytes > 0) {
     remote.get_bytes(out.elements.data.data(), bytes, root,
                      remote_base + data_disp + static_cast<MPI_Aint>(begin));
     remote.flush(root);
   }
+}
+
+// Entries [first, first + count) of the root's table: from the copy of the last block read, else
+// read now with the block that starts there.
+const Entry* RmaClaimer::State::remote_entries(std::uint64_t first, std::uint64_t count) {
+  if (first < entry_cache_first || first + count > entry_cache_first + entry_cache.size()) {
+    const std::uint64_t n = std::min(std::max(count, kEntryBlock), total + 1 - first);
+    entry_cache.resize(n);
+    remote.get_bytes(entry_cache.data(), n * sizeof(Entry), root,
+                     remote_base + static_cast<MPI_Aint>(first * sizeof(Entry)));
+    remote.flush(root);
+    entry_cache_first = first;
+  }
+  return entry_cache.data() + (first - entry_cache_first);
 }
 
 }  // namespace mpmux

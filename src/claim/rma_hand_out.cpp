@@ -47,7 +47,7 @@ ClaimStatus RmaClaimer::State::take_published(std::uint64_t count, Claim& out, b
     if (table != nullptr) {
       read_slots_local(held.first, last, out);
     } else {
-      read_slots_remote(held.first, last, out);
+      read_slots_remote(held.first, last, limit, out);
     }
     held.first = last;
     return ClaimStatus::claimed;
@@ -121,29 +121,48 @@ void RmaClaimer::State::read_slots_local(std::uint64_t first, std::uint64_t last
   }
 }
 
-// Three round trips whatever the chunk: its slots; the entries of each run of consecutive
-// positions (usually one); their bytes.
-void RmaClaimer::State::read_slots_remote(std::uint64_t first, std::uint64_t last, Claim& out) {
+// The slots below the limit this rank read, from the copy of the last block read, else read now
+// with the published ones that follow, up to a block.
+const std::uint64_t* RmaClaimer::State::remote_slots(std::uint64_t first, std::uint64_t count,
+                                                     std::uint64_t limit) {
+  if (first < slot_cache_first || first + count > slot_cache_first + slot_cache.size()) {
+    const std::uint64_t n = std::max(count, std::min(kSlotBlock, limit - first));
+    slot_cache.resize(n);
+    remote.get_bytes(slot_cache.data(), n * kWord, root,
+                     remote_base + slots_disp + static_cast<MPI_Aint>(first * kWord));
+    remote.flush(root);
+    slot_cache_first = first;
+  }
+  return slot_cache.data() + (first - slot_cache_first);
+}
+
+// Up to three round trips: the chunk's slots and the entries of its positions, each unless the
+// last block read holds them, then its bytes. The positions of a chunk are usually one run of
+// consecutive ones; several runs read their entries each in the same round trip.
+void RmaClaimer::State::read_slots_remote(std::uint64_t first, std::uint64_t last, std::uint64_t limit,
+                                          Claim& out) {
   const std::size_t n = last - first;
-  slot_scratch.resize(n);
-  remote.get_bytes(slot_scratch.data(), n * kWord, root,
-                   remote_base + slots_disp + static_cast<MPI_Aint>(first * kWord));
-  remote.flush(root);
+  const std::uint64_t* slot_values = remote_slots(first, n, limit);
   runs.clear();
   std::size_t entry_count = 0;
   for (std::size_t i = 0; i < n;) {
-    const std::uint64_t p = slot_position(slot_scratch.data(), first, i);
-    const std::size_t run = run_length(slot_scratch.data(), i, n, p, total);
+    const std::uint64_t p = slot_position(slot_values, first, i);
+    const std::size_t run = run_length(slot_values, i, n, p, total);
     runs.push_back({i, run, entry_count});
     entry_count += run + 1;
     i += run;
   }
   scratch.resize(entry_count);
-  for (const Run& r : runs) {
-    remote.get_bytes(scratch.data() + r.entry, (r.length + 1) * sizeof(Entry), root,
-                     remote_base + static_cast<MPI_Aint>(slot_scratch[r.slot] * sizeof(Entry)));
+  if (runs.size() == 1) {
+    const Entry* e = remote_entries(slot_values[0], runs[0].length + 1);
+    std::copy_n(e, runs[0].length + 1, scratch.data());
+  } else {
+    for (const Run& r : runs) {
+      remote.get_bytes(scratch.data() + r.entry, (r.length + 1) * sizeof(Entry), root,
+                       remote_base + static_cast<MPI_Aint>(slot_values[r.slot] * sizeof(Entry)));
+    }
+    remote.flush(root);
   }
-  remote.flush(root);
   out.indices.resize(n);
   out.elements.offsets.resize(n + 1);
   out.elements.offsets[0] = 0;

@@ -47,6 +47,10 @@ constexpr int kRequestTag = 1;
 constexpr int kReplyTag = 2;
 constexpr int kTakeReplyTag = 3;
 constexpr std::size_t kTakeHeader = 3 * kWord;
+// The remote path reads entries and slots a block at a time (4 KiB), so that a rank claiming small
+// chunks in a row pays one round trip for its bytes, not one more for where they are.
+constexpr std::uint64_t kEntryBlock = 256;
+constexpr std::uint64_t kSlotBlock = 512;
 enum Op : std::uint64_t { kTake = 1, kRead = 2, kExhaust = 3, kRelease = 4 };
 
 // The open hand-out's limit word: the published count, and two flags no count reaches.
@@ -149,9 +153,15 @@ struct RmaClaimer::State {
   const claim::rma::Entry* table = nullptr;
   const std::uint64_t* slots = nullptr;
   const char* data = nullptr;
-  std::vector<claim::rma::Entry> scratch;   // the remote path's copy of a chunk's entries
-  std::vector<std::uint64_t> slot_scratch;  // the remote path's copy of a chunk's slots
-  std::vector<claim::rma::Run> runs;        // the remote path's runs of consecutive positions
+  std::vector<claim::rma::Entry> scratch;  // a chunk's entries, on the paths that compose them
+  // The remote path's copies of the last block of entries and of slots it read. Entries are written
+  // before the first claim and slots before the limit passes them, and neither changes after, so
+  // a copy stays right for the claimer's life.
+  std::vector<claim::rma::Entry> entry_cache;
+  std::uint64_t entry_cache_first = 0;
+  std::vector<std::uint64_t> slot_cache;
+  std::uint64_t slot_cache_first = 0;
+  std::vector<claim::rma::Run> runs;  // the remote path's runs of consecutive positions
 
   // Two-sided paths. counter_by_message: the counter is root memory that only the root touches.
   bool counter_by_message = false;
@@ -184,7 +194,9 @@ struct RmaClaimer::State {
   void read_local(std::uint64_t first, std::uint64_t last, Claim& out) const;
   void read_remote(std::uint64_t first, std::uint64_t last, Claim& out);
   void read_slots_local(std::uint64_t first, std::uint64_t last, Claim& out) const;
-  void read_slots_remote(std::uint64_t first, std::uint64_t last, Claim& out);
+  void read_slots_remote(std::uint64_t first, std::uint64_t last, std::uint64_t limit, Claim& out);
+  const claim::rma::Entry* remote_entries(std::uint64_t first, std::uint64_t count);
+  const std::uint64_t* remote_slots(std::uint64_t first, std::uint64_t count, std::uint64_t limit);
   std::uint64_t counter_op(std::uint64_t operand, MPI_Op op);
   std::uint64_t limit_op(std::uint64_t operand, MPI_Op op);
   std::uint64_t read_limit();
