@@ -107,7 +107,6 @@ class Multiplexer {
     std::string_view bytes_;
     mutable std::optional<T> value_;
     std::string result_;
-    std::int64_t t_start_ = 0;
   };
 
   class iterator {
@@ -219,8 +218,7 @@ class Multiplexer {
       e.bytes_ = item.bytes;
       e.value_.reset();
       e.result_.clear();
-      Outcome outcome;
-      outcome.t_start = detail::unix_ns();
+      Outcome outcome;  // its times are filled in by record()
       try {
         fn(e);
         outcome.type = RecordType::done;
@@ -234,7 +232,6 @@ class Multiplexer {
         outcome.exit_code = 1;
         outcome.stderr_tail = "unknown exception";
       }
-      outcome.t_end = detail::unix_ns();
       run.record(outcome);
     }
     return summary_ = run.finish();
@@ -253,8 +250,6 @@ class Multiplexer {
     if (has_current_) {
       Outcome outcome;
       outcome.type = RecordType::done;
-      outcome.t_start = current_.t_start_;
-      outcome.t_end = detail::unix_ns();
       outcome.result = std::move(current_.result_);
       run_->record(outcome);
     }
@@ -270,7 +265,6 @@ class Multiplexer {
     current_.bytes_ = item.bytes;
     current_.value_.reset();
     current_.result_.clear();
-    current_.t_start_ = detail::unix_ns();
   }
 
   std::filesystem::path dir_;

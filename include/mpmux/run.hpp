@@ -65,17 +65,17 @@ struct MPMUX_EXPORT RunOptions {
 
 /// What a run did, as seen by the root (other ranks see their own counts).
 struct MPMUX_EXPORT RunSummary {
-  std::uint64_t handed_out = 0;  // pending elements at the start of this run
-  std::uint64_t done = 0;        // successful outcomes recorded in this run
-  std::uint64_t failed = 0;      // failed attempts recorded in this run
+  std::uint64_t handed_out = 0;       // pending elements at the start of this run
+  std::uint64_t done = 0;             // successful outcomes recorded in this run
+  std::uint64_t failed = 0;           // failed attempts recorded in this run
   std::uint64_t failed_for_good = 0;  // of those, the final ones (no retry left)
-  std::uint64_t syncs = 0;       // fdatasyncs of the journal (root)
-  double seconds = 0;            // from the end of set-up to the end of finish()
+  std::uint64_t syncs = 0;            // fdatasyncs of the journal (root)
+  double seconds = 0;                 // from the end of set-up to the end of finish()
   /// The run stopped before handing out everything (signal, deadline, journal write error);
   /// what was not recorded stays pending. The same on every rank after finish().
   bool stopped = false;
-  std::string stop_reason;       // on the rank that saw it first, and on the root
-  bool journal_failed = false;   // the root could not write the journal
+  std::string stop_reason;      // on the rank that saw it first, and on the root
+  bool journal_failed = false;  // the root could not write the journal
   /// Root: batches whose commit lost to another participant's (the batch was taken over while
   /// this run was silent past its lease); their records here are not the ones kept.
   std::uint64_t fenced_batches = 0;
@@ -87,9 +87,10 @@ struct MPMUX_EXPORT RunSummary {
 /// One element handed to this rank.
 struct MPMUX_EXPORT WorkItem {
   std::uint64_t index = 0;
-  std::string_view bytes;     // valid until the next call to Run::next
-  std::uint32_t attempt = 1;  // 1 for the first attempt ever (counted across runs)
-  bool last_try = true;       // a failure now is final (no retry left in this run)
+  std::string_view bytes;            // valid until the next call to Run::next
+  std::uint32_t attempt = 1;         // 1 for the first attempt ever (counted across runs)
+  bool last_try = true;              // a failure now is final (no retry left in this run)
+  std::int64_t started_unix_ns = 0;  // when next() handed it (wall clock, ns since the epoch)
 };
 
 /// A run of one session over a communicator, as one participant of the session: any number of
@@ -127,7 +128,8 @@ class MPMUX_EXPORT Run {
   /// other ranks and may start a pass of retries.
   bool try_next(WorkItem& item);
   /// Records the outcome of the element this rank got last from next(): index, attempt,
-  /// worker, host, pid and (for a failure on the last try) the final flag are filled in here.
+  /// worker, host, pid and (for a failure on the last try) the final flag are filled in here,
+  /// and a t_start or t_end left 0 with the element's started_unix_ns or the time now.
   void record(Outcome& outcome);
   /// The same for any element this rank got from next() and has not recorded yet, for ranks
   /// that run several elements at once (call it from the thread that calls next()).

@@ -35,7 +35,6 @@ struct mpmux_run {
   std::string bytes;     // the current element's bytes, NUL-terminated
   std::string result;    // set by mpmux_set_result
   std::string message;   // set by mpmux_set_message
-  std::int64_t t_start = 0;
   bool finished = false;
 };
 
@@ -166,8 +165,6 @@ void require_current(const mpmux_run* run, const char* call) {
 }
 
 void record(mpmux_run& run, Outcome& outcome) {
-  outcome.t_start = run.t_start;
-  outcome.t_end = detail::unix_ns();
   run.current = false;  // even when recording throws: the element is not recorded twice
   run.run->record(outcome);
 }
@@ -199,7 +196,6 @@ void next(mpmux_run& run, mpmux_element& element) {
   if (run.run->next(run.item)) {
     run.current = true;
     run.bytes.assign(run.item.bytes);
-    run.t_start = detail::unix_ns();
     out.valid = 1;
     out.last_try = run.item.last_try ? 1 : 0;
     out.index = run.item.index;

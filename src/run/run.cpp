@@ -31,7 +31,7 @@ void Run::State::lose_store(const StoreError& e) {
   stop(e.what());
 }
 
-bool Run::State::check_stop(bool starting_element) {
+bool Run::State::check_stop_at(Clock::time_point now, bool starting_element) {
   if (options.stop_on_signals) {
     const int n = run::stop_signals();
     if (n > signals_seen) {
@@ -54,7 +54,6 @@ bool Run::State::check_stop(bool starting_element) {
   // A stop published by another rank (the root's journal failed, a signal to one rank): looked
   // for every 20 ms at most, so tiny elements do not pay an atomic read each; before an element
   // when the last one took a while, so that no element starts after a stop seen elsewhere.
-  const auto now = Clock::now();
   const bool due = now - last_remote_check >= std::chrono::milliseconds(20) ||
                    (starting_element && now - last_element_start >= std::chrono::milliseconds(1));
   if (!stop_since && !is_root() && claimer && due) {
@@ -86,9 +85,8 @@ std::vector<std::uint64_t> Run::State::open_session() {
     if (options.validate) options.validate(set->info(), set->size() ? set->read(0) : std::string());
   }
   const auto retries = static_cast<std::uint32_t>(options.retries);
-  std::vector<std::uint64_t> tags;
-  for (std::uint64_t i : state.pending_indices(options.rerun_failed))
-    tags.push_back(make_tag(i, state.attempts[i] + 1, retries));
+  std::vector<std::uint64_t> tags = state.pending_indices(options.rerun_failed);
+  for (std::uint64_t& t : tags) t = make_tag(t, state.attempts[t] + 1, retries);
   journal.emplace(*session, host, pid, options.commit_interval_s);
   journal->set_fsync(options.fsync);
   summary.handed_out = tags.size();
@@ -194,6 +192,7 @@ void Run::State::send_outbox() {
   sends.back().first = bcomm->isend(options.root, kTagOutcomes, data.data(), static_cast<int>(data.size()));
   outbox.clear();
   last_send = Clock::now();
+  take_unix_offset(last_send);
 }
 
 void Run::State::reap_sends(bool all) {
@@ -291,6 +290,7 @@ void Run::State::coordinate_until_pass_done() {
 
 Run::Run(const MuxId& id, MPI_Comm comm, RunOptions options) : state_(std::make_unique<State>()) {
   auto& s = *state_;
+  s.take_unix_offset(Clock::now());
   s.options = std::move(options);
   s.id = id;
   if (s.options.retries < 0 || s.options.retries > 254)
@@ -399,9 +399,11 @@ bool Run::must_cancel() {
 
 bool Run::try_next(WorkItem& item) {
   auto& s = *state_;
-  if (s.over || !s.works || s.check_stop(/*starting_element=*/true)) return false;
+  auto now = Clock::now();
+  if (s.over || !s.works || s.check_stop_at(now, /*starting_element=*/true)) return false;
   if (s.next_in_chunk == s.chunk.size() && s.local) {
     if (!s.refill_local()) return false;
+    now = Clock::now();  // the store may have taken a while
   } else if (s.next_in_chunk == s.chunk.size()) {
     if (s.is_root()) {
       if (s.size > 1) s.poll();
@@ -416,6 +418,7 @@ bool Run::try_next(WorkItem& item) {
       if (!s.is_root() && s.claimer->exhausted() && !s.stop_since) s.stop("stopped on another rank");
       return false;
     }
+    now = Clock::now();  // a claim may have waited for the root to publish
   }
   const std::uint64_t tag = s.chunk.indices[s.next_in_chunk];
   item.index = tag & kMaxIndex;
@@ -424,9 +427,10 @@ bool Run::try_next(WorkItem& item) {
   item.bytes = s.chunk.elements.at(s.next_in_chunk);
   ++s.next_in_chunk;
   ++s.handed_here;
+  item.started_unix_ns = s.unix_of(now);
   s.current = item;
-  s.last_element_start = Clock::now();
-  s.running_here[item.index] = {s.last_element_start, item.attempt};
+  s.last_element_start = now;
+  s.running_here[item.index] = {now, item.attempt};
   return true;
 }
 
@@ -448,6 +452,9 @@ void Run::record(Outcome& outcome) { record(state_->current, outcome); }
 
 void Run::record(const WorkItem& item, Outcome& outcome) {
   auto& s = *state_;
+  const auto now = Clock::now();
+  if (outcome.t_start == 0) outcome.t_start = item.started_unix_ns;
+  if (outcome.t_end == 0) outcome.t_end = s.unix_of(now);
   outcome.index = item.index;
   outcome.attempt = item.attempt;
   outcome.worker = static_cast<std::uint32_t>(s.rank);
@@ -482,7 +489,7 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
       }
       s.commit_batches();
       if (s.progress) s.progress->update(s.summary.done, s.summary.failed_for_good);
-      if (Clock::now() - s.last_status >= kStatusEvery) s.write_status();
+      if (now - s.last_status >= kStatusEvery) s.write_status();
     }
     return;
   }
@@ -491,7 +498,7 @@ void Run::record(const WorkItem& item, Outcome& outcome) {
   if (outcome.type == RecordType::failed) ++s.summary.failed;
   if (outcome.flags & Outcome::kFinal) ++s.summary.failed_for_good;
   // Batched when tiny; an element that took a while is reported at once, as the next may too.
-  if (s.outbox.size() >= kOutboxBytes || Clock::now() - s.last_send >= kOutboxAge ||
+  if (s.outbox.size() >= kOutboxBytes || now - s.last_send >= kOutboxAge ||
       outcome.t_end - outcome.t_start >= kReportAtOnceNs)
     s.send_outbox();
 }

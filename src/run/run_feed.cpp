@@ -122,6 +122,7 @@ void Run::State::take_running_note(int source, std::string_view note) {
 
 void Run::State::write_status() {
   last_status = Clock::now();
+  take_unix_offset(last_status);
   if (participant) participant->set_about(about());
 }
 

@@ -185,7 +185,22 @@ struct Run::State {
   void stop(const std::string& reason);
   void lose_journal(const StoreError& e);
   void lose_store(const StoreError& e);
-  bool check_stop(bool starting_element = false);
+  bool check_stop(bool starting_element = false) {
+    return check_stop_at(run_internal::Clock::now(), starting_element);
+  }
+  bool check_stop_at(run_internal::Clock::time_point now, bool starting_element);
+  // Wall-clock ns of a steady time point: what journal records store, one clock read per element
+  // boundary instead of one of each clock. The offset is taken again with each report sent
+  // (workers) and heartbeat (root), so that it follows the wall clock's adjustments.
+  std::int64_t unix_offset_ns = 0;
+  void take_unix_offset(run_internal::Clock::time_point now) {
+    unix_offset_ns = posix::unix_time_ns() -
+                     std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  }
+  std::int64_t unix_of(run_internal::Clock::time_point t) const {
+    return unix_offset_ns +
+           std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
   bool cancel_now();
   std::vector<std::uint64_t> open_session();
   void start_pass(std::vector<std::uint64_t> tags);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -59,6 +60,38 @@ TEST(Participant, MultiplexerLoopsInThreadsShareOneSessionAndDoEachElementOnceWi
   ASSERT_EQ(rows.size(), std::size_t(n));
   for (const auto& r : rows) EXPECT_EQ(r.attempts, 1u) << "element " << r.index;
   EXPECT_FALSE(mpi_initialized()) << "a loop without a communicator started MPI";
+}
+
+// The loop stamps each outcome with when its element was handed out and when it was recorded
+// (Run::record fills both from its own clock reads): within the loop's span, in order, and apart
+// by at least what the body took.
+TEST(Participant, EachOutcomeSpansTheBodyThatRanItOnTheWallClock) {
+  TempDir dir;
+  const std::string id = new_session(dir.path(), 6);
+  const auto wall_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const std::int64_t before = wall_ns();
+  {
+    Multiplexer<int> mux(id);
+    for (auto& e : mux) {
+      if (e.value() >= 3) break;  // the other half through for_each
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  Multiplexer<int> rest(id);
+  rest.for_each([](auto&) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); });
+  const std::int64_t after = wall_ns();
+  const auto rows = rest.results();
+  ASSERT_EQ(rows.size(), 6u);
+  for (const auto& r : rows) {
+    ASSERT_TRUE(r.outcome) << "element " << r.index;
+    EXPECT_GE(r.outcome->t_start, before) << "element " << r.index;
+    EXPECT_LE(r.outcome->t_end, after) << "element " << r.index;
+    EXPECT_GE(r.outcome->t_end - r.outcome->t_start, 20'000'000) << "element " << r.index;
+  }
 }
 
 TEST(Participant, MultiplexerLoopsInForkedProcessesShareOneSession) {
