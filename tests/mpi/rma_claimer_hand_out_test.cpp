@@ -37,7 +37,8 @@ using rmatest::size_of;
 using rmatest::well_formed;
 
 constexpr std::uint64_t kCount = 10000;
-constexpr int kNoteTag = 77;  // worker -> root notes of the tests (on the test's communicator)
+constexpr int kNoteTag = 77;   // worker -> root notes of the tests (on the test's communicator)
+constexpr int kCountTag = 78;  // worker -> root: how many elements a claim just handed it
 
 class RmaHandOut : public rmatest::ClaimPathTest {};
 
@@ -254,10 +255,25 @@ TEST_P(RmaHandOut, ExhaustingAnOpenHandOutEndsTheRanksThatWait) {
   std::vector<std::uint64_t> indices;
   std::uint64_t wrong = 0;
   mpmux::Claim claim;
+  // A worker tells the root how many elements each claim handed it.
+  const auto tell_root = [&](const mpmux::Claim& c) {
+    const std::uint64_t n = c.size();
+    MPI_Send(&n, 1, MPI_UINT64_T, 0, kCountTag, comm);
+  };
   if (rank_of(comm) == 0) {
     claimer.publish(first_half);
-    while (claimer.claimed() < claimer.published()) claimer.serve();
-    // Everything published is taken and the hand-out is open: the workers wait. One of them
+    // Tickets taken are not yet elements handed: a worker that took some reads the limit after,
+    // and an exhaust seen there drops them. So the root waits for the workers' counts.
+    for (std::uint64_t handed = 0; handed < first_half.size();) {
+      claimer.serve();
+      int arrived = 0;
+      MPI_Iprobe(MPI_ANY_SOURCE, kCountTag, comm, &arrived, MPI_STATUS_IGNORE);
+      if (!arrived) continue;
+      std::uint64_t n = 0;
+      MPI_Recv(&n, 1, MPI_UINT64_T, MPI_ANY_SOURCE, kCountTag, comm, MPI_STATUS_IGNORE);
+      handed += n;
+    }
+    // Everything published is handed out and the hand-out is open: the workers wait. One of them
     // exhausts the claimer, and every worker says when it ended.
     MPI_Send(nullptr, 0, MPI_BYTE, exhauster, kNoteTag, comm);
     serve_until_notes(claimer, comm, size - 1);
@@ -266,7 +282,10 @@ TEST_P(RmaHandOut, ExhaustingAnOpenHandOutEndsTheRanksThatWait) {
   } else if (rank_of(comm) == exhauster) {
     for (;;) {
       const ClaimStatus status = claimer.try_claim(claim);
-      if (status == ClaimStatus::claimed) record(claim, indices, wrong);
+      if (status == ClaimStatus::claimed) {
+        record(claim, indices, wrong);
+        tell_root(claim);
+      }
       if (status == ClaimStatus::ended) break;
       int told = 0;
       MPI_Iprobe(0, kNoteTag, comm, &told, MPI_STATUS_IGNORE);
@@ -278,7 +297,10 @@ TEST_P(RmaHandOut, ExhaustingAnOpenHandOutEndsTheRanksThatWait) {
     EXPECT_TRUE(claimer.exhausted());
     note_root(comm);
   } else {
-    while (claimer.claim(claim)) record(claim, indices, wrong);
+    while (claimer.claim(claim)) {
+      record(claim, indices, wrong);
+      tell_root(claim);
+    }
     EXPECT_TRUE(claimer.exhausted()) << "a waiting rank ended without the exhaust";
     note_root(comm);
   }
