@@ -67,7 +67,7 @@ nice cmake --build "$build" -j "$(nproc)" >"$build/bench-build.log" 2>&1 ||
 # Sizes for --quick, per question (the same variable means different things in different benches).
 quick_env() {
   case $1 in
-    claim) echo CLAIMS=5000 N_ELEMENTS=2000 N_DASK=500 ;;
+    claim) echo CLAIMS=5000 N_ELEMENTS=20000 N_MPI4PY=2000 N_DASK=500 ;;
     exec) echo N_EXEC=300 SLURM_TASKS=10 ;;
     io) echo N_ROWS=20000 N_RESULTS=20000 N_RESULTS_BIG=100000 ;;
     kill) echo N_ELEMENTS=20 KILLS=2 SECONDS_PER_TASK=0.1 ;;

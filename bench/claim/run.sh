@@ -10,10 +10,12 @@
 #   2. elements/s of a Multiplexer<T> loop with an empty body (outcomes journaled), 2 ranks,
 #      against mpi4py.futures MPIPoolExecutor.map(identity, chunksize=1), 2 ranks, and
 #      dask.distributed's LocalCluster (2 worker processes of one thread, Client.map, one task per
-#      element).
+#      element). Each runs as many elements as it gets through in a few seconds: the loop's time
+#      includes its open (rank 0 reads the set and fills the windows), the pools' excludes their
+#      start.
 # The cost of `mpmux run --exec` is bench/exec's question.
-# Environment: REPS (5), CLAIMS (100000), N_ELEMENTS (20000), N_DASK (N_ELEMENTS / 4: dask does
-# about 500 a second). Ends with, under Open MPI's defaults, claim_vs_bare_ratio= (node-shared,
+# Environment: REPS (5), CLAIMS (100000), N_ELEMENTS (2000000, the Multiplexer<T> loop's),
+# N_MPI4PY (20000: mpi4py.futures does about 3,000 a second), N_DASK (5000: dask about 500). Ends with, under Open MPI's defaults, claim_vs_bare_ratio= (node-shared,
 # against bare_shared: the bare loop on MPI_Win_allocate_shared windows, osc/sm as the
 # claimer's) and remote_claim_vs_bare_ratio= (against bare_remote), target <= 1.2 each, and
 # claim_us=, claim_remote_us= (the claimer's medians) and bare_us= (the bare loop on
@@ -26,8 +28,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-${MPMUX_BUILD_DIR:-$here/../../build}}" && pwd)
 reps=${REPS:-5}
-n_elements=${N_ELEMENTS:-20000}
-n_dask=${N_DASK:-$((n_elements / 4))}
+n_elements=${N_ELEMENTS:-2000000}
+n_mpi4py=${N_MPI4PY:-20000}
+n_dask=${N_DASK:-5000}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun=(mpirun --oversubscribe)
 work=$(mktemp -d /tmp/mpmux-bench-XXXXXX)
@@ -62,11 +65,11 @@ for transport in defaults osc-pt2pt btl-tcp; do
       "$floor" "$value"
   done >>"$samples"
 done
-echo "2/2 elements/s, empty task, 2 ranks, $n_elements elements" >&2
+echo "2/2 elements/s, empty task, 2 ranks: $n_elements, $n_mpi4py (mpi4py.futures), $n_dask (dask) elements" >&2
 "${mpirun[@]}" -n 2 "$build/bench/claim/bench_multiplexer" "$n_elements" "$reps" "$work" |
   sed -n 's/^multiplexer_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
   awk '{ printf "elements/s, empty task, 2 ranks\tMultiplexer<T> loop, journaled\telements/s\t%f\n", $2 / $1 }' >>"$samples"
-"${mpirun[@]}" -n 2 /usr/bin/python3 -m mpi4py.futures "$here/mpi4py_futures.py" "$n_elements" "$reps" |
+"${mpirun[@]}" -n 2 /usr/bin/python3 -m mpi4py.futures "$here/mpi4py_futures.py" "$n_mpi4py" "$reps" |
   sed -n 's/^mpi4py_s=\([0-9.]*\) elements=\([0-9]*\)/\1 \2/p' |
   awk '{ printf "elements/s, empty task, 2 ranks\tmpi4py.futures map, chunksize 1 (baseline)\telements/s\t%f\n", $2 / $1 }' >>"$samples"
 /usr/bin/python3 "$here/dask_local.py" "$n_dask" "$reps" 2 |
