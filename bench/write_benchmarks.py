@@ -18,6 +18,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import time
 
 FIGURE = re.compile(r"^([a-z][a-z0-9_]*)=(\S+)$")
 COMPARE = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, ">": lambda a, b: a > b}
@@ -69,6 +70,20 @@ def judge(value, target):
     return "met" if COMPARE[target[0]](v, target[1]) else "**missed**"
 
 
+def first_touch_ms_per_mib(mib=64):
+    """What writing fresh memory costs, page faults included, against writing it again: on a
+    virtual machine the first touch can cost far more than the write, and every bench that
+    allocates large buffers (a run's open) pays it."""
+    n = mib << 20
+    t0 = time.perf_counter()
+    buf = bytearray(n)  # calloc: pages are mapped on first write
+    buf[::4096] = b"\1" * (n // 4096)
+    t1 = time.perf_counter()
+    buf[::4096] = b"\2" * (n // 4096)
+    t2 = time.perf_counter()
+    return (t1 - t0) * 1e3 / mib, (t2 - t1) * 1e3 / mib
+
+
 def machine(build, load_start):
     cpu = next((l.split(":", 1)[1].strip() for l in read("/proc/cpuinfo").splitlines()
                 if l.startswith("model name")), "unknown")
@@ -81,6 +96,8 @@ def machine(build, load_start):
             ("kernel", f"{platform.system()} {platform.release()}"),
             ("load average (1, 5, 15 min) at the start and at the end",
              f"{load_start or '?'}; {' '.join(read('/proc/loadavg').split()[:3])}"),
+            ("first write of fresh memory (page faults) / a write again, per MiB",
+             "%.2f ms / %.3f ms" % first_touch_ms_per_mib()),
             ("MPI", ompi[0] if ompi else "ompi_info not found"),
             ("osc components built", ", ".join(components) or "?"),
             ("osc selection (MCA parameter osc)",
