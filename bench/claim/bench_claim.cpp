@@ -171,6 +171,8 @@ int main(int argc, char** argv) {
                   c.median() / median_of(base), c.path.c_str());
     }
     std::printf("\n");
+    for (const auto& c : contenders)
+      for (const double us : c.us) std::printf("sample_us %s %.4f\n", c.name.c_str(), us);
     for (const auto& c : contenders) {
       std::printf("%s_us=%.4f\n", c.name.c_str(), c.median());
       if (!c.path.empty()) std::printf("%s_path=%s\n", c.name.c_str(), c.path.c_str());

@@ -49,9 +49,9 @@ for transport in defaults osc-pt2pt btl-tcp; do
     --claims "$n" >"$work/claim-$transport.txt"
   sed -n 's/^\([a-z_]*\)_path=\(.*\)/\1 \2/p' "$work/claim-$transport.txt" |
     while read -r contender path; do echo "  $transport $contender: $path" >&2; done
-  grep -E '^[a-z_]+_us=' "$work/claim-$transport.txt" | while IFS='=' read -r key value; do
+  # One sample per repetition (bench_claim's contenders take turns in each).
+  grep -E '^sample_us [a-z_]+ ' "$work/claim-$transport.txt" | while read -r _ contender value; do
     [ "$value" = nan ] && continue  # the MPI could not make that bare contender's windows
-    contender=${key%_us}
     path=$(sed -n "s/^${contender}_path=//p" "$work/claim-$transport.txt")
     case $contender in
       *_remote) kind=remote ;;
