@@ -244,7 +244,8 @@ class _Job:
     last_size: float = 0.0
     done: float = 0.0
     rate: float = 0.0  # elements/s, from the batches timed so far (SharedStoreClaimer::commit)
-    open: deque = field(default_factory=deque)  # (elements done when it is, count, handed out at)
+    # (elements done when it is, count, handed out at, elements the job had done then)
+    open: deque = field(default_factory=deque)
     published: float = 0.0
     waiters: list = field(default_factory=list)
     segments: list = field(default_factory=list)
@@ -323,15 +324,18 @@ def simulate(sc, cal):
             job.last_batch = job.ready.popleft()
             job.left += job.last_batch
             job.published += job.last_batch
-            job.open.append((job.published, job.last_batch, t))
+            job.open.append((job.published, job.last_batch, t, job.done))
 
     def note_done(job, taken, t):
-        # A batch is timed when its elements are done (they end about in the order handed out).
+        # A batch is timed when its elements are done (they end about in the order handed out),
+        # and its rate is every element the job finished meanwhile over that time
+        # (SharedStoreClaimer::commit): a batch smaller than the job's ranks, timed by its slowest
+        # element, would say the job runs at a fraction of its rate.
         job.done += taken
         while job.open and job.done >= job.open[0][0] - 1e-6:
-            _, count, handed_out = job.open.popleft()
+            _, count, handed_out, done_then = job.open.popleft()
             if t > handed_out:
-                sample = count / (t - handed_out)
+                sample = max(count, job.done - done_then) / (t - handed_out)
                 job.rate = sample if job.rate <= 0 else 0.5 * job.rate + 0.5 * sample
 
     def wake(j, t):
